@@ -1,0 +1,434 @@
+//! The patch manifest (`PATCH.toml`): its fields, parsing with line-accurate
+//! errors, and the checks that do not need the rest of the depot.
+//!
+//! The format is documented in `docs/patch-format.md`; field names are part of
+//! that promise.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How bad the problem a patch fixes is. Orders from `Low` to `Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What has to be restarted once a patch is installed. Orders by disruption.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Restart {
+    #[default]
+    None,
+    Service,
+    Reboot,
+}
+
+impl Restart {
+    pub const ALL: [Restart; 3] = [Self::None, Self::Service, Self::Reboot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Service => "service",
+            Self::Reboot => "reboot",
+        }
+    }
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One payload file: where it goes (relative to the node root), and what it
+/// must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    #[serde(
+        default = "default_mode",
+        serialize_with = "ser_mode",
+        deserialize_with = "de_mode"
+    )]
+    pub mode: u32,
+}
+
+fn default_mode() -> u32 {
+    0o644
+}
+
+/// The parsed `PATCH.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub product: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fileset: Option<String>,
+    pub version: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    pub severity: Severity,
+    #[serde(serialize_with = "ser_date", deserialize_with = "de_date")]
+    pub released: chrono::NaiveDate,
+    #[serde(default)]
+    pub supersedes: Vec<String>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default)]
+    pub hot: bool,
+    #[serde(default)]
+    pub kernel: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<String>,
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+fn default_arch() -> String {
+    "any".to_string()
+}
+
+/// A problem with a manifest, located where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// 1-based line in `PATCH.toml`, when the problem has one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "PATCH.toml line {line}: {}", self.message),
+            None => write!(f, "PATCH.toml: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Manifest {
+    /// Parses and checks a manifest on its own (the id/stem match and
+    /// cross-patch rules are the depot's business).
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        manifest.check().map_err(|message| ManifestError {
+            line: message.1.and_then(|key| line_of_key(text, key)),
+            message: message.0,
+        })?;
+        Ok(manifest)
+    }
+
+    /// Renders the manifest as TOML (used by `pack` and the demo generator).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a manifest always serialises")
+    }
+
+    /// Field-level checks that serde cannot express. On failure returns the
+    /// message and the key it concerns, so the caller can find its line.
+    fn check(&self) -> Result<(), (String, Option<&'static str>)> {
+        if let Some(id) = &self.id {
+            check_id(id).map_err(|m| (m, Some("id")))?;
+        }
+        for (key, value) in [
+            ("title", &self.title),
+            ("product", &self.product),
+            ("version", &self.version),
+        ] {
+            if value.trim().is_empty() {
+                return Err((format!("`{key}` must not be empty"), Some(key)));
+            }
+        }
+        check_name(&self.product, true)
+            .map_err(|m| (format!("`product`: {m}"), Some("product")))?;
+        if let Some(fileset) = &self.fileset {
+            check_name(fileset, true).map_err(|m| (format!("`fileset`: {m}"), Some("fileset")))?;
+        }
+        for tag in &self.categories {
+            check_name(tag, false)
+                .map_err(|m| (format!("category {tag:?}: {m}"), Some("categories")))?;
+        }
+        for (key, ids) in [
+            ("supersedes", &self.supersedes),
+            ("requires", &self.requires),
+        ] {
+            for id in ids {
+                check_id(id).map_err(|m| (format!("`{key}`: {m}"), Some(key)))?;
+                if Some(id) == self.id.as_ref() {
+                    return Err((format!("`{key}` names the patch itself ({id})"), Some(key)));
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for file in &self.files {
+            check_payload_path(&file.path).map_err(|m| (m, Some("path")))?;
+            if !seen.insert(file.path.as_str()) {
+                return Err((
+                    format!("payload file {:?} is listed twice", file.path),
+                    Some("path"),
+                ));
+            }
+            if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err((
+                    format!("payload file {:?}: sha256 must be 64 hex digits", file.path),
+                    Some("sha256"),
+                ));
+            }
+            if file.mode > 0o7777 {
+                return Err((
+                    format!(
+                        "payload file {:?}: mode {:o} is not a permission mode",
+                        file.path, file.mode
+                    ),
+                    Some("mode"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A patch id: the file stem of `ID.patch`, so it must be a safe file name.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("patch id {id:?} must be 1 to 128 characters"));
+    }
+    if id.starts_with(['.', '-']) {
+        return Err(format!("patch id {id:?} must not start with '.' or '-'"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
+    {
+        return Err(format!(
+            "patch id {id:?} contains {c:?}; expected letters, digits, '_', '-', '.', '+'"
+        ));
+    }
+    Ok(())
+}
+
+/// Product, fileset and category names: no separators the filter language
+/// uses (`.` separates product from fileset, so those two may not hold one).
+fn check_name(name: &str, no_dot: bool) -> Result<(), String> {
+    let reserved = |c: &char| {
+        matches!(
+            c,
+            ',' | '|' | '=' | '<' | '>' | '!' | '*' | '?' | '[' | ']' | '{' | '}'
+        ) || c.is_whitespace()
+            || (no_dot && *c == '.')
+    };
+    match name.chars().find(reserved) {
+        Some(c) => Err(format!(
+            "{name:?} contains {c:?}, which the filter language reserves"
+        )),
+        None if name.is_empty() => Err("must not be empty".to_string()),
+        None => Ok(()),
+    }
+}
+
+/// A payload path must stay inside the node root: relative, no `..`, no
+/// empty or `.` components, no backslashes or NUL.
+pub fn check_payload_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("payload path is empty".to_string());
+    }
+    if path.starts_with('/') {
+        return Err(format!(
+            "payload path {path:?} is absolute; expected a path relative to the node root"
+        ));
+    }
+    if path.contains('\\') || path.contains('\0') {
+        return Err(format!("payload path {path:?} contains a backslash or NUL"));
+    }
+    for component in path.split('/') {
+        match component {
+            ".." => return Err(format!("payload path {path:?} contains '..'")),
+            "" | "." => {
+                return Err(format!(
+                    "payload path {path:?} has an empty or '.' component"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line of the first `key =` assignment, for errors found after parsing.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+fn ser_mode<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// Accepts `mode = "0644"` (octal text, as `pack` writes) or `mode = 0o644`.
+fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Int(u32),
+        Text(String),
+    }
+    match Mode::deserialize(d)? {
+        Mode::Int(n) => Ok(n),
+        Mode::Text(t) => u32::from_str_radix(t.trim_start_matches("0o"), 8).map_err(|_| {
+            serde::de::Error::custom(format!("mode {t:?} is not an octal number like \"0644\""))
+        }),
+    }
+}
+
+fn ser_date<S: Serializer>(date: &chrono::NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+    let d = toml::value::Date {
+        year: date.format("%Y").to_string().parse().unwrap_or(1970),
+        month: date.format("%m").to_string().parse().unwrap_or(1),
+        day: date.format("%d").to_string().parse().unwrap_or(1),
+    };
+    toml::value::Datetime {
+        date: Some(d),
+        time: None,
+        offset: None,
+    }
+    .serialize(s)
+}
+
+/// Accepts a TOML date (`released = 2026-03-01`) or the same as a string.
+fn de_date<'de, D: Deserializer<'de>>(d: D) -> Result<chrono::NaiveDate, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Date {
+        Toml(toml::value::Datetime),
+        Text(String),
+    }
+    let text = match Date::deserialize(d)? {
+        Date::Toml(dt) => dt.to_string(),
+        Date::Text(t) => t,
+    };
+    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+        serde::de::Error::custom(format!("released {text:?} is not a date like 2026-03-01"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+title = "Fix a leak"
+product = "gateway"
+fileset = "core"
+version = "10.1.3"
+vendor = "acme"
+categories = ["security"]
+severity = "high"
+released = 2026-03-01
+
+[[files]]
+path = "opt/gw/lib/core.so"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 10
+mode = "0755"
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.product, "gateway");
+        assert_eq!(m.files[0].mode, 0o755);
+        assert_eq!(m.released.to_string(), "2026-03-01");
+        assert_eq!(m.restart, Restart::None);
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(Manifest::parse(&m.to_toml()).unwrap(), m);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = Manifest::parse("title = \"x\"\nproduct = \"p\"\n").unwrap_err();
+        assert!(err.message.contains("version"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_its_line() {
+        let text = GOOD.replace("severity = \"high\"", "severity = \"urgent\"");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert_eq!(err.line, Some(8), "{err}");
+        assert!(
+            err.message.contains("critical"),
+            "lists what was expected: {err}"
+        );
+    }
+
+    #[test]
+    fn unsafe_payload_paths_are_refused() {
+        for bad in ["/etc/passwd", "../x", "a/../../b", "a//b", "./a"] {
+            let text = GOOD.replace("opt/gw/lib/core.so", bad);
+            let err = Manifest::parse(&text).unwrap_err();
+            assert!(err.message.contains("payload path"), "{bad}: {err}");
+            assert_eq!(err.line, Some(12), "{bad}: {err}");
+        }
+    }
+}

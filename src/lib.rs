@@ -1,0 +1,6 @@
+//! patchdeck: a patch console for operators, on an embedded engine.
+//!
+//! `engine` owns every rule and all state; `cli` and `tui` only send it
+//! commands and render what it reports.
+
+pub mod engine;
