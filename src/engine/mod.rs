@@ -1,7 +1,14 @@
 //! The engine: everything patchdeck knows and decides, with no knowledge of
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
+pub mod archive;
+pub mod demo;
+pub mod depot;
+pub mod fleet;
+pub mod fuzzy;
+pub mod index;
 pub mod inventory;
+pub mod lab;
 pub mod manifest;
 pub mod patch;
 pub mod version;

@@ -1,0 +1,377 @@
+//! The patch file on disk: a tar archive with `PATCH.toml` first and the
+//! payload under `files/`. Reading verifies every payload byte against the
+//! manifest; writing (`pack`) builds the manifest's file list from a
+//! directory and refuses anything that is not a plain file.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::engine::manifest::{self, FileEntry, Manifest, ManifestError};
+
+pub const MANIFEST_NAME: &str = "PATCH.toml";
+pub const PAYLOAD_DIR: &str = "files/";
+/// A manifest larger than this is refused rather than read into memory.
+const MANIFEST_LIMIT: u64 = 1 << 20;
+
+/// Why a patch file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchFileError {
+    /// Line in `PATCH.toml`, when the problem is in the manifest.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for PatchFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{MANIFEST_NAME} line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for PatchFileError {}
+
+impl From<ManifestError> for PatchFileError {
+    fn from(e: ManifestError) -> Self {
+        PatchFileError {
+            line: e.line,
+            message: e.message,
+        }
+    }
+}
+
+fn fail<T>(message: impl Into<String>) -> Result<T, PatchFileError> {
+    Err(PatchFileError {
+        line: None,
+        message: message.into(),
+    })
+}
+
+/// The id a patch file must carry: its file name without `.patch`.
+pub fn id_from_path(path: &Path) -> Result<String, PatchFileError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let Some(stem) = name.strip_suffix(".patch") else {
+        return fail(format!("{name:?} is not named ID.patch"));
+    };
+    manifest::check_id(stem).map_err(|m| PatchFileError {
+        line: None,
+        message: m,
+    })?;
+    Ok(stem.to_string())
+}
+
+/// Reads and fully verifies a patch file: manifest first, every payload
+/// entry a regular file listed in the manifest with matching size and
+/// SHA-256, and every listed file present exactly once.
+pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
+    let id = id_from_path(path)?;
+    let file = fs::File::open(path).map_err(|e| PatchFileError {
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    let manifest = read_archive(io::BufReader::new(file))?;
+    if let Some(declared) = &manifest.id {
+        if *declared != id {
+            return fail(format!(
+                "manifest id {declared:?} does not match the file name; expected {id:?}"
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Verifies an archive from any reader (see [`read_patch`]).
+pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = archive.entries().map_err(|e| PatchFileError {
+        line: None,
+        message: format!("not a tar archive: {e}"),
+    })?;
+    let manifest = {
+        let Some(first) = entries.next() else {
+            return fail(format!(
+                "empty archive; expected {MANIFEST_NAME} as the first entry"
+            ));
+        };
+        let mut first = first.map_err(|e| PatchFileError {
+            line: None,
+            message: format!("not a tar archive: {e}"),
+        })?;
+        let name = entry_name(&first)?;
+        if name != MANIFEST_NAME || !first.header().entry_type().is_file() {
+            return fail(format!("first entry is {name:?}; expected {MANIFEST_NAME}"));
+        }
+        if first.size() > MANIFEST_LIMIT {
+            return fail(format!(
+                "{MANIFEST_NAME} is {} bytes; the limit is {MANIFEST_LIMIT}",
+                first.size()
+            ));
+        }
+        let mut text = String::new();
+        first
+            .read_to_string(&mut text)
+            .map_err(|e| PatchFileError {
+                line: None,
+                message: format!("{MANIFEST_NAME} is not UTF-8 text: {e}"),
+            })?;
+        Manifest::parse(&text)?
+    };
+
+    let mut seen = vec![false; manifest.files.len()];
+    for entry in entries {
+        let mut entry = entry.map_err(|e| PatchFileError {
+            line: None,
+            message: format!("damaged archive: {e}"),
+        })?;
+        let name = entry_name(&entry)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() && (name == "files" || name.starts_with(PAYLOAD_DIR)) {
+            continue;
+        }
+        let Some(rel) = name.strip_prefix(PAYLOAD_DIR) else {
+            return fail(format!("archive entry {name:?} is outside {PAYLOAD_DIR}"));
+        };
+        if !kind.is_file() {
+            return fail(format!(
+                "archive entry {name:?} is a {kind:?}, not a regular file"
+            ));
+        }
+        let Some(index) = manifest.files.iter().position(|f| f.path == rel) else {
+            return fail(format!(
+                "archive entry {name:?} is not listed in {MANIFEST_NAME}"
+            ));
+        };
+        if std::mem::replace(&mut seen[index], true) {
+            return fail(format!("archive entry {name:?} appears twice"));
+        }
+        let expected = &manifest.files[index];
+        let (size, sha) = hash_limited(&mut entry, expected.size)?;
+        if size != expected.size {
+            return fail(format!(
+                "payload {rel:?} is {size} bytes or more; the manifest says {}",
+                expected.size
+            ));
+        }
+        if sha != expected.sha256.to_ascii_lowercase() {
+            return fail(format!(
+                "payload {rel:?} has sha256 {sha}; the manifest says {}",
+                expected.sha256
+            ));
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return fail(format!(
+            "payload {:?} is listed in {MANIFEST_NAME} but missing from the archive",
+            manifest.files[missing].path
+        ));
+    }
+    Ok(manifest)
+}
+
+fn entry_name<R: Read>(entry: &tar::Entry<R>) -> Result<String, PatchFileError> {
+    let path = entry.path().map_err(|e| PatchFileError {
+        line: None,
+        message: format!("bad entry name: {e}"),
+    })?;
+    match path.to_str() {
+        Some(s) => Ok(s.trim_start_matches("./").to_string()),
+        None => fail(format!("entry name {path:?} is not UTF-8")),
+    }
+}
+
+/// Hashes at most `limit + 1` bytes, so an oversized payload is caught
+/// without reading all of it.
+fn hash_limited(reader: &mut impl Read, limit: u64) -> Result<(u64, String), PatchFileError> {
+    let mut hasher = Sha256::new();
+    let mut limited = reader.take(limit.saturating_add(1));
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = limited.read(&mut buf).map_err(|e| PatchFileError {
+            line: None,
+            message: format!("damaged archive: {e}"),
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// SHA-256 of a whole file, hex encoded.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hex::encode(hasher.finalize())),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
+/// Why `pack` refused a directory.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl PackError {
+    fn input(path: &Path, message: impl Into<String>) -> Self {
+        PackError::Input {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |source| PackError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Builds `out` from `dir/PATCH.toml` and the files under `dir/files/`.
+/// Checksums, sizes and modes are computed here; any list of files already
+/// in the manifest is replaced. Writes through a temporary file and renames.
+pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
+    let manifest_path = dir.join(MANIFEST_NAME);
+    let text = fs::read_to_string(&manifest_path).map_err(PackError::io(&manifest_path))?;
+    let mut manifest =
+        Manifest::parse(&text).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
+    let id = id_from_path(out).map_err(|e| PackError::input(out, e.message))?;
+    if let Some(declared) = &manifest.id {
+        if *declared != id {
+            return Err(PackError::input(
+                out,
+                format!("manifest id is {declared:?}; the output must be named {declared}.patch"),
+            ));
+        }
+    }
+
+    let payload_root = dir.join("files");
+    let mut files = Vec::new();
+    if payload_root.exists() {
+        collect_payload(&payload_root, &payload_root, &mut files)?;
+    }
+    files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    manifest.files = files.iter().map(|(entry, _)| entry.clone()).collect();
+    // Re-parse what we will write, so a packed patch always reads back.
+    let rendered = manifest.to_toml();
+    Manifest::parse(&rendered).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
+
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(PackError::io(parent))?;
+    {
+        let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file_mut()));
+        append(&mut builder, MANIFEST_NAME, 0o644, rendered.as_bytes())
+            .map_err(PackError::io(out))?;
+        for (entry, source) in &files {
+            let data = fs::read(source).map_err(PackError::io(source))?;
+            let name = format!("{PAYLOAD_DIR}{}", entry.path);
+            append(&mut builder, &name, entry.mode, &data).map_err(PackError::io(out))?;
+        }
+        builder
+            .into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(PackError::io(out))?;
+    }
+    temp.as_file().sync_all().map_err(PackError::io(out))?;
+    temp.persist(out).map_err(|e| PackError::Io {
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(manifest)
+}
+
+/// Appends one regular file with fixed owner and time, so packing the same
+/// directory twice gives the same bytes.
+pub fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    mode: u32,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    builder.append_data(&mut header, name, data)
+}
+
+fn collect_payload(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(FileEntry, PathBuf)>,
+) -> Result<(), PackError> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .map_err(PackError::io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(PackError::io(dir))?;
+    names.sort_by_key(|e| e.file_name());
+    for dirent in names {
+        let path = dirent.path();
+        let meta = fs::symlink_metadata(&path).map_err(PackError::io(&path))?;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return Err(PackError::input(
+                &path,
+                "is a symbolic link; a patch carries only regular files",
+            ));
+        }
+        if kind.is_dir() {
+            collect_payload(root, &path, out)?;
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(PackError::input(
+                &path,
+                "is a device, socket or pipe; a patch carries only regular files",
+            ));
+        }
+        if meta.nlink() > 1 {
+            return Err(PackError::input(
+                &path,
+                "is a hard link; a patch carries only regular files",
+            ));
+        }
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let Some(rel) = rel.to_str() else {
+            return Err(PackError::input(&path, "file name is not UTF-8"));
+        };
+        manifest::check_payload_path(rel).map_err(|m| PackError::input(&path, m))?;
+        let sha256 = sha256_file(&path).map_err(PackError::io(&path))?;
+        // Permission bits only: setuid, setgid and sticky bits are never carried.
+        let mode = meta.permissions().mode() & 0o777;
+        out.push((
+            FileEntry {
+                path: rel.to_string(),
+                sha256,
+                size: meta.len(),
+                mode,
+            },
+            path,
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! A lab: the directory holding a depot, a fleet, the console's config and
+//! its own database. `patchdeck` with no arguments uses the default lab.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Overrides the default lab location (useful for scripts and tests).
+pub const LAB_ENV: &str = "PATCHDECK_LAB";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lab {
+    pub root: PathBuf,
+}
+
+/// A named filter offered in the console's filter pane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedFilter {
+    pub name: String,
+    pub expr: String,
+}
+
+/// The lab's `config.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    #[serde(default, rename = "filter")]
+    pub filters: Vec<SavedFilter>,
+}
+
+impl Lab {
+    pub fn new(root: impl Into<PathBuf>) -> Lab {
+        Lab { root: root.into() }
+    }
+
+    /// `$PATCHDECK_LAB`, else `lab` under the user's data directory.
+    pub fn default_root() -> PathBuf {
+        if let Some(dir) = std::env::var_os(LAB_ENV).filter(|v| !v.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        directories::ProjectDirs::from("", "", "patchdeck")
+            .map(|d| d.data_dir().join("lab"))
+            .unwrap_or_else(|| PathBuf::from(".patchdeck-lab"))
+    }
+
+    pub fn depot_dir(&self) -> PathBuf {
+        self.root.join("depot")
+    }
+    pub fn fleet_path(&self) -> PathBuf {
+        self.root.join("fleet.toml")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("console.sqlite")
+    }
+
+    /// A lab exists once it has a depot directory or a fleet.
+    pub fn exists(&self) -> bool {
+        self.depot_dir().is_dir() || self.fleet_path().is_file()
+    }
+
+    /// Reads `config.toml`; a missing file is an empty config.
+    pub fn config(&self) -> Result<LabConfig, String> {
+        let path = self.config_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LabConfig::default()),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| crate::engine::manifest::line_of(&text, s.start));
+            format!(
+                "{}{}: {}",
+                path.display(),
+                line.map(|l| format!(":{l}")).unwrap_or_default(),
+                e.message().trim()
+            )
+        })
+    }
+
+    pub fn resolve_root(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        }
+    }
+}

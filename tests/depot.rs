@@ -1,0 +1,329 @@
+//! The depot and the patch file: pack round trip, every kind of broken file
+//! named while the rest still loads, the cache index, category inheritance.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use common::{good, manifest, sha, write_patch, write_raw};
+use patchdeck::engine::archive::{self, PackError};
+use patchdeck::engine::depot::Depot;
+
+#[test]
+fn pack_round_trip_keeps_bytes_modes_and_checksums() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("files/opt/gw/bin")).unwrap();
+    fs::write(src.join("PATCH.toml"), manifest("GW_1", "")).unwrap();
+    fs::write(src.join("files/opt/gw/bin/gw"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(
+        src.join("files/opt/gw/bin/gw"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs::write(src.join("files/opt/gw/README"), vec![7u8; 100_000]).unwrap();
+
+    let out = tmp.path().join("GW_1.patch");
+    let packed = archive::pack(&src, &out).unwrap();
+    let read = archive::read_patch(&out).unwrap();
+    assert_eq!(packed, read);
+    let paths: Vec<&str> = read.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["opt/gw/README", "opt/gw/bin/gw"]);
+    let gw = &read.files[1];
+    assert_eq!(gw.mode, 0o755, "setuid bit is never carried");
+    assert_eq!(gw.sha256, sha(b"#!/bin/sh\necho hi\n"));
+    assert_eq!(read.files[0].size, 100_000);
+
+    // The archive carries the exact bytes.
+    let mut ar = tar::Archive::new(fs::File::open(&out).unwrap());
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names[0], "PATCH.toml");
+
+    // Packing again gives identical bytes.
+    let again = tmp.path().join("again");
+    fs::create_dir(&again).unwrap();
+    archive::pack(&src, &again.join("GW_1.patch")).unwrap();
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        fs::read(again.join("GW_1.patch")).unwrap()
+    );
+}
+
+fn pack_refuses(setup: impl FnOnce(&std::path::Path), expect: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("files")).unwrap();
+    fs::write(src.join("PATCH.toml"), manifest("GW_1", "")).unwrap();
+    setup(&src.join("files"));
+    let out = tmp.path().join("GW_1.patch");
+    match archive::pack(&src, &out) {
+        Err(PackError::Input { message, .. }) => assert!(message.contains(expect), "{message}"),
+        other => panic!("expected refusal containing {expect:?}, got {other:?}"),
+    }
+    assert!(!out.exists(), "nothing written on refusal");
+}
+
+#[test]
+fn pack_refuses_links_and_special_files() {
+    pack_refuses(
+        |f| symlink("/etc/passwd", f.join("passwd")).unwrap(),
+        "symbolic link",
+    );
+    pack_refuses(
+        |f| {
+            fs::write(f.join("a"), b"x").unwrap();
+            fs::hard_link(f.join("a"), f.join("b")).unwrap();
+        },
+        "hard link",
+    );
+    pack_refuses(
+        |f| {
+            let status = std::process::Command::new("mkfifo")
+                .arg(f.join("pipe"))
+                .status()
+                .expect("mkfifo runs");
+            assert!(status.success());
+        },
+        "device, socket or pipe",
+    );
+}
+
+#[test]
+fn pack_refuses_an_output_name_that_is_not_the_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("PATCH.toml"), manifest("GW_1", "")).unwrap();
+    let err = archive::pack(&src, &tmp.path().join("OTHER.patch")).unwrap_err();
+    assert!(err.to_string().contains("GW_1.patch"), "{err}");
+}
+
+/// Each broken kind: (file id, how to write it, words the error must hold,
+/// expected line).
+#[test]
+fn each_broken_kind_is_named_and_the_rest_still_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for id in ["OK_1", "OK_2", "OK_3"] {
+        good(d, id, "");
+    }
+    let mut expected: Vec<(&str, &str, Option<usize>)> = Vec::new();
+
+    write_raw(d, "BAD_TOML", "title = \"x\"\nproduct = gateway\n", &[]);
+    expected.push(("BAD_TOML.patch", "string", Some(2)));
+
+    write_raw(
+        d,
+        "NO_FIELD",
+        "title = \"x\"\nproduct = \"gw\"\nseverity = \"low\"\nreleased = 2026-01-01\n",
+        &[],
+    );
+    expected.push(("NO_FIELD.patch", "version", None));
+
+    write_patch(d, "WRONG_ID", &manifest("OTHER_ID", ""), &[]);
+    expected.push(("WRONG_ID.patch", "does not match the file name", None));
+
+    good(d, "ok_1", "");
+    expected.push(("ok_1.patch", "duplicate id", None));
+
+    good(d, "CYC_A", "supersedes = [\"CYC_B\"]");
+    good(d, "CYC_B", "supersedes = [\"CYC_A\"]");
+    expected.push(("CYC_A.patch", "supersedes cycle", None));
+    expected.push(("CYC_B.patch", "supersedes cycle", None));
+
+    let text = format!(
+        "{}\n[[files]]\npath = \"a\"\nsha256 = \"{}\"\nsize = 3\n",
+        manifest("BAD_SUM", ""),
+        sha(b"abc")
+    );
+    write_raw(d, "BAD_SUM", &text, &[("files/a".into(), b"abd".to_vec())]);
+    expected.push(("BAD_SUM.patch", "sha256", None));
+
+    let text = format!(
+        "{}\n[[files]]\npath = \"a\"\nsha256 = \"{}\"\nsize = 2\n",
+        manifest("BAD_SIZE", ""),
+        sha(b"ab")
+    );
+    write_raw(d, "BAD_SIZE", &text, &[("files/a".into(), b"abc".to_vec())]);
+    expected.push(("BAD_SIZE.patch", "the manifest says 2", None));
+
+    write_raw(
+        d,
+        "EXTRA",
+        &manifest("EXTRA", ""),
+        &[("files/sneaky".into(), b"x".to_vec())],
+    );
+    expected.push(("EXTRA.patch", "not listed", None));
+
+    let text = format!(
+        "{}\n[[files]]\npath = \"gone\"\nsha256 = \"{}\"\nsize = 1\n",
+        manifest("MISSING", ""),
+        sha(b"x")
+    );
+    write_raw(d, "MISSING", &text, &[]);
+    expected.push(("MISSING.patch", "missing from the archive", None));
+
+    write_raw(
+        d,
+        "ESCAPE",
+        &manifest("ESCAPE", ""),
+        &[("etc/passwd".into(), b"x".to_vec())],
+    );
+    expected.push(("ESCAPE.patch", "outside files/", None));
+
+    fs::write(
+        d.join("NOT_TAR.patch"),
+        b"this is not an archive at all, not even close",
+    )
+    .unwrap();
+    expected.push(("NOT_TAR.patch", "", None));
+
+    let depot = Depot::open(d).unwrap();
+    let ids: Vec<&str> = depot.patches.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["OK_1", "OK_2", "OK_3"],
+        "every good patch still loads"
+    );
+    for (file, words, line) in &expected {
+        let b = depot
+            .broken
+            .iter()
+            .find(|b| b.file == *file)
+            .unwrap_or_else(|| panic!("{file} not reported: {:?}", depot.broken));
+        assert!(b.message.contains(words), "{file}: {b}");
+        if line.is_some() {
+            assert_eq!(b.line, *line, "{file}: {b}");
+        }
+    }
+    assert_eq!(depot.broken.len(), expected.len(), "{:?}", depot.broken);
+}
+
+#[test]
+fn reopening_uses_the_index_and_rereads_only_changed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for i in 0..20 {
+        good(d, &format!("P_{i:02}"), "");
+    }
+    let first = Depot::open(d).unwrap();
+    assert_eq!((first.stats.read, first.stats.from_index), (20, 0));
+    let second = Depot::open(d).unwrap();
+    assert_eq!((second.stats.read, second.stats.from_index), (0, 20));
+    assert_eq!(first.patches, second.patches);
+
+    // Change one file (size changes) and remove another.
+    write_patch(
+        d,
+        "P_03",
+        &manifest("P_03", "hot = true"),
+        &[("x", b"changed payload")],
+    );
+    fs::remove_file(d.join("P_04.patch")).unwrap();
+    let third = Depot::open(d).unwrap();
+    assert_eq!((third.stats.read, third.stats.from_index), (1, 18));
+    assert!(third.get("P_03").unwrap().manifest.hot);
+    assert!(third.get("P_04").is_none());
+
+    // A broken file is remembered as broken, not re-read each time.
+    fs::write(d.join("JUNK.patch"), b"junk").unwrap();
+    Depot::open(d).unwrap();
+    let fifth = Depot::open(d).unwrap();
+    assert_eq!(fifth.stats.read, 0);
+    assert_eq!(fifth.broken.len(), 1);
+}
+
+#[test]
+fn superseding_patches_inherit_categories_transitively() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    good(
+        d,
+        "P1",
+        "categories = [\"security\", \"special_release\", \"manual_dependencies\"]",
+    );
+    good(
+        d,
+        "P2",
+        "categories = [\"defect_repair\"]\nsupersedes = [\"P1\"]",
+    );
+    good(d, "P3", "supersedes = [\"P2\", \"GONE\"]");
+    let depot = Depot::open(d).unwrap();
+    assert_eq!(
+        depot.get("P3").unwrap().categories,
+        ["defect_repair", "security"]
+    );
+    assert_eq!(
+        depot.get("P2").unwrap().categories,
+        ["defect_repair", "security"]
+    );
+    assert_eq!(depot.get("P1").unwrap().superseded_by, ["P2"]);
+    let tops: Vec<&str> = depot
+        .superseders("P1")
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(tops, ["P2", "P3"]);
+}
+
+#[test]
+fn bad_categories_file_is_reported_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    good(tmp.path(), "P1", "");
+    fs::write(
+        tmp.path().join("categories.toml"),
+        "security = \"ok\"\nbroken = 12\n",
+    )
+    .unwrap();
+    let depot = Depot::open(tmp.path()).unwrap();
+    assert_eq!(depot.patches.len(), 1);
+    let b = &depot.broken[0];
+    assert_eq!((b.file.as_str(), b.line), ("categories.toml", Some(2)));
+}
+
+#[test]
+fn add_verifies_and_copies_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depot_dir = tmp.path().join("depot");
+    let incoming = tmp.path().join("in");
+    fs::create_dir_all(&depot_dir).unwrap();
+    fs::create_dir_all(&incoming).unwrap();
+    let p = good(&incoming, "NEW_1", "");
+    assert_eq!(
+        Depot::add(&depot_dir, std::slice::from_ref(&p)).unwrap(),
+        ["NEW_1"]
+    );
+    assert_eq!(
+        fs::read(&p).unwrap(),
+        fs::read(depot_dir.join("NEW_1.patch")).unwrap()
+    );
+    // The same file again is fine and changes nothing.
+    assert!(
+        Depot::add(&depot_dir, std::slice::from_ref(&p))
+            .unwrap()
+            .is_empty()
+    );
+    // A different file under the same id is refused.
+    let other = tmp.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let q = good(&other, "NEW_1", "hot = true");
+    assert!(
+        Depot::add(&depot_dir, &[q])
+            .unwrap_err()
+            .to_string()
+            .contains("already has a different")
+    );
+    // A broken file is refused and nothing lands in the depot.
+    let bad = write_raw(&incoming, "BAD_1", "nonsense", &[]);
+    assert!(Depot::add(&depot_dir, &[bad]).is_err());
+    let names: Vec<_> = fs::read_dir(&depot_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
