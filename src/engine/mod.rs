@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod demo;
 pub mod depot;
+pub mod filter;
 pub mod fleet;
 pub mod fuzzy;
 pub mod index;
