@@ -3,4 +3,6 @@
 //! `engine` owns every rule and all state; `cli` and `tui` only send it
 //! commands and render what it reports.
 
+pub mod cli;
 pub mod engine;
+pub mod tui;
