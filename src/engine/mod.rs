@@ -4,4 +4,5 @@
 pub mod inventory;
 pub mod manifest;
 pub mod patch;
+pub mod select;
 pub mod version;
