@@ -12,4 +12,5 @@ pub mod inventory;
 pub mod lab;
 pub mod manifest;
 pub mod patch;
+pub mod select;
 pub mod version;
