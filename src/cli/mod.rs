@@ -1,0 +1,163 @@
+//! The command line: clap definitions and dispatch. Each verb is a thin
+//! function over the engine; output is text for people or JSON for scripts.
+//!
+//! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
+
+mod depot;
+mod select;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::depot::Depot;
+use crate::engine::lab::Lab;
+
+#[derive(Debug, Parser)]
+#[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The lab directory (default: $PATCHDECK_LAB or the user's data directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub lab: Option<PathBuf>,
+    /// For commands that only read a depot: use this depot directory instead of the lab's.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub depot: Option<PathBuf>,
+    #[command(flatten)]
+    pub console: crate::tui::ConsoleArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a deterministic demo lab (depot, fleet, config).
+    Demo(depot::DemoArgs),
+    /// Browse, check and fill the depot.
+    #[command(subcommand)]
+    Depot(depot::DepotCommand),
+    /// Build ID.patch from a directory holding PATCH.toml and files/.
+    Pack(depot::PackArgs),
+    /// Resolve a selection: what would be installed, in which order, and why.
+    Select(select::SelectArgs),
+}
+
+/// How a command failed, and so which exit status it gets.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or bad input: exit 2.
+    Input(String),
+    /// The operation failed: exit 1.
+    Failed(String),
+    /// Failed, and the command's own output (JSON included) already says
+    /// why: only the message goes to stderr.
+    Reported(u8, String),
+}
+
+impl Failure {
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Input(_) => 2,
+            Failure::Failed(_) => 1,
+            Failure::Reported(code, _) => *code,
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Input(m) | Failure::Failed(m) | Failure::Reported(_, m) => m,
+        }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.command.as_ref().is_some_and(Command::json);
+    let outcome = match cli.command {
+        None => crate::tui::run_default(&cli.global),
+        Some(command) => dispatch(command, &cli.global),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("patchdeck: {}", failure.message());
+            if json && !matches!(failure, Failure::Reported(..)) {
+                let body = serde_json::json!({ "error": { "code": failure.code(), "message": failure.message() } });
+                println!("{body}");
+            }
+            ExitCode::from(failure.code())
+        }
+    }
+}
+
+fn dispatch(command: Command, global: &Global) -> Outcome {
+    match command {
+        Command::Demo(args) => depot::demo(global, args),
+        Command::Depot(cmd) => depot::run(global, cmd),
+        Command::Pack(args) => depot::pack(args),
+        Command::Select(args) => select::run(global, args),
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for JSON (errors then go to stdout too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Depot(cmd) => cmd.json(),
+            Command::Select(args) => args.json,
+            Command::Demo(_) | Command::Pack(_) => false,
+        }
+    }
+}
+
+impl Global {
+    pub fn lab(&self) -> Lab {
+        Lab::new(self.lab.clone().unwrap_or_else(Lab::default_root))
+    }
+
+    /// The depot a read-only command works on: `--depot`, else the lab's.
+    pub fn depot_dir(&self) -> Result<PathBuf, Failure> {
+        if let Some(dir) = &self.depot {
+            return Ok(dir.clone());
+        }
+        let lab = self.lab();
+        if !lab.exists() {
+            return Err(Failure::Failed(format!(
+                "no lab at {}; create one with `patchdeck demo --lab {}` or pass --depot DIR",
+                lab.root.display(),
+                lab.root.display()
+            )));
+        }
+        Ok(lab.depot_dir())
+    }
+}
+
+/// Opens a depot, showing progress on stderr when it has many files to read.
+pub fn open_depot(dir: &Path) -> Result<Depot, Failure> {
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = move |done: usize, total: usize| {
+        if show && total >= 2000 {
+            eprint!("\rreading depot: {done}/{total} patch files");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    Depot::open_with(dir, true, &progress).map_err(|e| Failure::Failed(e.to_string()))
+}
+
+/// Prints a value as JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Outcome {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Failed(format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! The promised command-line interface: JSON shapes, exit codes, errors
+//! that name what is wrong. Runs the real binary on a demo lab.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn patchdeck(args: &[&str]) -> Output {
+    Command::cargo_bin("patchdeck")
+        .unwrap()
+        .env_remove("PATCHDECK_LAB")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn demo_lab(dir: &Path) -> String {
+    let lab = dir.join("lab").display().to_string();
+    let out = patchdeck(&["demo", "--lab", &lab, "--patches", "120"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab
+}
+
+#[test]
+fn depot_list_json_has_the_promised_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let out = patchdeck(&["depot", "list", "--lab", &lab, "--json"]);
+    assert!(out.status.success());
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 120);
+    for key in [
+        "id",
+        "title",
+        "product",
+        "fileset",
+        "version",
+        "categories",
+        "supersedes",
+        "requires",
+        "severity",
+        "restart",
+        "hot",
+    ] {
+        assert!(rows.iter().all(|r| r.get(key).is_some()), "missing {key}");
+    }
+    // Categories are after inheritance: a superseder has its predecessor's.
+    let by_id = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap();
+    let inherited = rows.iter().any(|r| {
+        let mine: Vec<&Value> = r["categories"].as_array().unwrap().iter().collect();
+        r["supersedes"].as_array().unwrap().iter().all(|old| {
+            by_id(old.as_str().unwrap())["categories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| *c != "special_release" && *c != "manual_dependencies")
+                .all(|c| mine.contains(&c))
+        }) && !r["supersedes"].as_array().unwrap().is_empty()
+    });
+    assert!(inherited);
+}
+
+#[test]
+fn filter_and_query_narrow_the_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let out = patchdeck(&[
+        "depot",
+        "list",
+        "--lab",
+        &lab,
+        "--json",
+        "--filter",
+        "*.*,c=critical_patch",
+    ]);
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    assert!(!rows.is_empty() && rows.len() < 120);
+    assert!(rows.iter().all(|r| {
+        r["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "critical_patch")
+    }));
+
+    let out = patchdeck(&[
+        "depot", "list", "--lab", &lab, "--json", "--filter", "kernel", "--filter", "crypto",
+    ]);
+    let rows = json(&out);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["product"] == "kernel" || r["product"] == "crypto")
+    );
+
+    let out = patchdeck(&[
+        "depot", "list", "--lab", &lab, "--json", "--query", "GW_1001",
+    ]);
+    assert_eq!(json(&out)[0]["id"], "GW_1001", "the exact id ranks first");
+}
+
+#[test]
+fn a_bad_filter_is_bad_input_and_points_at_the_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let out = patchdeck(&["depot", "list", "--lab", &lab, "--filter", "*.*,zz=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("column 5"), "{err}");
+}
+
+#[test]
+fn depot_check_exits_1_naming_the_broken_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let out = patchdeck(&["depot", "check", "--lab", &lab]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::write(Path::new(&lab).join("depot/ZZ_9.patch"), b"garbage").unwrap();
+    let out = patchdeck(&["depot", "check", "--lab", &lab, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let body = json(&out);
+    assert_eq!(body["ok"], 120);
+    assert_eq!(body["broken"][0]["file"], "ZZ_9.patch");
+    // The list still works and says what it left out.
+    let out = patchdeck(&["depot", "list", "--lab", &lab]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 broken"));
+}
+
+#[test]
+fn depot_flag_reads_a_depot_without_a_lab() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::good(tmp.path(), "GW_7", "");
+    let out = patchdeck(&[
+        "depot",
+        "list",
+        "--depot",
+        &tmp.path().display().to_string(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(json(&out)[0]["id"], "GW_7");
+    let out = patchdeck(&[
+        "depot",
+        "list",
+        "--lab",
+        &tmp.path().join("nope").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("patchdeck demo --lab"));
+}
+
+#[test]
+fn select_json_shape_order_and_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    common::good(d, "A1", "categories = [\"security\"]");
+    common::good(d, "A2", "supersedes = [\"A1\"]");
+    common::good(d, "B1", "requires = [\"C1\"]");
+    common::good(d, "C1", "");
+    let depot = d.display().to_string();
+    let out = patchdeck(&["select", "--depot", &depot, "--json", "B1", "A2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = json(&out);
+    let ids: Vec<&str> = body["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let pos = |id: &str| ids.iter().position(|x| *x == id).unwrap();
+    assert!(pos("C1") < pos("B1"), "prerequisite first: {ids:?}");
+    assert!(
+        body["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["reason"].is_string())
+    );
+    assert!(body["dropped"].is_array() && body["problems"].as_array().unwrap().is_empty());
+
+    // Autoselection keeps only the chain top and says what it dropped.
+    let out = patchdeck(&[
+        "select",
+        "--depot",
+        &depot,
+        "--json",
+        "gateway",
+        "--filter",
+        "*.*,c=security",
+    ]);
+    let body = json(&out);
+    let ids: Vec<&str> = body["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["A2"]);
+    assert_eq!(body["dropped"][0]["id"], "A1");
+    assert_eq!(body["dropped"][0]["superseded_by"], "A2");
+
+    // Naming a superseded patch beside its superseder is an error.
+    let out = patchdeck(&["select", "--depot", &depot, "--json", "A1", "A2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!json(&out)["problems"].as_array().unwrap().is_empty());
+
+    let out = patchdeck(&["select", "--depot", &depot, "NOPE_1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOPE_1"));
+}
+
+#[test]
+fn pack_and_add_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("files/etc")).unwrap();
+    std::fs::write(src.join("PATCH.toml"), common::manifest("GW_50", "")).unwrap();
+    std::fs::write(src.join("files/etc/gw.conf"), b"a=1\n").unwrap();
+    let out_file = tmp.path().join("GW_50.patch").display().to_string();
+    let out = patchdeck(&["pack", &src.display().to_string(), "-o", &out_file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lab = demo_lab(tmp.path());
+    let out = patchdeck(&["depot", "add", "--lab", &lab, &out_file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = patchdeck(&[
+        "depot",
+        "list",
+        "--lab",
+        &lab,
+        "--json",
+        "--filter",
+        "*,id=GW_50",
+    ]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+
+    std::os::unix::fs::symlink("/etc/hostname", src.join("files/etc/link")).unwrap();
+    let out = patchdeck(&["pack", &src.display().to_string(), "-o", &out_file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
+
+    let junk = tmp.path().join("JUNK_1.patch");
+    std::fs::write(&junk, b"junk").unwrap();
+    let out = patchdeck(&["depot", "add", "--lab", &lab, &junk.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JUNK_1.patch"));
+}
+
+#[test]
+fn demo_is_deterministic_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a").display().to_string();
+    let b = tmp.path().join("b").display().to_string();
+    for lab in [&a, &b] {
+        assert!(
+            patchdeck(&["demo", "--lab", lab, "--seed", "42", "--patches", "60"])
+                .status
+                .success()
+        );
+    }
+    for file in ["fleet.toml", "depot/categories.toml"] {
+        assert_eq!(
+            std::fs::read(Path::new(&a).join(file)).unwrap(),
+            std::fs::read(Path::new(&b).join(file)).unwrap()
+        );
+    }
+    let list = |lab: &str| json(&patchdeck(&["depot", "list", "--lab", lab, "--json"]));
+    assert_eq!(list(&a), list(&b));
+    let out = patchdeck(&["demo", "--lab", &a]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let out = patchdeck(&[
+        "demo",
+        "--lab",
+        &tmp.path().join("c").display().to_string(),
+        "--nodes",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unknown_flags_are_usage_errors() {
+    let out = patchdeck(&["depot", "list", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+}
