@@ -1,0 +1,507 @@
+//! The console's state and how keys change it. Pure: no terminal, no
+//! threads. Work that must not block input (fuzzy search) is returned as an
+//! [`Effect`] for the event loop to run elsewhere; its results come back
+//! through [`App::search_done`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::engine::depot::Depot;
+use crate::engine::filter::{FilterError, FilterList};
+use crate::engine::fuzzy::{Hit, SearchLines, Searcher};
+use crate::engine::lab::LabConfig;
+use crate::engine::patch::Patch;
+use crate::engine::select::{self, Selection};
+use crate::tui::keymap::{self, Action, Scope};
+use crate::tui::theme::Theme;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Depot,
+    Filter,
+}
+
+impl Pane {
+    pub fn scope(self) -> Scope {
+        match self {
+            Pane::Depot => Scope::Depot,
+            Pane::Filter => Scope::Filter,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a fuzzy query in the depot pane.
+    Search,
+    /// Editing the filter expression.
+    EditFilter,
+    Help,
+    /// Showing the resolved selection.
+    Selection,
+}
+
+/// What the event loop must do after a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    Quit,
+    /// Run a fuzzy search off the input path; answer with `search_done`.
+    Search {
+        generation: u64,
+        query: String,
+        candidates: Arc<Vec<usize>>,
+    },
+}
+
+/// A cursor over a list that keeps the cursor on screen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListCursor {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl ListCursor {
+    pub fn apply(&mut self, action: Action, len: usize, page: usize) {
+        let last = len.saturating_sub(1);
+        let page = page.max(1);
+        self.selected = match action {
+            Action::Up => self.selected.saturating_sub(1),
+            Action::Down => (self.selected + 1).min(last),
+            Action::PageUp => self.selected.saturating_sub(page),
+            Action::PageDown => (self.selected + page).min(last),
+            Action::Top => 0,
+            Action::Bottom => last,
+            _ => self.selected,
+        };
+        self.clamp(len);
+    }
+
+    pub fn clamp(&mut self, len: usize) {
+        self.selected = self.selected.min(len.saturating_sub(1));
+    }
+
+    /// Scrolls just enough that the cursor is visible in `height` rows.
+    pub fn scroll(&mut self, height: usize) {
+        let height = height.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + height {
+            self.offset = self.selected + 1 - height;
+        }
+    }
+}
+
+/// One line of the category/filter pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterItem {
+    All,
+    Category {
+        tag: String,
+        description: String,
+        count: usize,
+    },
+    Saved {
+        name: String,
+        expr: String,
+    },
+}
+
+impl FilterItem {
+    /// The filter expression choosing this item sets.
+    pub fn expr(&self) -> String {
+        match self {
+            FilterItem::All => String::new(),
+            FilterItem::Category { tag, .. } => format!("*.*,c={tag}"),
+            FilterItem::Saved { expr, .. } => expr.clone(),
+        }
+    }
+}
+
+/// The filter expression being edited, checked as it is typed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Editor {
+    pub text: String,
+    /// Cursor position in characters.
+    pub cursor: usize,
+    pub error: Option<FilterError>,
+}
+
+impl Editor {
+    fn edit(&mut self, key: KeyEvent) {
+        let chars: Vec<char> = self.text.chars().collect();
+        match key.code {
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.text = chars[self.cursor..].iter().collect();
+                self.cursor = 0;
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                let mut chars = chars;
+                chars.insert(self.cursor, c);
+                self.text = chars.into_iter().collect();
+                self.cursor += 1;
+            }
+            KeyCode::Backspace if self.cursor > 0 => {
+                let mut chars = chars;
+                chars.remove(self.cursor - 1);
+                self.text = chars.into_iter().collect();
+                self.cursor -= 1;
+            }
+            KeyCode::Delete if self.cursor < chars.len() => {
+                let mut chars = chars;
+                chars.remove(self.cursor);
+                self.text = chars.into_iter().collect();
+            }
+            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Right => self.cursor = (self.cursor + 1).min(chars.len()),
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.cursor = chars.len(),
+            _ => {}
+        }
+        self.error = FilterList::parse_file_text(&self.text).err();
+    }
+}
+
+pub struct App {
+    pub lab_name: String,
+    pub depot: Arc<Depot>,
+    pub theme: Theme,
+    pub focus: Pane,
+    pub mode: Mode,
+    /// The applied filter expression, as typed.
+    pub filter_text: String,
+    pub filters: FilterList,
+    /// Depot indexes passing the filter, in depot order.
+    pub filtered: Arc<Vec<usize>>,
+    pub query: String,
+    /// Bumped on every query change; results for an older one are dropped.
+    pub generation: u64,
+    /// Rows of the depot pane: indexes into `depot.patches`.
+    pub rows: Vec<usize>,
+    /// True while the shown rows belong to an older query.
+    pub searching: bool,
+    pub marks: BTreeSet<String>,
+    pub depot_cursor: ListCursor,
+    pub filter_items: Vec<FilterItem>,
+    pub filter_cursor: ListCursor,
+    pub editor: Editor,
+    pub selection: Option<Selection>,
+    pub status: Option<(String, bool)>,
+    /// Rows the last render had for the focused list, for paging.
+    pub page: usize,
+    pub lines: SearchLines,
+}
+
+impl App {
+    pub fn new(lab_name: String, depot: Depot, config: &LabConfig, theme: Theme) -> App {
+        let lines = SearchLines::new(&depot.patches);
+        let filter_items = filter_items(&depot, config);
+        let all: Arc<Vec<usize>> = Arc::new((0..depot.patches.len()).collect());
+        App {
+            lab_name,
+            rows: all.to_vec(),
+            filtered: all,
+            depot: Arc::new(depot),
+            theme,
+            focus: Pane::Depot,
+            mode: Mode::Normal,
+            filter_text: String::new(),
+            filters: FilterList::default(),
+            query: String::new(),
+            generation: 0,
+            searching: false,
+            marks: BTreeSet::new(),
+            depot_cursor: ListCursor::default(),
+            filter_items,
+            filter_cursor: ListCursor::default(),
+            editor: Editor::default(),
+            selection: None,
+            status: None,
+            page: 10,
+            lines,
+        }
+    }
+
+    pub fn current_patch(&self) -> Option<&Patch> {
+        self.rows
+            .get(self.depot_cursor.selected)
+            .map(|&i| &self.depot.patches[i])
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Effect {
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            return Effect::Quit;
+        }
+        match self.mode {
+            Mode::Search => return self.search_key(key),
+            Mode::EditFilter => return self.editor_key(key),
+            Mode::Help | Mode::Selection => {
+                if matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('?')
+                ) {
+                    self.mode = Mode::Normal;
+                }
+                return Effect::None;
+            }
+            Mode::Normal => {}
+        }
+        if key.code == KeyCode::Esc {
+            self.status = None;
+            return if self.query.is_empty() {
+                Effect::None
+            } else {
+                self.set_query(String::new())
+            };
+        }
+        let Some(action) = keymap::action_for(key, self.focus.scope()) else {
+            return Effect::None;
+        };
+        self.status = None;
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Help => self.mode = Mode::Help,
+            Action::FocusDepot => self.focus = Pane::Depot,
+            Action::FocusFilter => self.focus = Pane::Filter,
+            Action::NextPane => {
+                self.focus = match self.focus {
+                    Pane::Depot => Pane::Filter,
+                    Pane::Filter => Pane::Depot,
+                }
+            }
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => match self.focus {
+                Pane::Depot => self.depot_cursor.apply(action, self.rows.len(), self.page),
+                Pane::Filter => {
+                    self.filter_cursor
+                        .apply(action, self.filter_items.len(), self.page)
+                }
+            },
+            Action::Search => {
+                self.focus = Pane::Depot;
+                self.mode = Mode::Search;
+            }
+            Action::EditFilter => {
+                self.focus = Pane::Filter;
+                self.mode = Mode::EditFilter;
+                self.editor = Editor {
+                    cursor: self.filter_text.chars().count(),
+                    text: self.filter_text.clone(),
+                    error: None,
+                };
+            }
+            Action::ClearFilter => {
+                let effect = self.apply_filter(String::new());
+                self.query.clear();
+                return self.refresh_rows(effect);
+            }
+            Action::Resolve => self.resolve(),
+            Action::Mark => {
+                if let Some(id) = self.current_patch().map(|p| p.id.clone()) {
+                    if !self.marks.remove(&id) {
+                        self.marks.insert(id);
+                    }
+                    self.depot_cursor
+                        .apply(Action::Down, self.rows.len(), self.page);
+                }
+            }
+            Action::MarkAll => {
+                let ids: Vec<String> = self
+                    .rows
+                    .iter()
+                    .map(|&i| self.depot.patches[i].id.clone())
+                    .collect();
+                self.marks.extend(ids);
+            }
+            Action::UnmarkAll => self.marks.clear(),
+            Action::Apply => {
+                if let Some(item) = self.filter_items.get(self.filter_cursor.selected) {
+                    let expr = item.expr();
+                    let effect = self.apply_filter(expr);
+                    self.focus = Pane::Depot;
+                    return effect;
+                }
+            }
+        }
+        Effect::None
+    }
+
+    fn search_key(&mut self, key: KeyEvent) -> Effect {
+        match key.code {
+            KeyCode::Enter => {
+                self.mode = Mode::Normal;
+                Effect::None
+            }
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.set_query(String::new())
+            }
+            KeyCode::Up | KeyCode::Down | KeyCode::PageUp | KeyCode::PageDown => {
+                let action = keymap::action_for(key, Scope::Depot).unwrap_or(Action::Down);
+                self.depot_cursor.apply(action, self.rows.len(), self.page);
+                Effect::None
+            }
+            KeyCode::Backspace => {
+                let mut q = self.query.clone();
+                q.pop();
+                self.set_query(q)
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.set_query(String::new())
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                let q = format!("{}{c}", self.query);
+                self.set_query(q)
+            }
+            _ => Effect::None,
+        }
+    }
+
+    fn editor_key(&mut self, key: KeyEvent) -> Effect {
+        match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                Effect::None
+            }
+            KeyCode::Enter => match FilterList::parse_file_text(&self.editor.text) {
+                Ok(_) => {
+                    self.mode = Mode::Normal;
+                    self.focus = Pane::Depot;
+                    let text = self.editor.text.trim().to_string();
+                    self.apply_filter(text)
+                }
+                Err(e) => {
+                    self.editor.error = Some(e);
+                    Effect::None
+                }
+            },
+            _ => {
+                self.editor.edit(key);
+                Effect::None
+            }
+        }
+    }
+
+    /// Sets the filter from its text (already known to parse, or empty).
+    pub fn apply_filter(&mut self, text: String) -> Effect {
+        let filters = match FilterList::parse_file_text(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.status = Some((e.to_string(), true));
+                return Effect::None;
+            }
+        };
+        let filtered: Vec<usize> = (0..self.depot.patches.len())
+            .filter(|&i| filters.matches(&self.depot.patches[i]))
+            .collect();
+        self.status = Some((
+            if text.is_empty() {
+                "filter cleared".to_string()
+            } else {
+                format!("filter {text}: {} patches", filtered.len())
+            },
+            false,
+        ));
+        self.filters = filters;
+        self.filter_text = text;
+        self.filtered = Arc::new(filtered);
+        self.refresh_rows(Effect::None)
+    }
+
+    fn set_query(&mut self, query: String) -> Effect {
+        self.query = query;
+        self.refresh_rows(Effect::None)
+    }
+
+    /// Recomputes the rows: directly for an empty query, else by asking for
+    /// a search of the filtered set.
+    fn refresh_rows(&mut self, otherwise: Effect) -> Effect {
+        self.generation += 1;
+        if self.query.trim().is_empty() {
+            self.rows = self.filtered.to_vec();
+            self.searching = false;
+            self.depot_cursor.clamp(self.rows.len());
+            return otherwise;
+        }
+        self.searching = true;
+        Effect::Search {
+            generation: self.generation,
+            query: self.query.clone(),
+            candidates: self.filtered.clone(),
+        }
+    }
+
+    /// Takes search results; those for an outdated query are dropped.
+    pub fn search_done(&mut self, generation: u64, hits: Vec<Hit>) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        self.rows = hits.into_iter().map(|h| h.index).collect();
+        self.searching = false;
+        self.depot_cursor = ListCursor::default();
+        true
+    }
+
+    /// Runs a search synchronously (tests and tools without an event loop).
+    pub fn run_effect_now(&mut self, effect: Effect, searcher: &mut Searcher) {
+        if let Effect::Search {
+            generation,
+            query,
+            candidates,
+        } = effect
+        {
+            let hits = searcher.search(&query, &candidates);
+            self.search_done(generation, hits);
+        }
+    }
+
+    fn resolve(&mut self) {
+        if self.marks.is_empty() {
+            self.status = Some((
+                "mark patches with space first, then press s".to_string(),
+                true,
+            ));
+            return;
+        }
+        let filters = self.filters.clone();
+        let narrow = move |p: &Patch| filters.matches(p);
+        let request = select::Request {
+            specs: self.marks.iter().cloned().collect(),
+            autoselect: true,
+            target: None,
+            narrow: &narrow,
+        };
+        self.selection = Some(select::resolve(&self.depot.patches, &request));
+        self.mode = Mode::Selection;
+    }
+}
+
+/// The filter pane's items: all, each category with its count, saved filters.
+fn filter_items(depot: &Depot, config: &LabConfig) -> Vec<FilterItem> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &depot.patches {
+        for c in &p.categories {
+            *counts.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let mut tags: BTreeSet<&str> = counts.keys().copied().collect();
+    tags.extend(depot.categories.keys().map(String::as_str));
+    let mut items = vec![FilterItem::All];
+    items.extend(tags.into_iter().map(|tag| FilterItem::Category {
+        tag: tag.to_string(),
+        description: depot.categories.get(tag).cloned().unwrap_or_default(),
+        count: counts.get(tag).copied().unwrap_or(0),
+    }));
+    items.extend(config.filters.iter().map(|f| FilterItem::Saved {
+        name: f.name.clone(),
+        expr: f.expr.clone(),
+    }));
+    items
+}

@@ -1,0 +1,203 @@
+//! Key bindings: one table that drives both key handling and the `?` help,
+//! so the help can never disagree with what the keys do. Keys are written
+//! as text (`j`, `down`, `ctrl-f`, `space`) so user bindings can use the
+//! same notation.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Depot,
+    Filter,
+}
+
+impl Scope {
+    pub fn title(self) -> &'static str {
+        match self {
+            Scope::Global => "Everywhere",
+            Scope::Depot => "Depot pane",
+            Scope::Filter => "Category/filter pane",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Help,
+    FocusDepot,
+    FocusFilter,
+    NextPane,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Search,
+    EditFilter,
+    ClearFilter,
+    Resolve,
+    Mark,
+    MarkAll,
+    UnmarkAll,
+    Apply,
+}
+
+/// (keys, action, scope, what it does). The first key is the one shown in
+/// the status line.
+pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
+    (&["?"], Action::Help, Scope::Global, "this help"),
+    (&["q"], Action::Quit, Scope::Global, "quit"),
+    (&["1"], Action::FocusDepot, Scope::Global, "depot pane"),
+    (
+        &["2"],
+        Action::FocusFilter,
+        Scope::Global,
+        "category/filter pane",
+    ),
+    (&["tab"], Action::NextPane, Scope::Global, "next pane"),
+    (&["k", "up"], Action::Up, Scope::Global, "move up"),
+    (&["j", "down"], Action::Down, Scope::Global, "move down"),
+    (
+        &["ctrl-b", "pageup"],
+        Action::PageUp,
+        Scope::Global,
+        "page up",
+    ),
+    (
+        &["ctrl-f", "pagedown"],
+        Action::PageDown,
+        Scope::Global,
+        "page down",
+    ),
+    (&["g", "home"], Action::Top, Scope::Global, "first row"),
+    (&["G", "end"], Action::Bottom, Scope::Global, "last row"),
+    (&["e"], Action::EditFilter, Scope::Global, "edit the filter"),
+    (
+        &["x"],
+        Action::ClearFilter,
+        Scope::Global,
+        "clear filter, search",
+    ),
+    (&["s"], Action::Resolve, Scope::Global, "resolve the marks"),
+    (&["/"], Action::Search, Scope::Depot, "fuzzy search"),
+    (&["space"], Action::Mark, Scope::Depot, "mark or unmark"),
+    (&["a"], Action::MarkAll, Scope::Depot, "mark all shown"),
+    (&["u"], Action::UnmarkAll, Scope::Depot, "unmark everything"),
+    (&["enter"], Action::Apply, Scope::Filter, "use this filter"),
+];
+
+/// Parses `j`, `G`, `ctrl-f`, `space`, `enter`, `tab`, `pageup`, ….
+pub fn parse_key(text: &str) -> Option<KeyEvent> {
+    let (mods, name) = match text.strip_prefix("ctrl-") {
+        Some(rest) => (KeyModifiers::CONTROL, rest),
+        None => (KeyModifiers::NONE, text),
+    };
+    let code = match name {
+        "space" => KeyCode::Char(' '),
+        "enter" => KeyCode::Enter,
+        "esc" => KeyCode::Esc,
+        "tab" => KeyCode::Tab,
+        "backtab" => KeyCode::BackTab,
+        "up" => KeyCode::Up,
+        "down" => KeyCode::Down,
+        "left" => KeyCode::Left,
+        "right" => KeyCode::Right,
+        "pageup" => KeyCode::PageUp,
+        "pagedown" => KeyCode::PageDown,
+        "home" => KeyCode::Home,
+        "end" => KeyCode::End,
+        "backspace" => KeyCode::Backspace,
+        s if s.chars().count() == 1 => KeyCode::Char(s.chars().next()?),
+        _ => return None,
+    };
+    Some(KeyEvent::new(code, mods))
+}
+
+/// The action bound to `key` in `scope` (pane bindings win over global ones).
+pub fn action_for(key: KeyEvent, scope: Scope) -> Option<Action> {
+    let wanted = normalise(key);
+    let hit = |s: Scope| {
+        BINDINGS.iter().find(|(keys, _, sc, _)| {
+            *sc == s
+                && keys
+                    .iter()
+                    .any(|k| parse_key(k).map(normalise) == Some(wanted))
+        })
+    };
+    hit(scope)
+        .or_else(|| hit(Scope::Global))
+        .map(|(_, a, _, _)| *a)
+}
+
+/// Shift is implied by an upper-case character; terminals differ on
+/// whether they report it, so it is ignored for characters.
+fn normalise(key: KeyEvent) -> (KeyCode, KeyModifiers) {
+    let mods = match key.code {
+        KeyCode::Char(_) => key.modifiers - KeyModifiers::SHIFT,
+        _ => key.modifiers,
+    };
+    (key.code, mods)
+}
+
+/// Help lines for a pane: its own keys, then the global ones.
+pub fn help(scope: Scope) -> Vec<(Scope, String, &'static str)> {
+    let mut rows = Vec::new();
+    for wanted in [scope, Scope::Global] {
+        for (keys, _, s, what) in BINDINGS {
+            if *s == wanted {
+                rows.push((*s, keys.join(" "), *what));
+            }
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_binding_parses() {
+        for (keys, action, _, _) in BINDINGS {
+            for k in *keys {
+                assert!(parse_key(k).is_some(), "{k} for {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn vi_keys_and_arrows_do_the_same() {
+        let j = KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE);
+        let down = KeyEvent::new(KeyCode::Down, KeyModifiers::NONE);
+        assert_eq!(action_for(j, Scope::Depot), Some(Action::Down));
+        assert_eq!(action_for(down, Scope::Filter), Some(Action::Down));
+        let shift_g = KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT);
+        assert_eq!(action_for(shift_g, Scope::Depot), Some(Action::Bottom));
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_scope() {
+        let mut seen = std::collections::HashSet::new();
+        for (keys, _, scope, _) in BINDINGS {
+            for k in *keys {
+                let key = normalise(parse_key(k).unwrap());
+                assert!(
+                    seen.insert((format!("{scope:?}"), key)),
+                    "{k} bound twice in {scope:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pane_help_lists_pane_keys_first() {
+        let rows = help(Scope::Depot);
+        assert_eq!(rows[0].0, Scope::Depot);
+        assert!(rows.iter().any(|r| r.2 == "quit"));
+        assert!(!rows.iter().any(|r| r.0 == Scope::Filter));
+    }
+}

@@ -1,0 +1,251 @@
+//! The whole screen: title bar, the panes that fit, the status line, and
+//! overlays (help, resolved selection). At 80 columns one pane is shown at
+//! a time; from [`SIDE_BY_SIDE`] columns on, the filter pane sits beside the
+//! depot pane.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use crate::tui::app::{App, Mode, Pane};
+use crate::tui::keymap;
+use crate::tui::panes;
+
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 10;
+pub const SIDE_BY_SIDE: u16 = 120;
+
+pub fn render(app: &mut App, frame: &mut Frame) {
+    let area = frame.area();
+    frame.render_widget(Block::default().style(app.theme.base), area);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "Terminal {}x{} is too small; patchdeck needs {MIN_WIDTH}x{MIN_HEIGHT}. q quits.",
+            area.width, area.height
+        );
+        frame.render_widget(
+            Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let [title, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_title(app, frame, title);
+    if area.width >= SIDE_BY_SIDE {
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(48), Constraint::Min(40)]).areas(body);
+        panes::filter::render(app, frame, left);
+        panes::depot::render(app, frame, right);
+    } else {
+        match app.focus {
+            Pane::Depot => panes::depot::render(app, frame, body),
+            Pane::Filter => panes::filter::render(app, frame, body),
+        }
+    }
+    render_status(app, frame, status);
+    match app.mode {
+        Mode::Help => render_help(app, frame, body),
+        Mode::Selection => render_selection(app, frame, body),
+        _ => {}
+    }
+}
+
+fn render_title(app: &App, frame: &mut Frame, area: Rect) {
+    let broken = if app.depot.broken.is_empty() {
+        String::new()
+    } else {
+        format!(" | {} broken", app.depot.broken.len())
+    };
+    let filter = if app.filter_text.is_empty() {
+        String::new()
+    } else {
+        format!(" | filter {}", app.filter_text)
+    };
+    let text = format!(
+        " patchdeck | lab {} | {} patches{broken}{filter}",
+        app.lab_name,
+        app.depot.patches.len()
+    );
+    frame.render_widget(
+        Paragraph::new(crate::tui::text::fit(&text, area.width as usize)).style(app.theme.title),
+        area,
+    );
+}
+
+fn render_status(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let line = match (&app.mode, &app.status) {
+        (Mode::Search, _) => {
+            let count = if app.searching {
+                "…".to_string()
+            } else {
+                format!("{} match(es)", app.rows.len())
+            };
+            Line::from(vec![
+                Span::styled("/", theme.key),
+                Span::raw(app.query.clone()),
+                Span::styled("_", theme.key),
+                Span::styled(format!("  {count}  Enter keep  Esc clear"), theme.dim),
+            ])
+        }
+        (_, Some((message, true))) => Line::styled(message.clone(), theme.error),
+        (_, Some((message, false))) => Line::styled(message.clone(), theme.ok),
+        _ => {
+            let mut spans = Vec::new();
+            let hints: &[(&str, &str)] = match app.focus {
+                Pane::Depot => &[
+                    ("?", "help"),
+                    ("/", "search"),
+                    ("space", "mark"),
+                    ("s", "resolve"),
+                    ("2", "filters"),
+                    ("q", "quit"),
+                ],
+                Pane::Filter => &[
+                    ("?", "help"),
+                    ("enter", "use"),
+                    ("e", "edit"),
+                    ("x", "clear"),
+                    ("1", "depot"),
+                    ("q", "quit"),
+                ],
+            };
+            for (key, what) in hints {
+                spans.push(Span::styled(*key, theme.key));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            if !app.query.is_empty() {
+                spans.push(Span::styled(format!("search: {}", app.query), theme.dim));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// A box centred in `area`, at most `width` x `height`.
+fn centred(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+fn overlay(app: &App, frame: &mut Frame, area: Rect, title: String, lines: Vec<Line<'static>>) {
+    let width = area.width.saturating_sub(4).min(76);
+    // Wrapped lines take more rows; count them so nothing is cut off.
+    let inner = width.saturating_sub(2).max(1) as usize;
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let height = (rows as u16 + 2).min(area.height);
+    let rect = centred(area, width, height);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(app.theme.border_set())
+        .border_style(app.theme.focus_border)
+        .title(title);
+    frame.render_widget(Clear, rect);
+    let wrap = ratatui::widgets::Wrap { trim: false };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .style(app.theme.base)
+            .wrap(wrap),
+        rect,
+    );
+}
+
+fn render_help(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let rows = keymap::help(app.focus.scope());
+    let cell = |keys: &str, what: &str| {
+        vec![
+            Span::styled(format!(" {:<16}", keys), theme.key),
+            Span::raw(crate::tui::text::fit(what, 20)),
+        ]
+    };
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let mut last = None;
+    let mut entries: Vec<Vec<Span<'static>>> = Vec::new();
+    let flush = |title: Option<&str>,
+                 entries: &mut Vec<Vec<Span<'static>>>,
+                 lines: &mut Vec<Line<'static>>| {
+        // Two entries a line so the whole help fits 80x24.
+        for pair in entries.chunks(2) {
+            let mut spans = pair[0].clone();
+            if let Some(second) = pair.get(1) {
+                spans.push(Span::raw("  "));
+                spans.extend(second.iter().cloned());
+            }
+            lines.push(Line::from(spans));
+        }
+        entries.clear();
+        if let Some(t) = title {
+            lines.push(Line::styled(t.to_string(), theme.header));
+        }
+    };
+    for (scope, keys, what) in rows {
+        if last != Some(scope) {
+            flush(Some(scope.title()), &mut entries, &mut lines);
+            last = Some(scope);
+        }
+        entries.push(cell(&keys, what));
+    }
+    flush(None, &mut entries, &mut lines);
+    if app.focus == Pane::Depot {
+        lines.push(Line::styled(
+            "Columns: [x] marked, ~ superseded by a newer patch in the depot,",
+            theme.dim,
+        ));
+        lines.push(Line::styled(
+            "! severity: C critical, H high, M medium, L low",
+            theme.dim,
+        ));
+    }
+    lines.push(Line::styled("Esc, q or ? closes this help", theme.dim));
+    overlay(app, frame, area, " Keys ".to_string(), lines);
+}
+
+fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(sel) = &app.selection else { return };
+    let mut lines = Vec::new();
+    lines.push(Line::styled(
+        "Install order (resolved by the engine):",
+        app.theme.header,
+    ));
+    for (n, e) in sel.patches.iter().enumerate() {
+        lines.push(Line::raw(format!(
+            "{:>3}. {:<10} {}",
+            n + 1,
+            e.id,
+            e.reason
+        )));
+    }
+    for d in &sel.dropped {
+        lines.push(Line::styled(
+            format!(
+                "     {:<10} dropped: superseded by {}",
+                d.id, d.superseded_by
+            ),
+            app.theme.dim,
+        ));
+    }
+    for p in &sel.problems {
+        lines.push(Line::styled(format!("  ! {}", p.message), app.theme.error));
+    }
+    lines.push(Line::styled("Esc or Enter closes", app.theme.dim));
+    let title = format!(
+        " Selection: {} patch(es), {} problem(s) ",
+        sel.patches.len(),
+        sel.problems.len()
+    );
+    overlay(app, frame, area, title, lines);
+}
