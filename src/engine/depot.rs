@@ -10,6 +10,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::engine::archive::{self, PatchFileError};
 use crate::engine::index::{Index, Reading, Stamp};
 use crate::engine::manifest;
@@ -100,33 +102,36 @@ impl Depot {
             path: root.to_path_buf(),
             source,
         };
-        let mut stamps = HashMap::new();
+        let mut names = Vec::new();
         for dirent in fs::read_dir(root).map_err(unreadable)? {
             let dirent = dirent.map_err(unreadable)?;
-            let Ok(name) = dirent.file_name().into_string() else {
-                continue;
-            };
-            if !name.ends_with(".patch") {
-                continue;
+            if let Ok(name) = dirent.file_name().into_string() {
+                if name.ends_with(".patch") {
+                    names.push(name);
+                }
             }
-            let Ok(meta) = dirent.metadata() else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let mtime_ns = meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec());
-            stamps.insert(
-                name,
-                Stamp {
-                    size: meta.len(),
-                    mtime_ns,
-                },
-            );
         }
+        // Stat on all cores: on a 100,000-file depot this is a large share
+        // of a warm open.
+        let stamps: HashMap<String, Stamp> = names
+            .into_par_iter()
+            .filter_map(|name| {
+                let meta = fs::metadata(root.join(&name))
+                    .ok()
+                    .filter(|m| m.is_file())?;
+                let mtime_ns = meta
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(meta.mtime_nsec());
+                Some((
+                    name,
+                    Stamp {
+                        size: meta.len(),
+                        mtime_ns,
+                    },
+                ))
+            })
+            .collect();
 
         let mut index = if use_index { Index::open(root) } else { None };
         let mut readings = index.as_ref().map(|i| i.load(&stamps)).unwrap_or_default();
@@ -164,23 +169,47 @@ impl Depot {
 
     /// Builds a depot from per-file readings, applying the cross-patch rules.
     pub fn from_readings(root: &Path, readings: HashMap<String, Reading>) -> Depot {
-        let mut broken = Vec::new();
-        let mut patches = Vec::new();
-        for (file, reading) in readings {
-            let id = file.trim_end_matches(".patch").to_string();
-            match reading {
-                Ok(m) => patches.push(Patch::new(id, file, m)),
-                Err(e) => broken.push(Broken {
+        // Sort the small (file, reading) pairs, not the large records: ids
+        // order by stem, which is not the order of the file names.
+        let mut readings: Vec<(String, Reading)> = readings.into_iter().collect();
+        readings.par_sort_unstable_by(|a, b| {
+            a.0.trim_end_matches(".patch")
+                .cmp(b.0.trim_end_matches(".patch"))
+        });
+        let (mut patches, mut broken): (Vec<Patch>, Vec<Broken>) = readings
+            .into_par_iter()
+            .partition_map(|(file, reading)| match reading {
+                Ok(m) => rayon::iter::Either::Left(Patch::new(
+                    file.trim_end_matches(".patch").to_string(),
+                    file,
+                    m,
+                )),
+                Err(e) => rayon::iter::Either::Right(Broken {
                     file,
                     line: e.line,
                     message: e.message,
                 }),
-            }
+            });
+        let mut bad: Vec<Option<String>> = vec![None; patches.len()];
+        mark_case_duplicates(&patches, &mut bad);
+        let mut preds = predecessors(&patches);
+        mark_supersedes_cycles(&patches, &preds, &mut bad);
+        if bad.iter().any(Option::is_some) {
+            let mut bad = bad.into_iter();
+            patches.retain(|p| match bad.next().flatten() {
+                Some(message) => {
+                    broken.push(Broken {
+                        file: p.file.clone(),
+                        line: None,
+                        message,
+                    });
+                    false
+                }
+                None => true,
+            });
+            preds = predecessors(&patches);
         }
-        patches.sort_by(|a, b| a.id.cmp(&b.id));
-        reject_case_duplicates(&mut patches, &mut broken);
-        reject_supersedes_cycles(&mut patches, &mut broken);
-        inherit(&mut patches);
+        link(&mut patches, &preds);
         let by_id = patches
             .iter()
             .enumerate()
@@ -269,73 +298,63 @@ pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Reads files on all cores; order of the result does not matter.
 fn read_all(root: &Path, files: &[&String], progress: Progress) -> Vec<(String, Reading)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    if files.is_empty() {
-        return Vec::new();
-    }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    let chunk = files.len().div_ceil(workers).max(1);
     let done = AtomicUsize::new(0);
     let total = files.len();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                let done = &done;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|file| {
-                            let reading = archive::read_patch(&root.join(file.as_str()));
-                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 1000 == 0 || n == total {
-                                progress(n, total);
-                            }
-                            ((*file).clone(), reading)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    files
+        .par_iter()
+        .map(|file| {
+            let reading = archive::read_patch(&root.join(file.as_str()));
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % 1000 == 0 || n == total {
+                progress(n, total);
+            }
+            ((*file).clone(), reading)
+        })
+        .collect()
 }
 
-/// Ids that differ only in case would collide on case-insensitive file
-/// systems and confuse operators: the later one (by id) is refused.
-fn reject_case_duplicates(patches: &mut Vec<Patch>, broken: &mut Vec<Broken>) {
-    let mut first: HashMap<String, String> = HashMap::new();
-    patches.retain(|p| match first.get(&p.id.to_ascii_lowercase()) {
-        Some(other) => {
-            broken.push(Broken {
-                file: p.file.clone(),
-                line: None,
-                message: format!(
-                    "duplicate id: {} differs from {other} only in case; expected unique ids",
-                    p.id
-                ),
-            });
-            false
-        }
-        None => {
-            first.insert(p.id.to_ascii_lowercase(), p.id.clone());
-            true
-        }
-    });
-}
-
-/// Every patch on a supersedes cycle is broken: no chain top exists.
-fn reject_supersedes_cycles(patches: &mut Vec<Patch>, broken: &mut Vec<Broken>) {
+/// For each patch, the indexes of the depot patches it supersedes.
+fn predecessors(patches: &[Patch]) -> Vec<Vec<usize>> {
     let index: HashMap<&str, usize> = patches
         .iter()
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    // Iterative three-colour DFS; a grey node reached again closes a cycle.
+    patches
+        .iter()
+        .map(|p| {
+            p.manifest
+                .supersedes
+                .iter()
+                .filter_map(|id| index.get(id.as_str()).copied())
+                .collect()
+        })
+        .collect()
+}
+
+/// Ids that differ only in case would collide on case-insensitive file
+/// systems and confuse operators: the later one (by id) is refused.
+fn mark_case_duplicates(patches: &[Patch], bad: &mut [Option<String>]) {
+    let mut first: HashMap<String, &str> = HashMap::new();
+    for (i, p) in patches.iter().enumerate() {
+        match first.entry(p.id.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(other) => {
+                bad[i] = Some(format!(
+                    "duplicate id: {} differs from {} only in case; expected unique ids",
+                    p.id,
+                    other.get()
+                ));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(&p.id);
+            }
+        }
+    }
+}
+
+/// Every patch on a supersedes cycle is broken: no chain top exists.
+fn mark_supersedes_cycles(patches: &[Patch], preds: &[Vec<usize>], bad: &mut [Option<String>]) {
+    // Iterative three-colour DFS; reaching a grey node again closes a cycle.
     #[derive(Clone, Copy, PartialEq)]
     enum Colour {
         White,
@@ -343,27 +362,19 @@ fn reject_supersedes_cycles(patches: &mut Vec<Patch>, broken: &mut Vec<Broken>) 
         Black,
     }
     let mut colour = vec![Colour::White; patches.len()];
-    let mut on_cycle: BTreeMap<usize, String> = BTreeMap::new();
     for start in 0..patches.len() {
-        if colour[start] != Colour::White {
+        if colour[start] != Colour::White || preds[start].is_empty() {
             continue;
         }
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         colour[start] = Colour::Grey;
         while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            let succ = patches[node]
-                .manifest
-                .supersedes
-                .get(*next)
-                .and_then(|id| index.get(id.as_str()).copied());
-            let exhausted = *next >= patches[node].manifest.supersedes.len();
-            *next += 1;
-            if exhausted {
+            let Some(&succ) = preds[node].get(*next) else {
                 colour[node] = Colour::Black;
                 stack.pop();
                 continue;
-            }
-            let Some(succ) = succ else { continue };
+            };
+            *next += 1;
             match colour[succ] {
                 Colour::White => {
                     colour[succ] = Colour::Grey;
@@ -375,102 +386,76 @@ fn reject_supersedes_cycles(patches: &mut Vec<Patch>, broken: &mut Vec<Broken>) 
                         .iter()
                         .map(|(n, _)| patches[*n].id.as_str())
                         .collect();
-                    let text = format!("{} -> {}", path.join(" -> "), patches[succ].id);
+                    let text = format!(
+                        "supersedes cycle: {} -> {}; expected a chain that ends",
+                        path.join(" -> "),
+                        patches[succ].id
+                    );
                     for (n, _) in &stack[from..] {
-                        on_cycle.entry(*n).or_insert_with(|| text.clone());
+                        bad[*n].get_or_insert_with(|| text.clone());
                     }
                 }
                 Colour::Black => {}
             }
         }
     }
-    if on_cycle.is_empty() {
-        return;
-    }
-    let mut i = 0;
-    patches.retain(|p| {
-        let keep = match on_cycle.get(&i) {
-            Some(cycle) => {
-                broken.push(Broken {
-                    file: p.file.clone(),
-                    line: None,
-                    message: format!("supersedes cycle: {cycle}; expected a chain that ends"),
-                });
-                false
-            }
-            None => true,
-        };
-        i += 1;
-        keep
-    });
 }
 
 /// Fills `superseded_by` and the inherited categories. The supersedes graph
-/// is acyclic here, so a memoised walk terminates.
-fn inherit(patches: &mut [Patch]) {
-    let index: HashMap<String, usize> = patches
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.clone(), i))
-        .collect();
-    for i in 0..patches.len() {
-        for old in patches[i].manifest.supersedes.clone() {
-            if let Some(&j) = index.get(&old) {
-                let by = patches[i].id.clone();
-                patches[j].superseded_by.push(by);
-            }
+/// is acyclic here; one post-order walk settles every patch after the
+/// patches it supersedes.
+fn link(patches: &mut [Patch], preds: &[Vec<usize>]) {
+    let mut superseded_by: Vec<Vec<String>> = vec![Vec::new(); patches.len()];
+    for (i, ps) in preds.iter().enumerate() {
+        for &j in ps {
+            superseded_by[j].push(patches[i].id.clone());
         }
     }
-    let mut memo: Vec<Option<Vec<String>>> = vec![None; patches.len()];
-    for i in 0..patches.len() {
-        let cats = inherited(i, patches, &index, &mut memo);
-        patches[i].categories = cats;
-        patches[i].superseded_by.sort();
-    }
-}
-
-fn inherited(
-    i: usize,
-    patches: &[Patch],
-    index: &HashMap<String, usize>,
-    memo: &mut Vec<Option<Vec<String>>>,
-) -> Vec<String> {
-    if let Some(done) = &memo[i] {
-        return done.clone();
-    }
-    // Explicit stack to survive very long chains without recursion.
-    let mut order = Vec::new();
-    let mut stack = vec![i];
-    let mut visiting = std::collections::HashSet::new();
-    while let Some(n) = stack.pop() {
-        if memo[n].is_some() || !visiting.insert(n) {
+    let mut done = vec![false; patches.len()];
+    let mut stack = Vec::new();
+    for start in 0..patches.len() {
+        if done[start] || preds[start].is_empty() {
             continue;
         }
-        order.push(n);
-        for old in &patches[n].manifest.supersedes {
-            if let Some(&j) = index.get(old) {
-                stack.push(j);
+        stack.push((start, false));
+        while let Some((node, expanded)) = stack.pop() {
+            if done[node] {
+                continue;
             }
-        }
-    }
-    for &n in order.iter().rev() {
-        let mut cats = patches[n].manifest.categories.clone();
-        for old in &patches[n].manifest.supersedes {
-            if let Some(&j) = index.get(old) {
-                let from = memo[j]
-                    .clone()
-                    .unwrap_or_else(|| patches[j].manifest.categories.clone());
+            if !expanded
+                && preds[node]
+                    .iter()
+                    .any(|&j| !done[j] && !preds[j].is_empty())
+            {
+                stack.push((node, true));
+                stack.extend(
+                    preds[node]
+                        .iter()
+                        .filter(|&&j| !done[j])
+                        .map(|&j| (j, false)),
+                );
+                continue;
+            }
+            let mut cats = patches[node].categories.clone();
+            for &j in &preds[node] {
                 cats.extend(
-                    from.into_iter()
-                        .filter(|c| !NOT_INHERITED.contains(&c.as_str())),
+                    patches[j]
+                        .categories
+                        .iter()
+                        .filter(|c| !NOT_INHERITED.contains(&c.as_str()))
+                        .cloned(),
                 );
             }
+            cats.sort();
+            cats.dedup();
+            patches[node].categories = cats;
+            done[node] = true;
         }
-        cats.sort();
-        cats.dedup();
-        memo[n] = Some(cats);
     }
-    memo[i].clone().unwrap_or_default()
+    for (p, mut by) in patches.iter_mut().zip(superseded_by) {
+        by.sort();
+        p.superseded_by = by;
+    }
 }
 
 /// `categories.toml`: a table of tag = "description". Problems are reported

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use rayon::prelude::*;
 use rusqlite::{Connection, params};
 
 use crate::engine::archive::PatchFileError;
@@ -81,27 +82,30 @@ impl Index {
             ))
         });
         let Ok(rows) = rows else { return out };
-        for (file, size, mtime_ns, manifest, error_line, error) in rows.flatten() {
-            let stamp = Stamp {
-                size: size as u64,
-                mtime_ns,
-            };
-            if current.get(&file) != Some(&stamp) {
-                continue;
-            }
-            let reading = match (manifest, error) {
-                (Some(json), _) => match serde_json::from_str(&json) {
-                    Ok(m) => Ok(m),
-                    Err(_) => continue,
-                },
-                (None, Some(message)) => Err(PatchFileError {
-                    line: error_line.map(|l| l as usize),
-                    message,
-                }),
-                (None, None) => continue,
-            };
-            out.insert(file, reading);
-        }
+        let rows: Vec<_> = rows
+            .flatten()
+            .filter(|r| {
+                current.get(&r.0)
+                    == Some(&Stamp {
+                        size: r.1 as u64,
+                        mtime_ns: r.2,
+                    })
+            })
+            .collect();
+        // Decoding manifests is most of a warm open: do it on all cores.
+        out.par_extend(rows.into_par_iter().filter_map(
+            |(file, _, _, manifest, error_line, error)| {
+                let reading = match (manifest, error) {
+                    (Some(json), _) => Ok(serde_json::from_str(&json).ok()?),
+                    (None, Some(message)) => Err(PatchFileError {
+                        line: error_line.map(|l| l as usize),
+                        message,
+                    }),
+                    (None, None) => return None,
+                };
+                Some((file, reading))
+            },
+        ));
         out
     }
 
