@@ -127,7 +127,10 @@ fn main() {
         }
     }
 
-    println!("\npatchdeck depot benchmark: {patches} patches, one core for search and filter\n");
+    println!(
+        "\npatchdeck depot benchmark: {patches} patches; filters on one core, opening and fuzzy search on {} cores\n",
+        rayon::current_num_threads()
+    );
     println!("| measure | median |");
     println!("|---|---|");
     println!(

@@ -167,9 +167,11 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let rows = keymap::help(app.focus.scope());
     let cell = |keys: &str, what: &str| {
+        // 1 + 16 + 19 characters, two a line with 2 between: 74, the inner
+        // width of the overlay on an 80-column screen.
         vec![
             Span::styled(format!(" {:<16}", keys), theme.key),
-            Span::raw(crate::tui::text::fit(what, 20)),
+            Span::raw(crate::tui::text::fit(what, 19)),
         ]
     };
     let mut lines: Vec<Line<'static>> = Vec::new();
