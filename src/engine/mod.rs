@@ -11,6 +11,8 @@ pub mod index;
 pub mod inventory;
 pub mod lab;
 pub mod manifest;
+pub mod node;
 pub mod patch;
 pub mod select;
+pub mod transport;
 pub mod version;

@@ -1,0 +1,1343 @@
+//! A node's side of patching: its store under `var/lib/patchdeck/` and the
+//! lifecycle `stage → install → commit`, with `rollback` and `remove`.
+//!
+//! Crash safety: every mutating operation records an intent in the
+//! database, prepares everything inside the node's save area (nothing in
+//! the node tree changes), crosses a recorded point of no return, then moves
+//! files into place with renames and commits the database in one
+//! transaction. After a crash, the next operation (or [`Node::open`])
+//! finishes what crossed the point of no return and undoes what did not, so
+//! files and database always end exactly before or exactly after. A failure
+//! reported while an operation runs undoes it at once.
+
+pub mod fault;
+pub mod lock;
+pub mod paths;
+pub mod store;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::archive;
+use crate::engine::inventory::{Inventory, PatchState};
+use crate::engine::manifest::{Manifest, Restart};
+use crate::engine::select::base_version_satisfied;
+use fault::point;
+use lock::{Acquired, NodeLock};
+use store::{FileRow, PatchRow};
+
+/// The store's directory inside the node root.
+pub const STORE_DIR: &str = "var/lib/patchdeck";
+
+/// What kind of failure, so callers and the protocol can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The patch's state (or the node's) does not allow the operation.
+    Refused,
+    /// Another operation holds the node.
+    Busy,
+    /// The patch file or a payload path is unacceptable.
+    Invalid,
+    /// Reading or writing failed.
+    Io,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("node {node}: {message}")]
+pub struct NodeError {
+    pub node: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, NodeError>;
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub node: String,
+    pub op: String,
+    pub patch: String,
+    /// The patch's state afterwards.
+    pub state: PatchState,
+    /// Patches whose state changed along with it (superseded, restored, committed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+    /// What must restart for the change to take effect.
+    pub restart: Restart,
+    pub message: String,
+}
+
+/// A file whose content differs from what the database says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    pub path: String,
+    pub patch: String,
+    pub expected: String,
+    /// `None` when the file is missing.
+    pub actual: Option<String>,
+}
+
+/// One line of `list`: a patch and its state on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub patch: String,
+    pub state: PatchState,
+    pub committed: bool,
+    pub staged_at: Option<String>,
+    pub applied_at: Option<String>,
+    pub superseded_by: Option<String>,
+    pub pending_restart: Option<Restart>,
+}
+
+/// What install decided before changing anything; stored with the intent
+/// so recovery can finish or undo exactly this.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Plan {
+    files: Vec<FileRow>,
+    created_dirs: Vec<String>,
+    save: bool,
+}
+
+pub struct Node {
+    root: PathBuf,
+    name: String,
+    conn: Connection,
+}
+
+fn io_err(node: &str, what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> NodeError + '_ {
+    let what = what.to_string();
+    move |e| NodeError {
+        node: node.to_string(),
+        kind: ErrorKind::Io,
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl Node {
+    /// Opens (creating if needed) the store of the node rooted at `root`,
+    /// and finishes or undoes an operation a crash interrupted.
+    pub fn open(root: &Path, name: &str) -> Result<Node> {
+        let store = root.join(STORE_DIR);
+        for dir in ["staged", "save"] {
+            fs::create_dir_all(store.join(dir))
+                .map_err(io_err(name, format!("creating {}", store.display())))?;
+        }
+        let conn = store::open(&store.join("ipd.sqlite")).map_err(|e| NodeError {
+            node: name.into(),
+            kind: ErrorKind::Io,
+            message: format!("opening {}/ipd.sqlite: {e}", store.display()),
+        })?;
+        let mut node = Node {
+            root: root.to_path_buf(),
+            name: name.to_string(),
+            conn,
+        };
+        // Recover now if nobody else is working on the node.
+        if let Ok(Acquired::Held(_lock)) =
+            NodeLock::try_acquire(&node.store_dir().join("lock"), "recover", "-")
+        {
+            node.recover()?;
+        }
+        Ok(node)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
+    }
+
+    pub fn staged_path(&self, id: &str) -> PathBuf {
+        self.store_dir().join("staged").join(format!("{id}.patch"))
+    }
+
+    fn save_dir(&self, id: &str) -> PathBuf {
+        self.store_dir().join("save").join(id)
+    }
+
+    fn err(&self, kind: ErrorKind, message: impl Into<String>) -> NodeError {
+        NodeError {
+            node: self.name.clone(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|e| self.err(ErrorKind::Io, format!("database: {e}")))
+    }
+
+    fn io<T>(&self, what: impl std::fmt::Display, r: io::Result<T>) -> Result<T> {
+        r.map_err(|e| self.err(ErrorKind::Io, format!("{what}: {e}")))
+    }
+
+    fn lock(&self, op: &str, patch: &str) -> Result<NodeLock> {
+        match self.io(
+            "locking",
+            NodeLock::try_acquire(&self.store_dir().join("lock"), op, patch),
+        )? {
+            Acquired::Held(lock) => Ok(lock),
+            Acquired::Busy(Some(h)) => Err(self.err(
+                ErrorKind::Busy,
+                format!(
+                    "busy: {} {} since {} by pid {}",
+                    h.op, h.patch, h.since, h.pid
+                ),
+            )),
+            Acquired::Busy(None) => {
+                Err(self.err(ErrorKind::Busy, "busy: another operation holds the node"))
+            }
+        }
+    }
+
+    /// Sets an installed product's version (used when a node is set up).
+    pub fn set_product(&mut self, name: &str, version: &str) -> Result<()> {
+        let r = self.conn.execute(
+            "INSERT INTO product(name, version) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET version=?2",
+            [name, version],
+        );
+        self.db(r).map(|_| ())
+    }
+
+    /// Sets a component (`product.fileset`) version.
+    pub fn set_component(&mut self, name: &str, version: &str) -> Result<()> {
+        let r = self.conn.execute(
+            "INSERT INTO component(name, version) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET version=?2",
+            [name, version],
+        );
+        self.db(r).map(|_| ())
+    }
+
+    // ----- reading -----
+
+    pub fn state(&self, id: &str) -> Result<PatchState> {
+        Ok(self
+            .db(store::patch(&self.conn, id))?
+            .map(|r| r.state)
+            .unwrap_or_default())
+    }
+
+    pub fn inventory(&self) -> Result<Inventory> {
+        let mut inv = Inventory {
+            node: self.name.clone(),
+            ..Inventory::default()
+        };
+        inv.products = self.db(store::products(&self.conn))?.into_iter().collect();
+        inv.components = self
+            .db(store::components(&self.conn))?
+            .into_iter()
+            .collect();
+        inv.patches = self
+            .db(store::patches(&self.conn))?
+            .into_iter()
+            .map(|r| (r.id, r.state))
+            .collect();
+        Ok(inv)
+    }
+
+    pub fn list(&self) -> Result<Vec<Listed>> {
+        let pending: std::collections::HashMap<String, String> = self
+            .db(store::pending_restarts(&self.conn))?
+            .into_iter()
+            .map(|(p, k, _)| (p, k))
+            .collect();
+        Ok(self
+            .db(store::patches(&self.conn))?
+            .into_iter()
+            .map(|r| Listed {
+                pending_restart: pending.get(&r.id).map(|k| {
+                    if k == "reboot" {
+                        Restart::Reboot
+                    } else {
+                        Restart::Service
+                    }
+                }),
+                patch: r.id,
+                state: r.state,
+                committed: r.committed,
+                staged_at: r.staged_at,
+                applied_at: r.applied_at,
+                superseded_by: r.superseded_by,
+            })
+            .collect())
+    }
+
+    /// The strongest restart any installed change still waits for.
+    pub fn pending_restart(&self) -> Result<Restart> {
+        let rows = self.db(store::pending_restarts(&self.conn))?;
+        Ok(rows
+            .iter()
+            .map(|(_, k, _)| {
+                if k == "reboot" {
+                    Restart::Reboot
+                } else {
+                    Restart::Service
+                }
+            })
+            .max()
+            .unwrap_or_default())
+    }
+
+    /// Compares every installed file with what the database says it holds.
+    pub fn verify(&self) -> Result<Vec<Drift>> {
+        let mut owner: std::collections::BTreeMap<String, (i64, String, String)> =
+            Default::default();
+        for row in self.db(store::patches(&self.conn))? {
+            if !row.state.is_installed() {
+                continue;
+            }
+            for f in self.db(store::files(&self.conn, &row.id))? {
+                let seq = row.seq.unwrap_or(0);
+                if owner.get(&f.path).is_none_or(|(s, _, _)| *s < seq) {
+                    owner.insert(f.path.clone(), (seq, row.id.clone(), f.after_sha.clone()));
+                }
+            }
+        }
+        let mut drift = Vec::new();
+        for (path, (_, patch, expected)) in owner {
+            let actual = archive::sha256_file(&self.root.join(&path)).ok();
+            if actual.as_deref() != Some(expected.as_str()) {
+                drift.push(Drift {
+                    path,
+                    patch,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(drift)
+    }
+
+    fn require(&self, id: &str) -> Result<PatchRow> {
+        self.db(store::patch(&self.conn, id))?.ok_or_else(|| {
+            self.err(
+                ErrorKind::Refused,
+                format!("{id} is not on this node (state none); stage it first"),
+            )
+        })
+    }
+
+    // ----- stage and remove -----
+
+    /// Copies a patch file in and verifies it: `none → staged`. Staging the
+    /// same bytes again is a no-op.
+    pub fn stage(&mut self, id: &str, source: &Path) -> Result<Report> {
+        crate::engine::manifest::check_id(id).map_err(|m| self.err(ErrorKind::Invalid, m))?;
+        let _lock = self.lock("stage", id)?;
+        self.recover()?;
+        let target = self.staged_path(id);
+        if let Some(row) = self.db(store::patch(&self.conn, id))? {
+            let same = archive::sha256_file(&target).ok() == archive::sha256_file(source).ok();
+            return match row.state {
+                PatchState::Staged if same => Ok(self.report(
+                    "stage",
+                    id,
+                    PatchState::Staged,
+                    vec![],
+                    Restart::None,
+                    "already staged and verified",
+                )),
+                PatchState::Staged => Err(self.err(
+                    ErrorKind::Refused,
+                    format!("{id} is staged with different content; remove it first"),
+                )),
+                s => Err(self.err(
+                    ErrorKind::Refused,
+                    format!("{id} is {s} here; staging is for patches not yet on the node"),
+                )),
+            };
+        }
+        self.db(store::begin_intent(&self.conn, "stage", id, "prepare"))?;
+        let temp = target.with_extension("patch.tmp");
+        let result = (|| {
+            point(1).map_err(io_err(&self.name, "staging"))?;
+            let mut src = fs::File::open(source).map_err(io_err(&self.name, source.display()))?;
+            self.io(
+                "copying into staged/",
+                paths::write_file(&temp, &mut src, u64::MAX - 1, 0o644),
+            )?;
+            point(2).map_err(io_err(&self.name, "staging"))?;
+            let file = self.io("reading the staged copy", fs::File::open(&temp))?;
+            let manifest = archive::read_archive(io::BufReader::new(file))
+                .map_err(|e| self.err(ErrorKind::Invalid, format!("{id}: {e}")))?;
+            if manifest.id.as_deref().is_some_and(|m| m != id) {
+                return Err(self.err(
+                    ErrorKind::Invalid,
+                    format!("{id}: the manifest says its id is {:?}", manifest.id),
+                ));
+            }
+            self.io("renaming into staged/", fs::rename(&temp, &target))?;
+            self.io(
+                "syncing staged/",
+                paths::sync_dir(&self.store_dir().join("staged")),
+            )?;
+            point(3).map_err(io_err(&self.name, "staging"))?;
+            Ok(manifest)
+        })();
+        let manifest = match result {
+            Ok(m) => m,
+            Err(e) => {
+                self.undo_stage(id)?;
+                return Err(e);
+            }
+        };
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        self.db(store::insert_staged(&tx, id, &manifest))?;
+        self.db(store::end_intent(&tx))?;
+        self.db(tx.commit())?;
+        Ok(self.report(
+            "stage",
+            id,
+            PatchState::Staged,
+            vec![],
+            Restart::None,
+            "staged and verified",
+        ))
+    }
+
+    fn undo_stage(&self, id: &str) -> Result<()> {
+        let target = self.staged_path(id);
+        self.io(
+            "removing the staged copy",
+            paths::remove_file(&target.with_extension("patch.tmp")),
+        )?;
+        if self.db(store::patch(&self.conn, id))?.is_none() {
+            self.io("removing the staged copy", paths::remove_file(&target))?;
+        }
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Deletes a staged patch: `staged → none`. Any other state is refused.
+    pub fn remove(&mut self, id: &str) -> Result<Report> {
+        let _lock = self.lock("remove", id)?;
+        self.recover()?;
+        let row = self.require(id)?;
+        if row.state != PatchState::Staged {
+            return Err(self.refusal("remove", &row));
+        }
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        self.db(tx.execute("DELETE FROM patch WHERE id=?1", [id]))?;
+        self.db(store::begin_intent(&tx, "remove", id, "cleanup"))?;
+        self.db(tx.commit())?;
+        self.io("removing", point(40))?;
+        self.finish_remove(id)?;
+        Ok(self.report(
+            "remove",
+            id,
+            PatchState::None,
+            vec![],
+            Restart::None,
+            "removed from the node",
+        ))
+    }
+
+    fn finish_remove(&self, id: &str) -> Result<()> {
+        self.io(
+            "removing the staged copy",
+            paths::remove_file(&self.staged_path(id)),
+        )?;
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Why `op` cannot run on a patch in this state, and what would allow it.
+    fn refusal(&self, op: &str, row: &PatchRow) -> NodeError {
+        let id = &row.id;
+        let why = match (op, row.state) {
+            ("remove", PatchState::Applied) => {
+                "it is applied; roll it back first, then remove it".to_string()
+            }
+            ("remove", PatchState::Committed) => {
+                "it is committed and cannot be removed; install a patch that supersedes it"
+                    .to_string()
+            }
+            ("remove" | "install" | "rollback" | "commit", PatchState::Superseded) => format!(
+                "it is superseded by {}; {}",
+                row.superseded_by.as_deref().unwrap_or("a later patch"),
+                if op == "commit" {
+                    "commit that one, which commits this one too"
+                } else {
+                    "roll that one back first"
+                }
+            ),
+            ("install", PatchState::Applied | PatchState::Committed) => {
+                "it is already installed".to_string()
+            }
+            ("rollback", PatchState::Committed) => {
+                "it is committed: its saved files were dropped, so it cannot be rolled back"
+                    .to_string()
+            }
+            ("rollback" | "commit", PatchState::Staged) => {
+                "it is only staged, not installed; install it first".to_string()
+            }
+            ("commit", PatchState::Committed) => "it is already committed".to_string(),
+            (_, s) => format!("not allowed in state {s}"),
+        };
+        self.err(
+            ErrorKind::Refused,
+            format!("cannot {op} {id}: {} is {}; {why}", id, row.state),
+        )
+    }
+
+    fn report(
+        &self,
+        op: &str,
+        id: &str,
+        state: PatchState,
+        also: Vec<String>,
+        restart: Restart,
+        message: &str,
+    ) -> Report {
+        Report {
+            node: self.name.clone(),
+            op: op.into(),
+            patch: id.into(),
+            state,
+            also,
+            restart,
+            message: message.into(),
+        }
+    }
+
+    // ----- install -----
+
+    /// Installs a staged patch: saves what it replaces (unless `save` is
+    /// false, which goes straight to committed), writes its files, and marks
+    /// the patches it supersedes.
+    pub fn install(&mut self, id: &str, save: bool) -> Result<Report> {
+        let _lock = self.lock("install", id)?;
+        self.recover()?;
+        let row = self.require(id)?;
+        if row.state != PatchState::Staged {
+            return Err(self.refusal("install", &row));
+        }
+        let manifest = row.manifest.clone();
+        self.check_base(id, &manifest)?;
+        self.check_prerequisites(id, &manifest)?;
+        // Nothing unverified is installed: check the staged copy again.
+        let staged = self.staged_path(id);
+        let file = self.io(format!("reading staged {id}"), fs::File::open(&staged))?;
+        let verified = archive::read_archive(io::BufReader::new(file)).map_err(|e| {
+            self.err(
+                ErrorKind::Invalid,
+                format!("staged {id} fails verification: {e}"),
+            )
+        })?;
+        if verified.files != manifest.files {
+            return Err(self.err(
+                ErrorKind::Invalid,
+                format!("staged {id} no longer matches what was staged; remove and stage it again"),
+            ));
+        }
+
+        let mut plan = Plan {
+            save,
+            ..Plan::default()
+        };
+        let mut resolved = Vec::new();
+        for f in &manifest.files {
+            let r = paths::resolve(&self.root, &f.path)
+                .map_err(|m| self.err(ErrorKind::Invalid, format!("{id}: {m}")))?;
+            for d in &r.missing_dirs {
+                if !plan.created_dirs.contains(d) {
+                    plan.created_dirs.push(d.clone());
+                }
+            }
+            resolved.push(r);
+        }
+
+        self.db(store::begin_intent(&self.conn, "install", id, "prepare"))?;
+        if let Err(e) = self.install_prepare(id, &manifest, &resolved, &mut plan) {
+            self.io("abandoning install", paths::remove_tree(&self.save_dir(id)))?;
+            self.db(store::end_intent(&self.conn))?;
+            return Err(e);
+        }
+        let plan_json = serde_json::to_string(&plan).unwrap_or_default();
+        self.db(store::set_phase(&self.conn, "commit", Some(&plan_json)))?;
+        if let Err(e) = self
+            .io("install", point(14))
+            .and_then(|_| self.install_commit(id, &plan))
+        {
+            self.db(store::set_phase(&self.conn, "undo", None))?;
+            self.undo_install(id, &plan)?;
+            return Err(e);
+        }
+        let row = self.require(id)?;
+        let also = self
+            .db(store::patches(&self.conn))?
+            .into_iter()
+            .filter(|r| r.superseded_by.as_deref() == Some(id))
+            .map(|r| r.id)
+            .collect();
+        let message = match (manifest.hot, manifest.restart) {
+            (true, _) | (_, Restart::None) => "installed; no restart needed".to_string(),
+            (_, r) => format!("installed; a {r} restart is needed for it to take effect"),
+        };
+        Ok(self.report(
+            "install",
+            id,
+            row.state,
+            also,
+            if manifest.hot {
+                Restart::None
+            } else {
+                manifest.restart
+            },
+            &message,
+        ))
+    }
+
+    fn check_base(&self, id: &str, m: &Manifest) -> Result<()> {
+        let products: std::collections::HashMap<String, String> =
+            self.db(store::products(&self.conn))?.into_iter().collect();
+        let Some(installed) = products.get(&m.product) else {
+            return Err(self.err(
+                ErrorKind::Refused,
+                format!(
+                    "cannot install {id}: product {} is not installed here",
+                    m.product
+                ),
+            ));
+        };
+        if let Some(base) = &m.base_version {
+            if base_version_satisfied(base, installed) != Some(true) {
+                return Err(self.err(
+                    ErrorKind::Refused,
+                    format!(
+                        "cannot install {id}: it needs {} {base}, and {installed} is installed",
+                        m.product
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each requirement must be installed, or replaced by an installed patch
+    /// that supersedes it.
+    fn check_prerequisites(&self, id: &str, m: &Manifest) -> Result<()> {
+        let rows = self.db(store::patches(&self.conn))?;
+        let installed: Vec<&PatchRow> = rows.iter().filter(|r| r.state.is_installed()).collect();
+        for req in &m.requires {
+            let ok = installed
+                .iter()
+                .any(|r| &r.id == req || supersedes(&rows, &r.id, req));
+            if !ok {
+                return Err(self.err(
+                    ErrorKind::Refused,
+                    format!("cannot install {id}: it requires {req}, which is not installed here; install {req} first"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn install_prepare(
+        &self,
+        id: &str,
+        m: &Manifest,
+        resolved: &[paths::Resolved],
+        plan: &mut Plan,
+    ) -> Result<()> {
+        let save = self.save_dir(id);
+        self.io("clearing the save area", paths::remove_tree(&save))?;
+        self.io("install", point(10))?;
+        for (f, r) in m.files.iter().zip(resolved) {
+            let (before_sha, before_mode) = match r.existing {
+                paths::Existing::File => {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = self
+                        .io(&f.path, fs::metadata(&r.target))?
+                        .permissions()
+                        .mode()
+                        & 0o7777;
+                    let (_, sha) = self.io(
+                        format!("saving {}", f.path),
+                        paths::copy_file(&r.target, &save.join("orig").join(&f.path)),
+                    )?;
+                    self.io("install", point(11))?;
+                    (Some(sha), Some(mode))
+                }
+                paths::Existing::Absent => (None, None),
+            };
+            plan.files.push(FileRow {
+                path: f.path.clone(),
+                before_sha,
+                before_mode,
+                after_sha: f.sha256.clone(),
+                after_mode: f.mode & 0o777,
+            });
+        }
+        // Extract the payload into the save area, checking every byte again.
+        let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
+        let mut ar = tar::Archive::new(io::BufReader::new(file));
+        for entry in self.io("reading staged patch", ar.entries())? {
+            let mut entry = self.io("reading staged patch", entry)?;
+            let name = self
+                .io("reading staged patch", entry.path())?
+                .to_string_lossy()
+                .into_owned();
+            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR) else {
+                continue;
+            };
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let Some(f) = m.files.iter().find(|f| f.path == rel) else {
+                continue;
+            };
+            let dest = save.join("new").join(rel);
+            let (size, sha) = self.io(
+                format!("extracting {rel}"),
+                paths::write_file(&dest, &mut entry, f.size, f.mode),
+            )?;
+            if size != f.size || sha != f.sha256.to_ascii_lowercase() {
+                return Err(self.err(
+                    ErrorKind::Invalid,
+                    format!(
+                        "{id}: payload {rel} does not match its manifest entry (size or checksum)"
+                    ),
+                ));
+            }
+            self.io("install", point(12))?;
+        }
+        self.io("syncing the save area", sync_tree(&save))?;
+        self.io("install", point(13))
+    }
+
+    /// Past the point of no return: idempotent, so recovery can repeat it.
+    fn install_commit(&mut self, id: &str, plan: &Plan) -> Result<()> {
+        let save = self.save_dir(id);
+        for d in &plan.created_dirs {
+            let dir = self.root.join(d);
+            if !dir.is_dir() {
+                self.io(format!("creating {d}"), fs::create_dir(&dir))?;
+            }
+        }
+        for f in &plan.files {
+            let new = save.join("new").join(&f.path);
+            if new.exists() {
+                let target = self.root.join(&f.path);
+                self.io(format!("installing {}", f.path), fs::rename(&new, &target))?;
+                self.io(
+                    format!("syncing {}", f.path),
+                    paths::sync_dir(target.parent().unwrap_or(&self.root)),
+                )?;
+                self.io("install", point(15))?;
+            }
+        }
+        self.io(
+            "tidying the save area",
+            paths::remove_tree(&save.join("new")),
+        )?;
+        self.io("install", point(16))?;
+
+        let manifest = self.require(id)?.manifest;
+        let now = store::now();
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        let seq: i64 = self.db(tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM patch",
+            [],
+            |r| r.get(0),
+        ))?;
+        let component = component_name(&manifest);
+        let prev: Option<String> = self.db(tx
+            .query_row(
+                "SELECT version FROM component WHERE name=?1",
+                [&component],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            }))?;
+        let (state, committed) = if plan.save {
+            ("applied", 0)
+        } else {
+            ("committed", 1)
+        };
+        self.db(tx.execute(
+            "UPDATE patch SET state=?2, committed=?3, applied_at=?4, committed_at=CASE WHEN ?3=1 THEN ?4 END,
+             seq=?5, prev_component_version=?6, superseded_by=NULL WHERE id=?1",
+            rusqlite::params![id, state, committed, now, seq, prev],
+        ))?;
+        for f in &plan.files {
+            self.db(tx.execute(
+                "INSERT OR REPLACE INTO patch_file(patch, path, before_sha, before_mode, after_sha, after_mode) VALUES (?1,?2,?3,?4,?5,?6)",
+                rusqlite::params![id, f.path, f.before_sha, f.before_mode.map(|m| m as i64), f.after_sha, f.after_mode as i64],
+            ))?;
+        }
+        for d in &plan.created_dirs {
+            self.db(tx.execute(
+                "INSERT OR REPLACE INTO patch_dir(patch, path) VALUES (?1, ?2)",
+                [id, d],
+            ))?;
+        }
+        for old in &manifest.supersedes {
+            self.db(tx.execute(
+                "UPDATE patch SET state='superseded', superseded_by=?2 WHERE id=?1 AND state IN ('applied','committed')",
+                [old, id],
+            ))?;
+        }
+        self.db(tx.execute(
+            "INSERT INTO component(name, version) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET version=?2",
+            [&component, &manifest.version],
+        ))?;
+        if !manifest.hot && manifest.restart != Restart::None {
+            self.db(tx.execute(
+                "INSERT OR REPLACE INTO pending_restart(patch, kind, since) VALUES (?1, ?2, ?3)",
+                [id, manifest.restart.as_str(), &now],
+            ))?;
+        }
+        if plan.save {
+            self.db(store::end_intent(&tx))?;
+        } else {
+            self.db(store::set_phase(&tx, "cleanup", None))?;
+        }
+        self.db(tx.commit())?;
+        self.io("install", point(17))?;
+        if !plan.save {
+            self.io("dropping saved files", paths::remove_tree(&save))?;
+            self.db(store::end_intent(&self.conn))?;
+        }
+        Ok(())
+    }
+
+    /// Puts back what a failed install changed. Idempotent: a file whose new
+    /// copy is still in the save area was never touched.
+    fn undo_install(&self, id: &str, plan: &Plan) -> Result<()> {
+        let save = self.save_dir(id);
+        for f in plan.files.iter().rev() {
+            if save.join("new").join(&f.path).exists() {
+                continue;
+            }
+            let target = self.root.join(&f.path);
+            match &f.before_sha {
+                Some(_) => {
+                    let orig = save.join("orig").join(&f.path);
+                    if orig.exists() {
+                        self.io(format!("restoring {}", f.path), fs::rename(&orig, &target))?;
+                    }
+                }
+                None => self.io(format!("removing {}", f.path), paths::remove_file(&target))?,
+            }
+        }
+        self.remove_dirs(&plan.created_dirs)?;
+        self.io("clearing the save area", paths::remove_tree(&save))?;
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Removes directories a patch created, deepest first, if empty.
+    fn remove_dirs(&self, dirs: &[String]) -> Result<()> {
+        let mut dirs: Vec<&String> = dirs.iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        for d in dirs {
+            match fs::remove_dir(self.root.join(d)) {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
+                Err(e) => return Err(self.err(ErrorKind::Io, format!("removing {d}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    // ----- rollback -----
+
+    /// Restores what an applied patch replaced, byte for byte, and deletes
+    /// what it created: `applied → staged`. A patch it had superseded
+    /// returns to its former state.
+    pub fn rollback(&mut self, id: &str) -> Result<Report> {
+        let _lock = self.lock("rollback", id)?;
+        self.recover()?;
+        let row = self.require(id)?;
+        if row.state != PatchState::Applied {
+            return Err(self.refusal("rollback", &row));
+        }
+        let files = self.db(store::files(&self.conn, id))?;
+        // A later patch that rewrote one of these files must go first.
+        for other in self.db(store::patches(&self.conn))? {
+            if other.id == *id || !other.state.is_installed() || other.seq <= row.seq {
+                continue;
+            }
+            let theirs = self.db(store::files(&self.conn, &other.id))?;
+            if let Some(f) = theirs
+                .iter()
+                .find(|t| files.iter().any(|f| f.path == t.path))
+            {
+                return Err(self.err(
+                    ErrorKind::Refused,
+                    format!(
+                        "cannot rollback {id}: {} was changed later by {}; roll {} back first",
+                        f.path, other.id, other.id
+                    ),
+                ));
+            }
+        }
+        let save = self.save_dir(id);
+        self.db(store::begin_intent(&self.conn, "rollback", id, "prepare"))?;
+        let prepared = (|| {
+            self.io("rollback", point(20))?;
+            for f in &files {
+                let Some(before) = &f.before_sha else {
+                    continue;
+                };
+                let orig = save.join("orig").join(&f.path);
+                let sha = self.io(
+                    format!("reading the saved copy of {}", f.path),
+                    archive::sha256_file(&orig),
+                )?;
+                if &sha != before {
+                    return Err(self.err(
+                        ErrorKind::Io,
+                        format!(
+                            "the saved copy of {} is damaged; nothing was changed",
+                            f.path
+                        ),
+                    ));
+                }
+                // A hard link keeps the saved copy whole until the end.
+                let restore = save.join("restore").join(&f.path);
+                self.io(
+                    "preparing the restore",
+                    fs::create_dir_all(restore.parent().unwrap_or(&save)),
+                )?;
+                self.io("preparing the restore", paths::remove_file(&restore))?;
+                self.io("preparing the restore", fs::hard_link(&orig, &restore))?;
+                self.io("rollback", point(21))?;
+            }
+            self.io("syncing the save area", sync_tree(&save))
+        })();
+        if let Err(e) = prepared {
+            self.io(
+                "abandoning rollback",
+                paths::remove_tree(&save.join("restore")),
+            )?;
+            self.db(store::end_intent(&self.conn))?;
+            return Err(e);
+        }
+        self.db(store::set_phase(&self.conn, "commit", None))?;
+        if let Err(e) = self
+            .io("rollback", point(22))
+            .and_then(|_| self.rollback_commit(id))
+        {
+            self.db(store::set_phase(&self.conn, "undo", None))?;
+            self.undo_rollback(id)?;
+            return Err(e);
+        }
+        let also = self
+            .db(store::patches(&self.conn))?
+            .into_iter()
+            .filter(|r| {
+                r.manifest.supersedes.contains(&id.to_string())
+                    || row.manifest.supersedes.contains(&r.id)
+            })
+            .filter(|r| r.state.is_installed() && r.id != id)
+            .map(|r| r.id)
+            .collect();
+        let restart = if row.manifest.hot {
+            Restart::None
+        } else {
+            row.manifest.restart
+        };
+        Ok(self.report(
+            "rollback",
+            id,
+            PatchState::Staged,
+            also,
+            restart,
+            "rolled back; the files it replaced are restored",
+        ))
+    }
+
+    fn rollback_commit(&mut self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        let files = self.db(store::files(&self.conn, id))?;
+        for f in &files {
+            let target = self.root.join(&f.path);
+            match &f.before_sha {
+                Some(_) => {
+                    let restore = save.join("restore").join(&f.path);
+                    if restore.exists() {
+                        if let Some(parent) = target.parent() {
+                            self.io("recreating a directory", fs::create_dir_all(parent))?;
+                        }
+                        self.io(
+                            format!("restoring {}", f.path),
+                            fs::rename(&restore, &target),
+                        )?;
+                    }
+                }
+                None => self.io(format!("removing {}", f.path), paths::remove_file(&target))?,
+            }
+            self.io(
+                "syncing",
+                paths::sync_dir(target.parent().unwrap_or(&self.root)),
+            )?;
+            self.io("rollback", point(23))?;
+        }
+        let dirs = self.db(store::dirs(&self.conn, id))?;
+        self.remove_dirs(&dirs)?;
+        self.io("rollback", point(24))?;
+
+        let row = self.require(id)?;
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        self.db(tx.execute(
+            "UPDATE patch SET state='staged', applied_at=NULL, seq=NULL, prev_component_version=NULL WHERE id=?1",
+            [id],
+        ))?;
+        self.db(tx.execute("DELETE FROM patch_file WHERE patch=?1", [id]))?;
+        self.db(tx.execute("DELETE FROM patch_dir WHERE patch=?1", [id]))?;
+        self.db(tx.execute(
+            "UPDATE patch SET state=CASE WHEN committed=1 THEN 'committed' ELSE 'applied' END, superseded_by=NULL WHERE superseded_by=?1",
+            [id],
+        ))?;
+        let component = component_name(&row.manifest);
+        match &row.prev_component_version {
+            Some(v) => self.db(tx.execute(
+                "UPDATE component SET version=?2 WHERE name=?1",
+                [&component, v],
+            ))?,
+            None => self.db(tx.execute("DELETE FROM component WHERE name=?1", [&component]))?,
+        };
+        self.db(tx.execute("DELETE FROM pending_restart WHERE patch=?1", [id]))?;
+        if !row.manifest.hot && row.manifest.restart != Restart::None {
+            self.db(tx.execute(
+                "INSERT OR REPLACE INTO pending_restart(patch, kind, since) VALUES (?1, ?2, ?3)",
+                [
+                    &format!("{id} (rolled back)"),
+                    row.manifest.restart.as_str(),
+                    &store::now(),
+                ],
+            ))?;
+        }
+        self.db(store::set_phase(&tx, "cleanup", None))?;
+        self.db(tx.commit())?;
+        self.io("rollback", point(25))?;
+        self.io("dropping saved files", paths::remove_tree(&save))?;
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Re-applies the patch after a failed rollback, from the staged copy.
+    fn undo_rollback(&mut self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        let files = self.db(store::files(&self.conn, id))?;
+        let dirs = self.db(store::dirs(&self.conn, id))?;
+        for d in &dirs {
+            let dir = self.root.join(d);
+            if !dir.is_dir() {
+                self.io(format!("recreating {d}"), fs::create_dir(&dir))?;
+            }
+        }
+        let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
+        let mut ar = tar::Archive::new(io::BufReader::new(file));
+        for entry in self.io("reading staged patch", ar.entries())? {
+            let mut entry = self.io("reading staged patch", entry)?;
+            let name = self
+                .io("reading staged patch", entry.path())?
+                .to_string_lossy()
+                .into_owned();
+            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR).map(str::to_string) else {
+                continue;
+            };
+            let Some(f) = files.iter().find(|f| f.path == rel) else {
+                continue;
+            };
+            let target = self.root.join(&rel);
+            if archive::sha256_file(&target).ok().as_deref() == Some(f.after_sha.as_str()) {
+                continue;
+            }
+            let temp = save.join("redo").join(&rel);
+            self.io(
+                format!("re-extracting {rel}"),
+                paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode),
+            )?;
+            self.io(format!("re-installing {rel}"), fs::rename(&temp, &target))?;
+        }
+        for dir in ["restore", "redo"] {
+            self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
+        }
+        self.db(store::end_intent(&self.conn))
+    }
+
+    // ----- commit -----
+
+    /// Drops an applied patch's saved files: `applied → committed`, and the
+    /// patches it superseded are committed too.
+    pub fn commit(&mut self, id: &str) -> Result<Report> {
+        let _lock = self.lock("commit", id)?;
+        self.recover()?;
+        let row = self.require(id)?;
+        if row.state != PatchState::Applied {
+            return Err(self.refusal("commit", &row));
+        }
+        let rows = self.db(store::patches(&self.conn))?;
+        let chain: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.committed && superseded_chain(&rows, id, &r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        let now = store::now();
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        self.db(tx.execute(
+            "UPDATE patch SET state='committed', committed=1, committed_at=?2 WHERE id=?1",
+            [id, &now],
+        ))?;
+        for old in &chain {
+            self.db(tx.execute(
+                "UPDATE patch SET committed=1, committed_at=?2 WHERE id=?1",
+                [old, &now],
+            ))?;
+        }
+        self.db(store::begin_intent(&tx, "commit", id, "cleanup"))?;
+        self.db(tx.commit())?;
+        self.io("commit", point(30))?;
+        for p in std::iter::once(id).chain(chain.iter().map(String::as_str)) {
+            self.io(
+                "dropping saved files",
+                paths::remove_tree(&self.save_dir(p)),
+            )?;
+            self.io("commit", point(31))?;
+        }
+        self.db(store::end_intent(&self.conn))?;
+        Ok(self.report(
+            "commit",
+            id,
+            PatchState::Committed,
+            chain,
+            Restart::None,
+            "committed; saved files dropped, rollback no longer possible",
+        ))
+    }
+
+    // ----- recovery -----
+
+    /// Finishes or undoes an interrupted operation. Call with the lock held.
+    fn recover(&mut self) -> Result<()> {
+        let Some(intent) = self.db(store::intent(&self.conn))? else {
+            return Ok(());
+        };
+        let id = intent.patch.clone();
+        tracing::info!(node = %self.name, op = %intent.op, patch = %id, phase = %intent.phase, "recovering");
+        match (intent.op.as_str(), intent.phase.as_str()) {
+            ("stage", _) => self.undo_stage(&id),
+            ("remove", _) => self.finish_remove(&id),
+            ("install", "prepare") => {
+                self.io(
+                    "abandoning install",
+                    paths::remove_tree(&self.save_dir(&id)),
+                )?;
+                self.db(store::end_intent(&self.conn))
+            }
+            ("install", phase) => {
+                let plan: Plan = serde_json::from_str(intent.plan.as_deref().unwrap_or("{}"))
+                    .unwrap_or_default();
+                match phase {
+                    "commit" => self.install_commit(&id, &plan),
+                    "undo" => self.undo_install(&id, &plan),
+                    _ => {
+                        self.io(
+                            "dropping saved files",
+                            paths::remove_tree(&self.save_dir(&id)),
+                        )?;
+                        self.db(store::end_intent(&self.conn))
+                    }
+                }
+            }
+            ("rollback", "prepare") => {
+                self.io(
+                    "abandoning rollback",
+                    paths::remove_tree(&self.save_dir(&id).join("restore")),
+                )?;
+                self.db(store::end_intent(&self.conn))
+            }
+            ("rollback", "commit") => self.rollback_commit(&id),
+            ("rollback", "undo") => self.undo_rollback(&id),
+            ("rollback", _) => {
+                self.io(
+                    "dropping saved files",
+                    paths::remove_tree(&self.save_dir(&id)),
+                )?;
+                self.db(store::end_intent(&self.conn))
+            }
+            ("commit", _) => {
+                for row in self.db(store::patches(&self.conn))? {
+                    if row.committed {
+                        self.io(
+                            "dropping saved files",
+                            paths::remove_tree(&self.save_dir(&row.id)),
+                        )?;
+                    }
+                }
+                self.db(store::end_intent(&self.conn))
+            }
+            (op, phase) => Err(self.err(
+                ErrorKind::Io,
+                format!(
+                    "unknown interrupted operation {op}/{phase}; inspect {}",
+                    self.store_dir().display()
+                ),
+            )),
+        }
+    }
+
+    /// A digest of everything an operation may change: the node tree (store
+    /// database and lock excluded) and the database's meaning. Two nodes
+    /// with equal digests are in the same state. For tests and audits.
+    pub fn digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let store = self.store_dir();
+        let mut entries = Vec::new();
+        walk(&self.root, &self.root, &mut entries)
+            .map_err(io_err(&self.name, "walking the node"))?;
+        for (rel, path, kind) in entries {
+            if path.starts_with(store.join("ipd.sqlite"))
+                || path == store.join("lock")
+                || path.starts_with(store.join("ipd.sqlite-"))
+            {
+                continue;
+            }
+            h.update(rel.as_bytes());
+            h.update([0]);
+            h.update(kind.as_bytes());
+            if kind.starts_with('f') {
+                h.update(fs::read(&path).map_err(io_err(&self.name, rel))?);
+            }
+            h.update([0]);
+        }
+        let q = |sql: &str| -> Result<Vec<String>> {
+            let mut stmt = self.db(self.conn.prepare(sql))?;
+            let rows = self.db(stmt.query_map([], |r| {
+                let n = r.as_ref().column_count();
+                Ok((0..n)
+                    .map(|i| {
+                        format!(
+                            "{:?}",
+                            r.get_ref(i).map(|v| v
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|_| format!("{v:?}")))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            }))?;
+            self.db(rows.collect())
+        };
+        for sql in [
+            "SELECT id, state, committed, superseded_by FROM patch ORDER BY id",
+            "SELECT patch, path, before_sha, before_mode, after_sha, after_mode FROM patch_file ORDER BY patch, path",
+            "SELECT patch, path FROM patch_dir ORDER BY patch, path",
+            "SELECT name, version FROM component ORDER BY name",
+            "SELECT name, version FROM product ORDER BY name",
+            "SELECT patch, kind FROM pending_restart ORDER BY patch",
+            "SELECT op, patch, phase FROM intent",
+        ] {
+            for line in q(sql)? {
+                h.update(line.as_bytes());
+                h.update([b'\n']);
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let path = e.path();
+        let meta = fs::symlink_metadata(&path)?;
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            out.push((rel, path.clone(), format!("d{mode:o}")));
+            walk(root, &path, out)?;
+        } else if meta.file_type().is_symlink() {
+            let to = fs::read_link(&path)?.to_string_lossy().into_owned();
+            out.push((rel, path, format!("l{to}")));
+        } else {
+            out.push((rel, path, format!("f{mode:o}")));
+        }
+    }
+    Ok(())
+}
+
+/// fsync every file and directory below `dir` (the prepared save area).
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    walk(dir, dir, &mut entries)?;
+    for (_, path, kind) in entries {
+        if kind.starts_with('d') {
+            paths::sync_dir(&path)?;
+        }
+    }
+    paths::sync_dir(dir)
+}
+
+fn component_name(m: &Manifest) -> String {
+    match &m.fileset {
+        Some(fs) => format!("{}.{fs}", m.product),
+        None => m.product.clone(),
+    }
+}
+
+/// Whether `new` supersedes `old`, directly or through a chain, going by
+/// the manifests the node has.
+fn supersedes(rows: &[PatchRow], new: &str, old: &str) -> bool {
+    let mut stack = vec![new.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(cur) = stack.pop() {
+        if !seen.insert(cur.clone()) {
+            continue;
+        }
+        if let Some(r) = rows.iter().find(|r| r.id == cur) {
+            for s in &r.manifest.supersedes {
+                if s == old {
+                    return true;
+                }
+                stack.push(s.clone());
+            }
+        }
+    }
+    false
+}
+
+/// Whether `old` was superseded by `top`, following `superseded_by` links.
+fn superseded_chain(rows: &[PatchRow], top: &str, old: &str) -> bool {
+    let mut cur = old.to_string();
+    for _ in 0..rows.len() {
+        match rows
+            .iter()
+            .find(|r| r.id == cur)
+            .and_then(|r| r.superseded_by.clone())
+        {
+            Some(by) if by == top => return true,
+            Some(by) => cur = by,
+            None => return false,
+        }
+    }
+    false
+}
