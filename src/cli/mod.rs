@@ -4,6 +4,7 @@
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
 mod depot;
+pub(crate) mod nodes;
 mod select;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::depot::Depot;
 use crate::engine::lab::Lab;
+use crate::engine::ops::Op;
 
 #[derive(Debug, Parser)]
 #[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None)]
@@ -46,6 +48,20 @@ pub enum Command {
     Pack(depot::PackArgs),
     /// Resolve a selection: what would be installed, in which order, and why.
     Select(select::SelectArgs),
+    /// The fleet's nodes: id, data center, organization, site, cluster, root, service state.
+    Nodes(nodes::NodesArgs),
+    /// Copy patches to nodes and verify them there (none -> staged).
+    Stage(nodes::OpArgs),
+    /// Install staged patches, resolver order, saving what they replace (staged -> applied).
+    Install(nodes::OpArgs),
+    /// Restore what an applied patch replaced (applied -> staged).
+    Rollback(nodes::OpArgs),
+    /// Drop the saved files of applied patches; no rollback after (applied -> committed).
+    Commit(nodes::OpArgs),
+    /// Delete a staged patch from nodes (staged -> none).
+    Remove(nodes::OpArgs),
+    /// Patch states per node.
+    List(nodes::ListArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -104,6 +120,13 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Depot(cmd) => depot::run(global, cmd),
         Command::Pack(args) => depot::pack(args),
         Command::Select(args) => select::run(global, args),
+        Command::Nodes(args) => nodes::nodes(global, args),
+        Command::Stage(args) => nodes::operate(global, Op::Stage, args),
+        Command::Install(args) => nodes::operate(global, Op::Install, args),
+        Command::Rollback(args) => nodes::operate(global, Op::Rollback, args),
+        Command::Commit(args) => nodes::operate(global, Op::Commit, args),
+        Command::Remove(args) => nodes::operate(global, Op::Remove, args),
+        Command::List(args) => nodes::list(global, args),
     }
 }
 
@@ -113,6 +136,13 @@ impl Command {
         match self {
             Command::Depot(cmd) => cmd.json(),
             Command::Select(args) => args.json,
+            Command::Nodes(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Stage(a)
+            | Command::Install(a)
+            | Command::Rollback(a)
+            | Command::Commit(a)
+            | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
         }
     }

@@ -94,11 +94,16 @@ fn read_inventory(path: &PathBuf) -> Result<Inventory, Failure> {
     })
 }
 
-/// The installed software of a fleet node, read from its node store.
+/// The installed software of a fleet node, read from the node itself.
 fn node_inventory(global: &Global, node: &str) -> Result<Inventory, Failure> {
     let lab = global.lab();
-    Err(Failure::Failed(format!(
-        "node {node}: no installed-patch database in lab {}; pass --inventory FILE",
-        lab.root.display()
-    )))
+    let fleet = super::nodes::load_fleet(&lab)?;
+    let target = fleet.node(node).ok_or_else(|| {
+        Failure::Input(format!(
+            "unknown node {node:?}; `patchdeck nodes` lists them"
+        ))
+    })?;
+    crate::engine::ops::connect(&lab, target)
+        .and_then(|mut t| t.inventory())
+        .map_err(|e| Failure::Failed(e.to_string()))
 }

@@ -175,7 +175,13 @@ const CATEGORIES: &[(&str, &str)] = &[
 pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
     fs::create_dir_all(lab.depot_dir())?;
     write_depot(&lab.depot_dir(), options.seed, options.patches)?;
-    fs::write(lab.fleet_path(), fleet(options.nodes).to_toml())?;
+    let fleet = fleet(options.nodes);
+    fs::write(lab.fleet_path(), fleet.to_toml())?;
+    for node in &fleet.nodes {
+        if let Some(root) = &node.root {
+            write_node(&lab.resolve_root(root), node)?;
+        }
+    }
     let config = LabConfig {
         filters: vec![
             SavedFilter {
@@ -387,14 +393,32 @@ fn pick_product(rng: &mut ChaCha8Rng) -> usize {
     }
 }
 
-/// Products installed on the nodes of each demo role, with base versions.
-pub fn base_products(node: &Node) -> Vec<(&'static str, &'static str)> {
-    let wanted: Vec<&str> = node.products.iter().map(String::as_str).collect();
-    PRODUCTS
+/// A node root with its products' base files and a store that records the
+/// products and components at their base versions.
+fn write_node(root: &Path, node: &Node) -> std::io::Result<()> {
+    let to_io = |e: crate::engine::node::NodeError| std::io::Error::other(e.to_string());
+    let mut store = crate::engine::node::Node::open(root, &node.id).map_err(to_io)?;
+    for product in PRODUCTS
         .iter()
-        .filter(|p| wanted.contains(&p.name))
-        .map(|p| (p.name, p.base))
-        .collect()
+        .filter(|p| node.products.iter().any(|n| n == p.name))
+    {
+        store
+            .set_product(product.name, product.base)
+            .map_err(to_io)?;
+        for fileset in product.filesets {
+            let dir = root.join("opt").join(product.name).join(fileset);
+            fs::create_dir_all(&dir)?;
+            fs::write(
+                dir.join(format!("lib{fileset}.so")),
+                format!("{} {fileset} base {}\n", product.name, product.base),
+            )?;
+            fs::write(dir.join("VERSION"), format!("{}\n", product.base))?;
+            store
+                .set_component(&format!("{}.{fileset}", product.name), product.base)
+                .map_err(to_io)?;
+        }
+    }
+    Ok(())
 }
 
 /// The demo fleet: two data centers, three organizations, a dual-site

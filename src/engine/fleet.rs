@@ -109,6 +109,33 @@ pub struct Node {
     pub products: Vec<String>,
 }
 
+/// Which nodes a command acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub nodes: Option<Vec<String>>,
+    pub cluster: Option<String>,
+    pub org: Option<String>,
+    /// A datacenter id, or `all`.
+    pub dc: Option<String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_none() && self.cluster.is_none() && self.org.is_none() && self.dc.is_none()
+    }
+}
+
+/// The line where `value` first appears as a quoted string.
+fn line_of_value(text: &str, value: &str) -> Option<usize> {
+    if value.is_empty() {
+        return None;
+    }
+    let quoted = format!("\"{value}\"");
+    text.lines()
+        .position(|l| l.contains(&quoted))
+        .map(|i| i + 1)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct FleetError {
@@ -118,19 +145,162 @@ pub struct FleetError {
 }
 
 impl Fleet {
+    /// Reads and checks `fleet.toml`: every error names the line and what
+    /// is wrong (duplicate ids, unknown data centers, organizations or
+    /// clusters, a node with no way to reach it).
     pub fn load(path: &Path) -> Result<Fleet, FleetError> {
         let text = std::fs::read_to_string(path).map_err(|e| FleetError {
             path: path.display().to_string(),
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        toml::from_str(&text).map_err(|e| FleetError {
+        Fleet::parse(&text).map_err(|(line, message)| FleetError {
             path: path.display().to_string(),
-            line: e
-                .span()
-                .map(|s| crate::engine::manifest::line_of(&text, s.start)),
-            message: e.message().trim().to_string(),
+            line,
+            message,
         })
+    }
+
+    pub fn parse(text: &str) -> Result<Fleet, (Option<usize>, String)> {
+        let fleet: Fleet = toml::from_str(text).map_err(|e| {
+            (
+                e.span()
+                    .map(|s| crate::engine::manifest::line_of(text, s.start)),
+                e.message().trim().to_string(),
+            )
+        })?;
+        fleet
+            .check()
+            .map_err(|(needle, message)| (line_of_value(text, &needle), message))?;
+        Ok(fleet)
+    }
+
+    /// Cross-reference checks; on failure, a value to find the line by.
+    fn check(&self) -> Result<(), (String, String)> {
+        fn unique<'a>(
+            kind: &str,
+            ids: impl Iterator<Item = &'a String>,
+        ) -> Result<(), (String, String)> {
+            let mut seen = std::collections::HashSet::new();
+            for id in ids {
+                if id.is_empty() {
+                    return Err((String::new(), format!("a {kind} has an empty id")));
+                }
+                if !seen.insert(id) {
+                    return Err((
+                        id.clone(),
+                        format!("duplicate {kind} id {id:?}; ids must be unique"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        unique("datacenter", self.datacenters.iter().map(|d| &d.id))?;
+        unique("organization", self.organizations.iter().map(|o| &o.id))?;
+        unique("cluster", self.clusters.iter().map(|c| &c.id))?;
+        unique("node", self.nodes.iter().map(|n| &n.id))?;
+        for n in &self.nodes {
+            if !self.datacenters.iter().any(|d| d.id == n.dc) {
+                return Err((
+                    n.dc.clone(),
+                    format!(
+                        "node {}: unknown datacenter {:?}; declare it in a [[datacenter]] table",
+                        n.id, n.dc
+                    ),
+                ));
+            }
+            if !self.organizations.iter().any(|o| o.id == n.org) {
+                return Err((
+                    n.org.clone(),
+                    format!(
+                        "node {}: unknown organization {:?}; declare it in an [[organization]] table",
+                        n.id, n.org
+                    ),
+                ));
+            }
+            if let Some(c) = &n.cluster {
+                if !self.clusters.iter().any(|k| &k.id == c) {
+                    return Err((
+                        c.clone(),
+                        format!(
+                            "node {}: unknown cluster {c:?}; declare it in a [[cluster]] table",
+                            n.id
+                        ),
+                    ));
+                }
+            }
+            match (&n.root, &n.command) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        n.id.clone(),
+                        format!("node {}: give either root or command, not both", n.id),
+                    ));
+                }
+                (None, None) => {
+                    return Err((
+                        n.id.clone(),
+                        format!(
+                            "node {}: no root (local directory) or command (node protocol) to reach it",
+                            n.id
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Nodes chosen by `--nodes`, `--cluster`, or `--org` with `--dc`, in
+    /// the order given. Unknown names are an error naming them.
+    pub fn targets(&self, t: &Targets) -> Result<Vec<&Node>, String> {
+        let known = |ids: Vec<&str>| ids.join(", ");
+        let mut out: Vec<&Node> = Vec::new();
+        if let Some(list) = &t.nodes {
+            for id in list {
+                let node = self
+                    .node(id)
+                    .ok_or_else(|| format!("unknown node {id:?}; `patchdeck nodes` lists them"))?;
+                if !out.iter().any(|n| n.id == node.id) {
+                    out.push(node);
+                }
+            }
+        }
+        if let Some(c) = &t.cluster {
+            if !self.clusters.iter().any(|k| &k.id == c) {
+                return Err(format!(
+                    "unknown cluster {c:?}; known: {}",
+                    known(self.clusters.iter().map(|k| k.id.as_str()).collect())
+                ));
+            }
+            out.extend(self.nodes.iter().filter(|n| n.cluster.as_ref() == Some(c)));
+        }
+        if let Some(o) = &t.org {
+            if !self.organizations.iter().any(|k| &k.id == o) {
+                return Err(format!(
+                    "unknown organization {o:?}; known: {}",
+                    known(self.organizations.iter().map(|k| k.id.as_str()).collect())
+                ));
+            }
+            out.extend(self.nodes.iter().filter(|n| &n.org == o));
+        }
+        if let Some(dc) = t.dc.as_deref().filter(|d| *d != "all") {
+            if !self.datacenters.iter().any(|k| k.id == dc) {
+                return Err(format!(
+                    "unknown datacenter {dc:?}; known: {}",
+                    known(self.datacenters.iter().map(|k| k.id.as_str()).collect())
+                ));
+            }
+            if t.nodes.is_none() && t.cluster.is_none() && t.org.is_none() {
+                out.extend(self.nodes.iter());
+            }
+            out.retain(|n| n.dc == dc);
+        }
+        Ok(out)
     }
 
     #[cfg(test)]

@@ -222,6 +222,11 @@ impl Node {
 
     // ----- reading -----
 
+    /// The node's service state (`up` or `down`) and since when.
+    pub fn service(&self) -> Result<(String, String)> {
+        self.db(store::service_state(&self.conn))
+    }
+
     pub fn state(&self, id: &str) -> Result<PatchState> {
         Ok(self
             .db(store::patch(&self.conn, id))?

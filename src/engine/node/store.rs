@@ -90,29 +90,7 @@ pub fn now() -> String {
 }
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-    )?;
-    migrate(&mut conn)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if version > MIGRATIONS.len() {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "ipd.sqlite has schema version {version}; this patchdeck knows up to {}: upgrade patchdeck",
-            MIGRATIONS.len()
-        )));
-    }
-    for sql in &MIGRATIONS[version..] {
-        tx.execute_batch(sql)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-    tx.commit()
+    crate::engine::sqlite::open(path, MIGRATIONS)
 }
 
 fn state_from(text: &str) -> PatchState {

@@ -1,0 +1,290 @@
+//! The node verbs through the real binary on a demo lab: `nodes`, `stage`,
+//! `install`, `rollback`, `commit`, `remove`, `list`, `select
+//! --match-target`, with their JSON shapes, exit codes and the journal.
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn run(lab: &str, args: &[&str]) -> Output {
+    Command::cargo_bin("patchdeck")
+        .unwrap()
+        .env_remove("PATCHDECK_LAB")
+        .args(args)
+        .args(["--lab", lab])
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn demo(dir: &Path) -> String {
+    let lab = dir.join("lab").display().to_string();
+    let out = Command::cargo_bin("patchdeck")
+        .unwrap()
+        .args(["demo", "--lab", &lab, "--patches", "120"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    lab
+}
+
+/// A gateway patch of the demo depot with no prerequisites and no base
+/// version constraint, and the chain top that supersedes it (if any).
+fn plain_gateway_patch(lab: &str) -> (String, Option<String>) {
+    let rows = json(&run(
+        lab,
+        &["depot", "list", "--json", "--filter", "gateway"],
+    ));
+    let rows = rows.as_array().unwrap();
+    let p = rows
+        .iter()
+        .find(|r| {
+            r["requires"].as_array().unwrap().is_empty()
+                && r.get("base_version").is_none()
+                && r["supersedes"].as_array().unwrap().is_empty()
+        })
+        .unwrap();
+    let by = rows.iter().find(|r| {
+        r["supersedes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == &p["id"])
+    });
+    (
+        p["id"].as_str().unwrap().to_string(),
+        by.map(|b| b["id"].as_str().unwrap().to_string()),
+    )
+}
+
+#[test]
+fn nodes_json_lists_the_fleet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let out = run(&lab, &["nodes", "--json"]);
+    assert!(out.status.success());
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    for key in ["id", "dc", "org", "site", "cluster", "root", "service"] {
+        assert!(rows.iter().all(|r| r.get(key).is_some()), "missing {key}");
+    }
+    let edge: Vec<&Value> = rows.iter().filter(|r| r["cluster"] == "edge").collect();
+    assert_eq!(edge.len(), 8);
+    assert!(rows.iter().all(|r| r["service"] == "up"));
+    assert!(Path::new(rows[0]["root"].as_str().unwrap()).is_absolute());
+}
+
+#[test]
+fn stage_install_list_rollback_commit_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    let nodes = "edge-1_1,edge-2_1";
+
+    let out = run(&lab, &["stage", &patch, "--nodes", nodes, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let staged = json(&out);
+    assert_eq!(staged.as_array().unwrap().len(), 2);
+    assert!(
+        staged
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["ok"] == true && o["state"] == "staged")
+    );
+
+    let out = run(&lab, &["install", &patch, "--nodes", nodes, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let list = json(&run(&lab, &["list", "--nodes", nodes, "--json"]));
+    let rows: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["patch"] == patch.as_str())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r["state"] == "applied"
+            && r["node"].is_string()
+            && r["applied_at"].is_string())
+    );
+
+    // Remove is refused while applied, naming the state and the remedy.
+    let out = run(&lab, &["remove", &patch, "--nodes", "edge-1_1", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let o = &json(&out)[0];
+    assert_eq!(o["ok"], false);
+    assert_eq!(o["error"], "refused");
+    let msg = o["message"].as_str().unwrap();
+    assert!(
+        msg.contains("edge-1_1") && msg.contains("applied") && msg.contains("roll it back first"),
+        "{msg}"
+    );
+
+    assert!(
+        run(&lab, &["rollback", &patch, "--nodes", "edge-1_1"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&lab, &["remove", &patch, "--nodes", "edge-1_1"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&lab, &["commit", &patch, "--nodes", "edge-2_1"])
+            .status
+            .success()
+    );
+    let list = json(&run(&lab, &["list", "--json"]));
+    let state = |node: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node"] == node && r["patch"] == patch.as_str())
+            .map(|r| r["state"].clone())
+    };
+    assert_eq!(state("edge-1_1"), None, "removed: state none");
+    assert_eq!(state("edge-2_1"), Some(Value::from("committed")));
+
+    // The journal recorded every step.
+    let db = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM journal WHERE patch=?1",
+            [&patch],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(n >= 7, "{n} journal entries");
+    let failed: i64 = db
+        .query_row("SELECT COUNT(*) FROM journal WHERE ok=0", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(failed, 1);
+}
+
+#[test]
+fn install_needs_staging_and_reports_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    let out = run(&lab, &["install", &patch, "--nodes", "gw-east-1", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json(&out)[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not staged here")
+    );
+    // Targets by organization and data center.
+    let out = run(
+        &lab,
+        &[
+            "stage", &patch, "--org", "payments", "--dc", "west", "--json",
+        ],
+    );
+    assert!(out.status.success());
+    let nodes: Vec<String> = json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["node"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !nodes.is_empty()
+            && nodes
+                .iter()
+                .all(|n| n.starts_with("edge-2_") || n.starts_with("gw-west")),
+        "{nodes:?}"
+    );
+}
+
+#[test]
+fn bad_targets_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    let out = run(&lab, &["stage", &patch, "--nodes", "nope-9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope-9"));
+    assert_eq!(
+        run(&lab, &["install", &patch]).status.code(),
+        Some(2),
+        "no targets"
+    );
+    assert_eq!(
+        run(&lab, &["install", &patch, "--cluster", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&lab, &["stage", "NOT_A_PATCH", "--nodes", "edge-1_1"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn select_matches_the_nodes_real_inventory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let out = run(&lab, &["select", "--match-target", "db-1_1", "--json"]);
+    let body = json(&out);
+    let ids: Vec<&str> = body["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.is_empty());
+    // db nodes carry kernel and appserver only.
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with("KRN_") || id.starts_with("APP_")),
+        "{ids:?}"
+    );
+    let out = run(&lab, &["select", "--match-target", "no-such-node"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_broken_fleet_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let fleet = Path::new(&lab).join("fleet.toml");
+    let text =
+        std::fs::read_to_string(&fleet)
+            .unwrap()
+            .replacen("dc = \"east\"", "dc = \"mars\"", 1);
+    std::fs::write(&fleet, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("\"mars\"")).unwrap() + 1;
+    let out = run(&lab, &["nodes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("fleet.toml:{line}")) && err.contains("mars"),
+        "{err}"
+    );
+}
