@@ -371,7 +371,7 @@ impl Node {
             let mut src = fs::File::open(source).map_err(io_err(&self.name, source.display()))?;
             self.io(
                 "copying into staged/",
-                paths::write_file(&temp, &mut src, u64::MAX - 1, 0o644),
+                paths::write_file(&temp, &mut src, u64::MAX - 1, 0o644, true),
             )?;
             point(2).map_err(io_err(&self.name, "staging"))?;
             let file = self.io("reading the staged copy", fs::File::open(&temp))?;
@@ -530,22 +530,6 @@ impl Node {
         let manifest = row.manifest.clone();
         self.check_base(id, &manifest)?;
         self.check_prerequisites(id, &manifest)?;
-        // Nothing unverified is installed: check the staged copy again.
-        let staged = self.staged_path(id);
-        let file = self.io(format!("reading staged {id}"), fs::File::open(&staged))?;
-        let verified = archive::read_archive(io::BufReader::new(file)).map_err(|e| {
-            self.err(
-                ErrorKind::Invalid,
-                format!("staged {id} fails verification: {e}"),
-            )
-        })?;
-        if verified.files != manifest.files {
-            return Err(self.err(
-                ErrorKind::Invalid,
-                format!("staged {id} no longer matches what was staged; remove and stage it again"),
-            ));
-        }
-
         let mut plan = Plan {
             save,
             ..Plan::default()
@@ -658,8 +642,11 @@ impl Node {
         let save = self.save_dir(id);
         self.io("clearing the save area", paths::remove_tree(&save))?;
         self.io("install", point(10))?;
-        for (f, r) in m.files.iter().zip(resolved) {
-            let (before_sha, before_mode) = match r.existing {
+        // Keep the originals by hard link; their checksums are computed on
+        // another core while this one extracts the payload.
+        let mut to_hash = Vec::new();
+        for (i, (f, r)) in m.files.iter().zip(resolved).enumerate() {
+            let before_mode = match r.existing {
                 paths::Existing::File => {
                     use std::os::unix::fs::PermissionsExt;
                     let mode = self
@@ -667,58 +654,110 @@ impl Node {
                         .permissions()
                         .mode()
                         & 0o7777;
-                    let (_, sha) = self.io(
+                    let saved = save.join("orig").join(&f.path);
+                    self.io(
                         format!("saving {}", f.path),
-                        paths::copy_file(&r.target, &save.join("orig").join(&f.path)),
+                        paths::link_or_copy(&r.target, &saved),
                     )?;
                     self.io("install", point(11))?;
-                    (Some(sha), Some(mode))
+                    to_hash.push((i, saved));
+                    Some(mode)
                 }
-                paths::Existing::Absent => (None, None),
+                paths::Existing::Absent => None,
             };
             plan.files.push(FileRow {
                 path: f.path.clone(),
-                before_sha,
+                before_sha: None,
                 before_mode,
                 after_sha: f.sha256.clone(),
                 after_mode: f.mode & 0o777,
             });
         }
-        // Extract the payload into the save area, checking every byte again.
+        let (hashes, extracted) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(move || {
+                to_hash
+                    .into_iter()
+                    .map(|(i, path)| (i, archive::sha256_file(&path)))
+                    .collect::<Vec<_>>()
+            });
+            let extracted = self.extract_payload(id, m, &save);
+            (hashing.join(), extracted)
+        });
+        extracted?;
+        let hashes = hashes
+            .map_err(|_| self.err(ErrorKind::Io, "checksumming the saved originals failed"))?;
+        for (i, sha) in hashes {
+            let sha = self.io(
+                format!("reading the saved copy of {}", plan.files[i].path),
+                sha,
+            )?;
+            plan.files[i].before_sha = Some(sha);
+        }
+        self.io("install", point(13))
+    }
+
+    /// Extracts the payload into `save/new`, the last check before install.
+    fn extract_payload(&self, id: &str, m: &Manifest, save: &Path) -> Result<()> {
+        // Extract the payload into the save area. This is the check before
+        // install: every entry must be a listed regular file whose size and
+        // checksum match, and every listed file must be present.
         let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
         let mut ar = tar::Archive::new(io::BufReader::new(file));
+        let mut seen = vec![false; m.files.len()];
+        let invalid = |m: String| {
+            self.err(
+                ErrorKind::Invalid,
+                format!("staged {id} fails verification: {m}; remove and stage it again"),
+            )
+        };
         for entry in self.io("reading staged patch", ar.entries())? {
             let mut entry = self.io("reading staged patch", entry)?;
             let name = self
                 .io("reading staged patch", entry.path())?
                 .to_string_lossy()
                 .into_owned();
-            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR) else {
-                continue;
-            };
-            if !entry.header().entry_type().is_file() {
+            let kind = entry.header().entry_type();
+            let payload_dir =
+                kind.is_dir() && (name == "files" || name.starts_with(archive::PAYLOAD_DIR));
+            if name == archive::MANIFEST_NAME || payload_dir {
                 continue;
             }
-            let Some(f) = m.files.iter().find(|f| f.path == rel) else {
-                continue;
+            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR) else {
+                return Err(invalid(format!(
+                    "entry {name:?} is outside {}",
+                    archive::PAYLOAD_DIR
+                )));
             };
+            let Some(i) = m.files.iter().position(|f| f.path == rel) else {
+                return Err(invalid(format!(
+                    "entry {name:?} is not listed in the manifest"
+                )));
+            };
+            if !kind.is_file() {
+                return Err(invalid(format!("entry {name:?} is not a regular file")));
+            }
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(invalid(format!("entry {name:?} appears twice")));
+            }
+            let f = &m.files[i];
             let dest = save.join("new").join(rel);
-            let (size, sha) = self.io(
-                format!("extracting {rel}"),
-                paths::write_file(&dest, &mut entry, f.size, f.mode),
-            )?;
+            let written = paths::write_file(&dest, &mut entry, f.size, f.mode, false);
+            let (size, sha) = self.io(format!("extracting {rel}"), written)?;
             if size != f.size || sha != f.sha256.to_ascii_lowercase() {
-                return Err(self.err(
-                    ErrorKind::Invalid,
-                    format!(
-                        "{id}: payload {rel} does not match its manifest entry (size or checksum)"
-                    ),
-                ));
+                return Err(invalid(format!(
+                    "payload {rel} does not match its manifest entry (size or checksum)"
+                )));
             }
             self.io("install", point(12))?;
         }
-        self.io("syncing the save area", sync_tree(&save))?;
-        self.io("install", point(13))
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(invalid(format!("payload {} is missing", m.files[i].path)));
+        }
+        // One flush makes every prepared file durable before the point of no return.
+        if save.exists() {
+            self.io("syncing the save area", paths::sync_filesystem(save))?;
+        }
+        Ok(())
     }
 
     /// Past the point of no return: idempotent, so recovery can repeat it.
@@ -735,13 +774,11 @@ impl Node {
             if new.exists() {
                 let target = self.root.join(&f.path);
                 self.io(format!("installing {}", f.path), fs::rename(&new, &target))?;
-                self.io(
-                    format!("syncing {}", f.path),
-                    paths::sync_dir(target.parent().unwrap_or(&self.root)),
-                )?;
                 self.io("install", point(15))?;
             }
         }
+        let installed = plan.files.iter().map(|f| f.path.as_str());
+        self.io("syncing", paths::sync_parents(&self.root, installed))?;
         self.io(
             "tidying the save area",
             paths::remove_tree(&save.join("new")),
@@ -924,7 +961,10 @@ impl Node {
                 self.io("preparing the restore", fs::hard_link(&orig, &restore))?;
                 self.io("rollback", point(21))?;
             }
-            self.io("syncing the save area", sync_tree(&save))
+            self.io(
+                "syncing the save area",
+                paths::sync_filesystem(&self.store_dir()),
+            )
         })();
         if let Err(e) = prepared {
             self.io(
@@ -988,12 +1028,10 @@ impl Node {
                 }
                 None => self.io(format!("removing {}", f.path), paths::remove_file(&target))?,
             }
-            self.io(
-                "syncing",
-                paths::sync_dir(target.parent().unwrap_or(&self.root)),
-            )?;
             self.io("rollback", point(23))?;
         }
+        let restored = files.iter().map(|f| f.path.as_str());
+        self.io("syncing", paths::sync_parents(&self.root, restored))?;
         let dirs = self.db(store::dirs(&self.conn, id))?;
         self.remove_dirs(&dirs)?;
         self.io("rollback", point(24))?;
@@ -1068,7 +1106,7 @@ impl Node {
             let temp = save.join("redo").join(&rel);
             self.io(
                 format!("re-extracting {rel}"),
-                paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode),
+                paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode, true),
             )?;
             self.io(format!("re-installing {rel}"), fs::rename(&temp, &target))?;
         }
@@ -1285,21 +1323,6 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io
         }
     }
     Ok(())
-}
-
-/// fsync every file and directory below `dir` (the prepared save area).
-fn sync_tree(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let mut entries = Vec::new();
-    walk(dir, dir, &mut entries)?;
-    for (_, path, kind) in entries {
-        if kind.starts_with('d') {
-            paths::sync_dir(&path)?;
-        }
-    }
-    paths::sync_dir(dir)
 }
 
 fn component_name(m: &Manifest) -> String {

@@ -83,12 +83,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `data` from a reader to `path` (created fresh) with `mode`, at
-/// most `limit + 1` bytes, fsynced. Returns the size and SHA-256 written.
+/// most `limit + 1` bytes; fsynced when `sync` is set (otherwise the caller
+/// makes it durable, e.g. with one [`sync_filesystem`] for many files).
+/// Returns the size and SHA-256 written.
 pub fn write_file(
     path: &Path,
     reader: &mut impl io::Read,
     limit: u64,
     mode: u32,
+    sync: bool,
 ) -> io::Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
@@ -120,7 +123,9 @@ pub fn write_file(
         path,
         std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777),
     )?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     Ok((total, hex::encode(hasher.finalize())))
 }
 
@@ -129,7 +134,49 @@ pub fn copy_file(from: &Path, to: &Path) -> io::Result<(u64, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(from)?.permissions().mode();
     let mut source = fs::File::open(from)?;
-    write_file(to, &mut source, u64::MAX - 1, mode)
+    write_file(to, &mut source, u64::MAX - 1, mode, true)
+}
+
+/// Keeps `from`'s current content at `to` without copying: a hard link to
+/// the same inode. Install replaces targets by renaming a new file over
+/// them, so the linked inode is never written again and holds the original
+/// bytes, mode and owner. Falls back to a copy where links cannot be made.
+pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    remove_file(to)?;
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) => copy_file(from, to).map(|_| ()),
+    }
+}
+
+/// Flushes the whole file system holding `path` (what `sync` does, for one
+/// file system): one call makes a batch of new files durable.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = fs::File::open(path)?;
+    // SAFETY: syncfs on a descriptor we own; no memory is shared.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// fsyncs each distinct parent directory of `rels` (paths under `root`) once.
+pub fn sync_parents<'a>(root: &Path, rels: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    let mut dirs: Vec<PathBuf> = rels
+        .map(|r| root.join(r).parent().unwrap_or(root).to_path_buf())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        if d.is_dir() {
+            sync_dir(&d)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a directory tree if present.
