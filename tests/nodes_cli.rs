@@ -288,3 +288,51 @@ fn a_broken_fleet_names_the_line() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_reports_drift_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    assert!(
+        run(&lab, &["stage", &patch, "--nodes", "gw-east-1"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&lab, &["install", &patch, "--nodes", "gw-east-1"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&lab, &["verify", "--nodes", "gw-east-1"])
+            .status
+            .success()
+    );
+    let nodes = json(&run(&lab, &["nodes", "--json"]));
+    let root = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "gw-east-1")
+        .unwrap()["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db =
+        rusqlite::Connection::open(Path::new(&root).join("var/lib/patchdeck/ipd.sqlite")).unwrap();
+    let path: String = db
+        .query_row(
+            "SELECT path FROM patch_file WHERE patch=?1 LIMIT 1",
+            [&patch],
+            |r| r.get(0),
+        )
+        .unwrap();
+    std::fs::write(Path::new(&root).join(&path), b"tampered").unwrap();
+    let out = run(&lab, &["verify", "--nodes", "gw-east-1", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let rows = json(&out);
+    assert_eq!(rows[0]["path"], path.as_str());
+    assert_eq!(rows[0]["patch"], patch.as_str());
+    assert_eq!(rows[0]["node"], "gw-east-1");
+}

@@ -62,6 +62,8 @@ pub enum Command {
     Remove(nodes::OpArgs),
     /// Patch states per node.
     List(nodes::ListArgs),
+    /// Compare installed files with each node's database; exit 1 on drift.
+    Verify(nodes::ListArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -127,6 +129,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Commit(args) => nodes::operate(global, Op::Commit, args),
         Command::Remove(args) => nodes::operate(global, Op::Remove, args),
         Command::List(args) => nodes::list(global, args),
+        Command::Verify(args) => nodes::verify(global, args),
     }
 }
 
@@ -137,7 +140,7 @@ impl Command {
             Command::Depot(cmd) => cmd.json(),
             Command::Select(args) => args.json,
             Command::Nodes(a) => a.json,
-            Command::List(a) => a.json,
+            Command::List(a) | Command::Verify(a) => a.json,
             Command::Stage(a)
             | Command::Install(a)
             | Command::Rollback(a)

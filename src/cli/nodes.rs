@@ -319,3 +319,80 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
         ))
     }
 }
+
+/// A drifted file on a node.
+#[derive(Debug, Serialize)]
+struct DriftRow {
+    node: String,
+    #[serde(flatten)]
+    drift: crate::engine::node::Drift,
+}
+
+/// `verify`: files on each node against what its database says; exit 1 on drift.
+pub fn verify(global: &Global, args: ListArgs) -> Outcome {
+    let lab = global.lab();
+    let fleet = load_fleet(&lab)?;
+    let nodes = match &args.nodes {
+        Some(list) => fleet
+            .targets(&Targets {
+                nodes: Some(list.clone()),
+                ..Targets::default()
+            })
+            .map_err(Failure::Input)?,
+        None => fleet.nodes.iter().collect(),
+    };
+    let results = ops::for_each_node(&nodes, ops::DEFAULT_PARALLEL, |n| {
+        ops::connect(&lab, n)
+            .and_then(|mut t| t.verify())
+            .map(|d| (n.id.clone(), d))
+    });
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok((node, drift)) => rows.extend(drift.into_iter().map(|drift| DriftRow {
+                node: node.clone(),
+                drift,
+            })),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if args.json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            let d = &r.drift;
+            let actual = d
+                .actual
+                .as_deref()
+                .map(|a| &a[..12.min(a.len())])
+                .unwrap_or("missing");
+            println!(
+                "{:<12} {:<40} written by {:<10} expected {} found {actual}",
+                r.node,
+                d.path,
+                d.patch,
+                &d.expected[..12]
+            );
+        }
+        println!(
+            "{} drifted file(s) on {} node(s) checked",
+            rows.len(),
+            nodes.len() - failed.len()
+        );
+    }
+    for f in &failed {
+        eprintln!("patchdeck: {f}");
+    }
+    match (rows.is_empty(), failed.is_empty()) {
+        (true, true) => Ok(()),
+        (false, _) => Err(Failure::Reported(
+            1,
+            format!("{} file(s) differ from the database", rows.len()),
+        )),
+        (true, false) => Err(Failure::Reported(
+            1,
+            format!("{} node(s) could not be read", failed.len()),
+        )),
+    }
+}
