@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
+mod cluster;
 mod depot;
 pub(crate) mod nodes;
 mod select;
@@ -64,6 +65,8 @@ pub enum Command {
     List(nodes::ListArgs),
     /// Compare installed files with each node's database; exit 1 on drift.
     Verify(nodes::ListArgs),
+    /// Split a cluster into the logical groups a rollout patches one at a time.
+    Groups(cluster::GroupsArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -130,6 +133,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Remove(args) => nodes::operate(global, Op::Remove, args),
         Command::List(args) => nodes::list(global, args),
         Command::Verify(args) => nodes::verify(global, args),
+        Command::Groups(args) => cluster::groups(global, args),
     }
 }
 
@@ -141,6 +145,7 @@ impl Command {
             Command::Select(args) => args.json,
             Command::Nodes(a) => a.json,
             Command::List(a) | Command::Verify(a) => a.json,
+            Command::Groups(a) => a.json,
             Command::Stage(a)
             | Command::Install(a)
             | Command::Rollback(a)

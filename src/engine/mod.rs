@@ -7,6 +7,7 @@ pub mod depot;
 pub mod filter;
 pub mod fleet;
 pub mod fuzzy;
+pub mod groups;
 pub mod index;
 pub mod inventory;
 pub mod journal;
