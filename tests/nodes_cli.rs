@@ -184,18 +184,35 @@ fn stage_install_list_rollback_commit_remove() {
 }
 
 #[test]
-fn install_needs_staging_and_reports_restarts() {
+fn install_skips_nodes_without_the_patch_staged() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo(tmp.path());
     let (patch, _) = plain_gateway_patch(&lab);
+    // Not replicated: a warning names the node and it is skipped, or with
+    // --require-replicated the install is refused.
     let out = run(&lab, &["install", &patch, "--nodes", "gw-east-1", "--json"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        json(&out)[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not staged here")
+    assert_eq!(out.status.code(), Some(0));
+    let o = &json(&out)[0];
+    assert_eq!(
+        (o["skipped"].clone(), o["ok"].clone()),
+        (Value::from(true), Value::from(false))
     );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gw-east-1"),
+        "warning names the node"
+    );
+    let out = run(
+        &lab,
+        &[
+            "install",
+            &patch,
+            "--nodes",
+            "gw-east-1",
+            "--require-replicated",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replication is incomplete"));
     // Targets by organization and data center.
     let out = run(
         &lab,
@@ -335,4 +352,88 @@ fn verify_reports_drift_and_exits_1() {
     assert_eq!(rows[0]["path"], path.as_str());
     assert_eq!(rows[0]["patch"], patch.as_str());
     assert_eq!(rows[0]["node"], "gw-east-1");
+}
+
+#[test]
+fn replicate_shows_n_of_m_per_datacenter_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    let out = run(&lab, &["replicate", &patch, "--dc", "west", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = &json(&out)[0];
+    let west = p["dcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dc"] == "west")
+        .unwrap();
+    assert_eq!(west["done"], west["total"]);
+    assert!(
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "verified")
+    );
+
+    // Make one east node fail: its store directory is replaced by a file.
+    let nodes = json(&run(&lab, &["nodes", "--json"]));
+    let root = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "gw-east-1")
+        .unwrap()["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_dir_all(Path::new(&root).join("var")).unwrap();
+    std::fs::write(Path::new(&root).join("var"), b"not a directory").unwrap();
+    let out = run(&lab, &["replicate", &patch, "--wait", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let copies = lines.iter().filter(|e| e["status"] == "copying").count();
+    let west_nodes = 9;
+    assert!(
+        copies >= 20 - west_nodes - 1,
+        "only the missing nodes are copied: {copies}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|e| !(e["dc"] == "west" && e["status"] == "copying")),
+        "west was already verified"
+    );
+    let failed: Vec<&Value> = lines.iter().filter(|e| e["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["node"], "gw-east-1");
+    let last = lines.last().unwrap();
+    let east = last["progress"][0]["dcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dc"] == "east")
+        .unwrap()
+        .clone();
+    assert_eq!(east["failed"], 1);
+    assert_eq!(
+        east["done"].as_u64().unwrap() + 1,
+        east["total"].as_u64().unwrap()
+    );
+    // The recorded status survives and is readable later.
+    let out = run(&lab, &["replicate", "--status", &patch]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("19/20") && text.contains("gw-east-1") && text.contains("failed"),
+        "{text}"
+    );
 }

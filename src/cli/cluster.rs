@@ -35,3 +35,190 @@ pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Patch ids (product specs expand to their latest patches).
+    #[arg(value_name = "PATCH")]
+    patches: Vec<String>,
+    /// Only this data center's appliances (default: every node of the fleet).
+    #[arg(long, value_name = "DC", conflicts_with_all = ["org", "nodes"])]
+    dc: Option<String>,
+    /// Only this organization's nodes.
+    #[arg(long, value_name = "ORG", conflicts_with = "nodes")]
+    org: Option<String>,
+    /// Only these nodes (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// Show progress while copying (a bar on a terminal, JSON lines with --json).
+    #[arg(long)]
+    wait: bool,
+    /// Show recorded progress instead of copying.
+    #[arg(long)]
+    status: bool,
+    /// Nodes copied to at once.
+    #[arg(long, default_value_t = crate::engine::ops::DEFAULT_PARALLEL)]
+    parallel: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
+    use crate::engine::replicate::{self, Status};
+    use std::io::{IsTerminal, Write};
+    let lab = global.lab();
+    let fleet = load_fleet(&lab)?;
+    if args.status {
+        let conn = crate::engine::console::open(&lab)
+            .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+        let filter = (!args.patches.is_empty()).then_some(args.patches.as_slice());
+        let progress =
+            replicate::progress(&conn, filter).map_err(|e| Failure::Failed(e.to_string()))?;
+        return report_progress(&progress, args.json);
+    }
+    if args.patches.is_empty() {
+        return Err(Failure::Input(
+            "name the patches to replicate (or --status to see progress)".into(),
+        ));
+    }
+    let depot = super::open_depot(&lab.depot_dir())?;
+    let mut ids = Vec::new();
+    for spec in &args.patches {
+        if depot.get(spec).is_some() {
+            ids.push(spec.clone());
+            continue;
+        }
+        let sel = crate::engine::select::resolve(
+            &depot.patches,
+            &crate::engine::select::Request::new(vec![spec.clone()]),
+        );
+        if sel.patches.is_empty() {
+            return Err(Failure::Input(format!(
+                "{spec} is neither a patch nor a product in the depot {}",
+                depot.root.display()
+            )));
+        }
+        ids.extend(sel.patches.into_iter().map(|s| s.id));
+    }
+    let targets = crate::engine::fleet::Targets {
+        nodes: args.nodes.clone(),
+        cluster: None,
+        org: args.org.clone(),
+        dc: args.dc.clone(),
+    };
+    let nodes: Vec<&crate::engine::fleet::Node> = if targets.is_empty() {
+        fleet.nodes.iter().collect()
+    } else {
+        fleet.targets(&targets).map_err(Failure::Input)?
+    };
+    if nodes.is_empty() {
+        return Err(Failure::Input("no node matches those targets".into()));
+    }
+    let journal = crate::engine::journal::Journal::open(
+        &lab,
+        &std::env::args().collect::<Vec<_>>().join(" "),
+    )
+    .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    let journal = std::sync::Mutex::new(journal);
+    let total = ids.len() * nodes.len();
+    let counts = std::sync::Mutex::new((0usize, 0usize));
+    let bar = args.wait && !args.json && std::io::stderr().is_terminal();
+    let lines = args.wait && args.json;
+    let seen = |e: &replicate::Event| {
+        if matches!(e.status, Status::Verified | Status::Failed) {
+            if let Ok(j) = journal.lock() {
+                let _ = j.record(
+                    &e.node,
+                    &e.patch,
+                    "replicate",
+                    e.status == Status::Verified,
+                    &e.reason,
+                );
+            }
+            if let Ok(mut c) = counts.lock() {
+                if e.status == Status::Verified {
+                    c.0 += 1
+                } else {
+                    c.1 += 1
+                }
+                if bar {
+                    let width = 30;
+                    let filled = (c.0 + c.1) * width / total.max(1);
+                    eprint!(
+                        "\r[{}{}] {}/{} verified, {} failed ",
+                        "#".repeat(filled),
+                        "-".repeat(width - filled),
+                        c.0,
+                        total,
+                        c.1
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            }
+        }
+        if lines {
+            if let Ok(text) = serde_json::to_string(e) {
+                println!("{text}");
+            }
+        }
+    };
+    let progress = replicate::replicate(
+        &lab,
+        &depot,
+        &ids,
+        &nodes,
+        replicate::Options {
+            parallel: args.parallel,
+            ..Default::default()
+        },
+        &seen,
+    )
+    .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    if bar {
+        eprintln!();
+    }
+    if lines {
+        println!("{}", serde_json::json!({ "progress": progress }));
+        let failed: usize = progress.iter().map(|p| p.failed).sum();
+        return if failed == 0 {
+            Ok(())
+        } else {
+            Err(Failure::Reported(1, format!("{failed} copy(ies) failed")))
+        };
+    }
+    report_progress(&progress, args.json)
+}
+
+fn report_progress(progress: &[crate::engine::replicate::PatchProgress], json: bool) -> Outcome {
+    let failed: usize = progress.iter().map(|p| p.failed).sum();
+    if json {
+        print_json(&progress)?;
+    } else {
+        for p in progress {
+            let dcs: Vec<String> = p
+                .dcs
+                .iter()
+                .map(|d| format!("{} {}/{}", d.dc, d.done, d.total))
+                .collect();
+            println!("{:<12} {:>7}  {}", p.patch, p.ratio(), dcs.join("  "));
+            for n in p
+                .nodes
+                .iter()
+                .filter(|n| n.status != crate::engine::replicate::Status::Verified)
+            {
+                println!("    {:<12} {:<8} {}", n.node, n.status.as_str(), n.reason);
+            }
+        }
+        if progress.is_empty() {
+            println!("nothing replicated yet");
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Reported(
+            1,
+            format!("{failed} copy(ies) failed; run replicate again to retry them"),
+        ))
+    }
+}

@@ -67,6 +67,8 @@ pub enum Command {
     Verify(nodes::ListArgs),
     /// Split a cluster into the logical groups a rollout patches one at a time.
     Groups(cluster::GroupsArgs),
+    /// Copy patches to the appliances of every data center, with N/M progress.
+    Replicate(cluster::ReplicateArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -134,6 +136,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::List(args) => nodes::list(global, args),
         Command::Verify(args) => nodes::verify(global, args),
         Command::Groups(args) => cluster::groups(global, args),
+        Command::Replicate(args) => cluster::replicate(global, args),
     }
 }
 
@@ -146,6 +149,7 @@ impl Command {
             Command::Nodes(a) => a.json,
             Command::List(a) | Command::Verify(a) => a.json,
             Command::Groups(a) => a.json,
+            Command::Replicate(a) => a.json,
             Command::Stage(a)
             | Command::Install(a)
             | Command::Rollback(a)

@@ -55,6 +55,10 @@ pub struct OpArgs {
     /// Install only: do not keep the replaced files (straight to committed, no rollback).
     #[arg(long)]
     no_save: bool,
+    /// Install only: refuse when the patches are not staged and verified on
+    /// every target (default: warn, skip those nodes, install on the rest).
+    #[arg(long)]
+    require_replicated: bool,
     /// Nodes worked on at once.
     #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
     parallel: usize,
@@ -199,7 +203,13 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             }
         }
         if live {
-            let mark = if o.ok { "ok  " } else { "FAIL" };
+            let mark = if o.ok {
+                "ok  "
+            } else if o.skipped {
+                "SKIP"
+            } else {
+                "FAIL"
+            };
             println!(
                 "{mark} {:<12} {:<10} {:<8} {}",
                 o.node,
@@ -209,14 +219,58 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             );
         }
     };
+    // Install goes only where replication is complete, and says where not.
+    let mut skipped = Vec::new();
+    let mut nodes = nodes;
+    if op == Op::Install {
+        let ready = ops::readiness(&lab, &depot, &nodes, &args.patches, args.parallel);
+        let mut not_ready = Vec::new();
+        for (node, r) in nodes.iter().zip(ready) {
+            if let Ok(missing) = r {
+                if !missing.is_empty() {
+                    not_ready.push((node.id.clone(), missing));
+                }
+            }
+        }
+        if !not_ready.is_empty() {
+            let list: Vec<String> = not_ready
+                .iter()
+                .map(|(n, m)| format!("{n} (missing {})", m.join(",")))
+                .collect();
+            if args.require_replicated {
+                return Err(Failure::Failed(format!(
+                    "replication is incomplete on {} node(s): {}; run `patchdeck replicate` first",
+                    not_ready.len(),
+                    list.join(", ")
+                )));
+            }
+            eprintln!(
+                "patchdeck: warning: not staged and verified on {} node(s), skipping them: {}",
+                not_ready.len(),
+                list.join(", ")
+            );
+            nodes.retain(|n| !not_ready.iter().any(|(id, _)| id == &n.id));
+            for (node, missing) in not_ready {
+                let why = format!(
+                    "node {node}: skipped: {} not staged and verified here",
+                    missing.join(", ")
+                );
+                let o = ops::Outcome::not_ready(op, &node, &missing.join(","), why);
+                seen(&o);
+                skipped.push(o);
+            }
+        }
+    }
     let job = Job {
         op,
         specs: &args.patches,
         depot: &depot,
         save: !args.no_save,
     };
-    let outcomes = ops::run(&lab, &nodes, &job, args.parallel, &seen);
-    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    let mut outcomes = ops::run(&lab, &nodes, &job, args.parallel, &seen);
+    let skipped_count = skipped.len();
+    outcomes.extend(skipped);
+    let failed = outcomes.iter().filter(|o| !o.ok && !o.skipped).count();
     if args.json {
         print_json(&outcomes)?;
     } else {
@@ -235,10 +289,15 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             println!("restart needed on: {}", restarts.join(", "));
         }
         println!(
-            "{} of {} step(s) succeeded on {} node(s)",
-            outcomes.len() - failed,
-            outcomes.len(),
-            nodes.len()
+            "{} of {} step(s) succeeded on {} node(s){}",
+            outcomes.len() - failed - skipped_count,
+            outcomes.len() - skipped_count,
+            nodes.len(),
+            if skipped_count > 0 {
+                format!("; {skipped_count} node(s) skipped")
+            } else {
+                String::new()
+            }
         );
     }
     if failed > 0 {

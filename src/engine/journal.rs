@@ -6,17 +6,6 @@ use serde::Serialize;
 
 use crate::engine::lab::Lab;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE journal(
-        id INTEGER PRIMARY KEY,
-        at TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        command TEXT NOT NULL,
-        node TEXT NOT NULL,
-        patch TEXT NOT NULL,
-        op TEXT NOT NULL,
-        ok INTEGER NOT NULL,
-        message TEXT NOT NULL)"];
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub at: String,
@@ -37,7 +26,7 @@ impl Journal {
     /// Opens the lab's console database; `command` is what the operator ran.
     pub fn open(lab: &Lab, command: &str) -> rusqlite::Result<Journal> {
         Ok(Journal {
-            conn: crate::engine::sqlite::open(&lab.db_path(), MIGRATIONS)?,
+            conn: crate::engine::console::open(lab)?,
             command: command.to_string(),
         })
     }

@@ -2,6 +2,7 @@
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
 pub mod archive;
+pub mod console;
 pub mod demo;
 pub mod depot;
 pub mod filter;
@@ -16,6 +17,7 @@ pub mod manifest;
 pub mod node;
 pub mod ops;
 pub mod patch;
+pub mod replicate;
 pub mod select;
 pub mod sqlite;
 pub mod transport;

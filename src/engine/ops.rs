@@ -57,6 +57,9 @@ pub struct Outcome {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorKind>,
+    /// Not attempted: the node was not ready (e.g. replication incomplete).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 impl Outcome {
@@ -70,6 +73,7 @@ impl Outcome {
             restart: r.restart,
             message: r.message,
             error: None,
+            skipped: false,
         }
     }
 
@@ -83,10 +87,12 @@ impl Outcome {
             restart: Restart::None,
             message: e.to_string(),
             error: Some(e.kind),
+            skipped: false,
         }
     }
 
-    fn skipped(op: Op, node: &str, patch: &str, message: String, state: PatchState) -> Outcome {
+    /// Nothing to do: the node already has the patch.
+    fn already(op: Op, node: &str, patch: &str, message: String, state: PatchState) -> Outcome {
         Outcome {
             node: node.into(),
             patch: patch.into(),
@@ -96,8 +102,62 @@ impl Outcome {
             restart: Restart::None,
             message,
             error: None,
+            skipped: false,
         }
     }
+
+    /// A node left out because it is not ready for the operation.
+    pub fn not_ready(op: Op, node: &str, patch: &str, message: String) -> Outcome {
+        Outcome {
+            node: node.into(),
+            patch: patch.into(),
+            op,
+            ok: false,
+            state: None,
+            restart: Restart::None,
+            message,
+            error: None,
+            skipped: true,
+        }
+    }
+}
+
+/// Which patches each node still lacks (not staged and verified there) for
+/// installing `specs`: what the resolver would install on it, minus what it
+/// has staged. Nodes that cannot be reached report the error.
+pub fn readiness(
+    lab: &Lab,
+    depot: &Depot,
+    nodes: &[&fleet::Node],
+    specs: &[String],
+    parallel: usize,
+) -> Vec<Result<Vec<String>, NodeError>> {
+    for_each_node(nodes, parallel, |node| {
+        let inv = connect(lab, node)?.inventory()?;
+        let wanted: Vec<String> = specs
+            .iter()
+            .filter(|s| !inv.state(s).is_installed())
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selection = select::resolve(
+            &depot.patches,
+            &Request {
+                specs: wanted,
+                autoselect: true,
+                target: Some(&inv),
+                narrow: &select::no_narrowing,
+            },
+        );
+        Ok(selection
+            .patches
+            .into_iter()
+            .map(|p| p.id)
+            .filter(|id| inv.state(id) != PatchState::Staged)
+            .collect())
+    })
 }
 
 /// Opens the transport a fleet node is reached by.
@@ -229,7 +289,7 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
                 let state = inv.state(s);
                 if state.is_installed() {
                     push(
-                        Outcome::skipped(
+                        Outcome::already(
                             Op::Install,
                             &node,
                             s,

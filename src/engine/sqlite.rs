@@ -5,13 +5,31 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-/// Opens with WAL, `synchronous=FULL` and a busy timeout, then migrates.
-pub fn open(path: &Path, migrations: &[&str]) -> rusqlite::Result<Connection> {
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit survives power loss (node stores: what is installed).
+    Full,
+    /// Every commit survives the process being killed; the last ones may be
+    /// lost on power loss (the console's progress and journal rows).
+    Normal,
+}
+
+/// Opens with WAL, the given durability and a busy timeout, then migrates.
+pub fn open(
+    path: &Path,
+    migrations: &[&str],
+    durability: Durability,
+) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-    )?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))?;
     migrate(&mut conn, migrations)?;
     Ok(conn)
 }

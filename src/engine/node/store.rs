@@ -90,7 +90,7 @@ pub fn now() -> String {
 }
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    crate::engine::sqlite::open(path, MIGRATIONS)
+    crate::engine::sqlite::open(path, MIGRATIONS, crate::engine::sqlite::Durability::Full)
 }
 
 fn state_from(text: &str) -> PatchState {

@@ -1,0 +1,42 @@
+//! The lab's own database, `console.sqlite`: the journal of every change,
+//! replication progress per patch and node, and rollouts with their steps.
+//! One migration list for the whole file.
+
+use rusqlite::Connection;
+
+use crate::engine::lab::Lab;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal.
+    "CREATE TABLE journal(
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        node TEXT NOT NULL,
+        patch TEXT NOT NULL,
+        op TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT NOT NULL)",
+    // 2: replication progress, kept across restarts.
+    "CREATE TABLE replication(
+        patch TEXT NOT NULL,
+        node TEXT NOT NULL,
+        dc TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY(patch, node))",
+];
+
+/// Opens (creating and migrating) the lab's console database.
+pub fn open(lab: &Lab) -> rusqlite::Result<Connection> {
+    crate::engine::sqlite::open(
+        &lab.db_path(),
+        MIGRATIONS,
+        crate::engine::sqlite::Durability::Normal,
+    )
+}
