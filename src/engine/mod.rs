@@ -13,6 +13,7 @@ pub mod lab;
 pub mod manifest;
 pub mod node;
 pub mod patch;
+pub mod protocol;
 pub mod select;
 pub mod transport;
 pub mod version;
