@@ -4,6 +4,7 @@
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
 mod depot;
+mod node;
 mod select;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub enum Command {
     Pack(depot::PackArgs),
     /// Resolve a selection: what would be installed, in which order, and why.
     Select(select::SelectArgs),
+    /// Serve the node protocol on stdin/stdout (what the console runs on each node).
+    Node(node::NodeArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -104,6 +107,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Depot(cmd) => depot::run(global, cmd),
         Command::Pack(args) => depot::pack(args),
         Command::Select(args) => select::run(global, args),
+        Command::Node(args) => node::run(args),
     }
 }
 
@@ -114,6 +118,7 @@ impl Command {
             Command::Depot(cmd) => cmd.json(),
             Command::Select(args) => args.json,
             Command::Demo(_) | Command::Pack(_) => false,
+            Command::Node(_) => false,
         }
     }
 }
