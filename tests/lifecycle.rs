@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use common::{manifest, write_patch};
 use patchdeck::engine::inventory::PatchState;
 use patchdeck::engine::manifest::Restart;
-use patchdeck::engine::node::{ErrorKind, Node};
+use patchdeck::engine::node::{ErrorKind, Node, NodeError};
+use patchdeck::engine::protocol::{CHUNK, PROTOCOL, Remote, SOFTWARE};
 use patchdeck::engine::transport::{Local, Transport};
 
 /// A node root with `gateway 10.1` installed and one existing file.
@@ -286,6 +287,299 @@ fn no_save_goes_straight_to_committed(open: &dyn Fn(&Path) -> Box<dyn Transport>
 #[test]
 fn lifecycle_in_process() {
     suite(&|root| Box::new(Local::open(root, "gw-1").unwrap()));
+}
+
+// ----- over the node protocol -----
+
+const EXE: &str = env!("CARGO_BIN_EXE_patchdeck");
+
+/// Quotes a word for `sh -c`.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+fn shell_line(root: &Path) -> String {
+    format!(
+        "{} node --root {} --name gw-1",
+        sh_quote(EXE),
+        sh_quote(&root.display().to_string())
+    )
+}
+
+fn open_error(r: Result<Remote, NodeError>) -> NodeError {
+    match r {
+        Ok(_) => panic!("the transport opened"),
+        Err(e) => e,
+    }
+}
+
+fn uploads_left(root: &Path) -> Vec<String> {
+    fs::read_dir(root.join("var/lib/patchdeck"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload-"))
+        .collect()
+}
+
+#[test]
+fn lifecycle_over_child_process() {
+    suite(&|root| Box::new(Remote::local_child(Path::new(EXE), root, "gw-1").unwrap()));
+}
+
+#[test]
+fn lifecycle_over_shell_command() {
+    // The path OpenSSH takes: a command line run by a shell.
+    suite(&|root| Box::new(Remote::shell(&shell_line(root), "gw-1").unwrap()));
+}
+
+#[test]
+fn the_handshake_names_the_node_and_its_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let t = Remote::local_child(Path::new(EXE), &root, "gw-1").unwrap();
+    let hello = t.hello();
+    assert_eq!(hello.protocol, PROTOCOL);
+    assert_eq!(hello.server, SOFTWARE);
+    assert_eq!(hello.node, "gw-1");
+    assert_eq!(hello.root, root.display().to_string());
+    assert_eq!(t.node(), "gw-1");
+}
+
+#[test]
+fn a_node_speaking_another_version_is_refused_clearly() {
+    // A fake node that answers the handshake with protocol 99.
+    let fake = r#"echo '{"id":0,"ok":true,"result":{"protocol":99,"server":"patchdeck 9.0.0","node":"gw-1","root":"/"}}'"#;
+    let e = open_error(Remote::shell(fake, "gw-1"));
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(e.to_string().starts_with("node gw-1: "), "{e}");
+    assert!(
+        e.message.contains("patchdeck 9.0.0 speaks protocol 99")
+            || e.message.contains("(patchdeck 9.0.0) speaks protocol 99"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(&format!("speaks protocol {PROTOCOL}")),
+        "{e}"
+    );
+
+    // A fake node that refuses our version, as a newer server would.
+    let fake = r#"echo '{"id":0,"ok":false,"error":{"kind":"protocol","message":"the client speaks protocol 1, but this node (patchdeck 9.0.0) speaks protocol 2"}}'"#;
+    let e = open_error(Remote::shell(fake, "gw-1"));
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(
+        e.message.starts_with("the node refused the handshake: ")
+            && e.message.contains("speaks protocol 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_node_verb_refuses_another_version_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let out = assert_cmd::Command::new(EXE)
+        .args(["node", "--root"])
+        .arg(&root)
+        .write_stdin(
+            "{\"id\":0,\"op\":\"hello\",\"protocol\":2,\"client\":\"patchdeck 2.0.0\"}\n{\"id\":1,\"op\":\"list\"}\n",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["id"], 0);
+    assert_eq!(lines[0]["ok"], false);
+    assert_eq!(lines[0]["error"]["kind"], "protocol");
+    let message = lines[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("protocol 2") && message.contains("protocol 1"),
+        "{message}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("protocol 2"),
+        "the refusal is on stderr too"
+    );
+}
+
+#[test]
+fn the_node_verb_writes_only_protocol_lines_and_ends_at_eof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let out = assert_cmd::Command::new(EXE)
+        .args(["node", "--root"])
+        .arg(&root)
+        .write_stdin(
+            "{\"id\":0,\"op\":\"hello\",\"protocol\":1}\nnonsense\n{\"id\":1,\"op\":\"inventory\"}\n",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    // The name defaults to the root's directory name.
+    assert_eq!(lines[0]["result"]["node"], "node");
+    assert_eq!(lines[1]["error"]["kind"], "protocol");
+    assert_eq!(lines[2]["result"]["products"]["gateway"], "10.1");
+}
+
+#[test]
+fn a_child_that_exits_at_once_is_a_clear_error_naming_the_node() {
+    let e = open_error(Remote::shell(
+        "echo 'patchdeck: command not found' >&2; exit 127",
+        "gw-9",
+    ));
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(e.to_string().starts_with("node gw-9: "), "{e}");
+    assert!(
+        e.message.contains("no answer to hello")
+            && e.message.contains("exit status 127")
+            && e.message.contains("patchdeck: command not found"),
+        "{e}"
+    );
+
+    // The real verb, pointed at a root that is not there.
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("absent");
+    let e = open_error(Remote::local_child(Path::new(EXE), &missing, "gw-9"));
+    assert!(
+        e.message.contains("exit status 2") && e.message.contains("not a directory"),
+        "{e}"
+    );
+
+    // A program that cannot be started at all.
+    let e = open_error(Remote::local_child(
+        &tmp.path().join("no-such-patchdeck"),
+        tmp.path(),
+        "gw-9",
+    ));
+    assert!(e.to_string().starts_with("node gw-9: cannot start"), "{e}");
+}
+
+#[test]
+fn a_child_answering_garbage_is_a_clear_error() {
+    // What a chatty login shell would do; the child then waits for input
+    // and is stopped rather than waited for.
+    let e = open_error(Remote::shell(
+        "echo 'Welcome to gw-3!'; echo 'motd' >&2; cat >/dev/null",
+        "gw-3",
+    ));
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(
+        e.message.contains("Welcome to gw-3!")
+            && e.message.contains("not the node protocol")
+            && e.message.contains("motd"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_node_killed_mid_install_is_reported_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    let p1 = patches.add("GW_1", "");
+    let mut command = std::process::Command::new(EXE);
+    command
+        .args(["node", "--name", "gw-1", "--root"])
+        .arg(&root)
+        // Abort past the point of no return, as a kill would.
+        .env("PATCHDECK_FAULT", "14");
+    let mut t = Remote::spawn(command, "gw-1").unwrap();
+    t.stage("GW_1", &p1, &mut no_progress()).unwrap();
+    let e = t.install("GW_1", true).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(
+        e.to_string()
+            .starts_with("node gw-1: no answer to install GW_1")
+            && e.message.contains("signal 6"),
+        "{e}"
+    );
+    // The transport stays broken, with the same explanation.
+    assert_eq!(t.list().unwrap_err(), e);
+    drop(t);
+    // The next session finishes the install the crash interrupted.
+    let mut t = Remote::local_child(Path::new(EXE), &root, "gw-1").unwrap();
+    let listed = t.list().unwrap();
+    assert_eq!(listed[0].state, PatchState::Applied);
+    assert!(t.verify().unwrap().is_empty());
+}
+
+#[test]
+fn a_busy_node_is_reported_as_busy_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    let p1 = patches.add("GW_1", "");
+    let mut t = Remote::local_child(Path::new(EXE), &root, "gw-1").unwrap();
+    let lock = patchdeck::engine::node::lock::NodeLock::try_acquire(
+        &root.join("var/lib/patchdeck/lock"),
+        "install",
+        "GW_7",
+    )
+    .unwrap();
+    let e = t.stage("GW_1", &p1, &mut no_progress()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Busy);
+    assert!(
+        e.to_string()
+            .starts_with("node gw-1: busy: install GW_7 since")
+            && e.message.contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+    assert!(uploads_left(&root).is_empty(), "{:?}", uploads_left(&root));
+    drop(lock);
+    // The transport is fine: a busy node is an answer, not a failure.
+    t.stage("GW_1", &p1, &mut no_progress()).unwrap();
+    assert!(uploads_left(&root).is_empty(), "{:?}", uploads_left(&root));
+}
+
+#[test]
+fn a_large_patch_goes_up_in_chunks_with_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    // Three chunks and a bit, of bytes that do not repeat simply.
+    let big: Vec<u8> = (0..3 * CHUNK + 1234)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let file = write_patch(
+        &patches.dir,
+        "GW_BIG",
+        &manifest("GW_BIG", ""),
+        &[("opt/gw/big.bin", &big)],
+    );
+    let size = fs::metadata(&file).unwrap().len();
+    let mut seen = Vec::new();
+    let mut t = Remote::shell(&shell_line(&root), "gw-1").unwrap();
+    let r = t
+        .stage("GW_BIG", &file, &mut |done, total| seen.push((done, total)))
+        .unwrap();
+    assert_eq!(r.state, PatchState::Staged);
+    assert_eq!(seen.first(), Some(&(0, size)));
+    assert_eq!(seen.last(), Some(&(size, size)));
+    assert!(seen.len() >= 5, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert!(seen.iter().all(|&(_, total)| total == size));
+    t.install("GW_BIG", true).unwrap();
+    assert_eq!(fs::read(root.join("opt/gw/big.bin")).unwrap(), big);
+    assert_eq!(
+        fs::read(root.join("var/lib/patchdeck/staged/GW_BIG.patch")).unwrap(),
+        fs::read(&file).unwrap()
+    );
 }
 
 #[test]

@@ -437,3 +437,50 @@ fn replicate_shows_n_of_m_per_datacenter_and_resumes() {
         "{text}"
     );
 }
+
+#[test]
+fn a_node_reached_by_command_works_like_a_local_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    // gw-west-2 is reached through `patchdeck node`, as ssh would run it.
+    let fleet = Path::new(&lab).join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    let root = Path::new(&lab).join("nodes/gw-west-2");
+    let exe = env!("CARGO_BIN_EXE_patchdeck");
+    let text = text.replace(
+        "root = \"nodes/gw-west-2\"",
+        &format!(
+            "command = \"{exe} node --root {} --name gw-west-2\"",
+            root.display()
+        ),
+    );
+    std::fs::write(&fleet, text).unwrap();
+    let out = run(
+        &lab,
+        &["replicate", &patch, "--nodes", "gw-west-2", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&lab, &["install", &patch, "--nodes", "gw-west-2", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let list = json(&run(&lab, &["list", "--nodes", "gw-west-2", "--json"]));
+    assert_eq!(list[0]["state"], "applied");
+    let nodes = json(&run(&lab, &["nodes", "--json"]));
+    let n = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "gw-west-2")
+        .unwrap()
+        .clone();
+    assert!(n["command"].as_str().unwrap().contains("node --root"));
+    assert!(n.get("root").is_none());
+}

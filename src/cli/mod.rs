@@ -5,6 +5,7 @@
 
 mod cluster;
 mod depot;
+mod node;
 pub(crate) mod nodes;
 mod select;
 
@@ -69,6 +70,8 @@ pub enum Command {
     Groups(cluster::GroupsArgs),
     /// Copy patches to the appliances of every data center, with N/M progress.
     Replicate(cluster::ReplicateArgs),
+    /// Serve the node protocol on stdin/stdout (what the console runs on each node).
+    Node(node::NodeArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -137,6 +140,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Verify(args) => nodes::verify(global, args),
         Command::Groups(args) => cluster::groups(global, args),
         Command::Replicate(args) => cluster::replicate(global, args),
+        Command::Node(args) => node::run(args),
     }
 }
 
@@ -156,6 +160,7 @@ impl Command {
             | Command::Commit(a)
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
+            Command::Node(_) => false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod node;
 pub mod ops;
 pub mod patch;
+pub mod protocol;
 pub mod replicate;
 pub mod select;
 pub mod sqlite;

@@ -173,14 +173,12 @@ pub fn connect(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transport>, Node
     }
 }
 
+/// A node reached through a command speaking the node protocol (for
+/// example `ssh -T host patchdeck node --root /`).
 fn remote(command: &str, node: &str) -> Result<Box<dyn Transport>, NodeError> {
-    Err(NodeError {
-        node: node.into(),
-        kind: ErrorKind::Io,
-        message: format!(
-            "cannot reach the node through {command:?}: remote transport not available"
-        ),
-    })
+    Ok(Box::new(crate::engine::protocol::Remote::shell(
+        command, node,
+    )?))
 }
 
 /// Runs `work` for every node, at most `parallel` at once; results come
