@@ -611,3 +611,40 @@ fn a_second_operation_is_refused_while_one_runs() {
     drop(lock);
     node.stage("GW_1", &p1).unwrap();
 }
+
+#[test]
+fn drain_and_restore_settle_service_restarts_over_every_transport() {
+    use patchdeck::engine::node::Service;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    let p1 = patches.add("GW_1", "restart = \"service\"");
+    let exe = Path::new(env!("CARGO_BIN_EXE_patchdeck"));
+    let transports: Vec<Box<dyn Transport>> = vec![
+        Box::new(Local::open(&root, "gw-1").unwrap()),
+        Box::new(patchdeck::engine::protocol::Remote::local_child(exe, &root, "gw-1").unwrap()),
+    ];
+    for (i, mut t) in transports.into_iter().enumerate() {
+        if i == 0 {
+            t.stage("GW_1", &p1, &mut no_progress()).unwrap();
+            t.install("GW_1", true).unwrap();
+        }
+        assert_eq!(
+            t.service(None).unwrap().pending_restart,
+            if i == 0 {
+                Restart::Service
+            } else {
+                Restart::None
+            }
+        );
+        let s = t.service(Some(Service::Down)).unwrap();
+        assert_eq!(s.state, Service::Down);
+        assert_eq!(t.service(None).unwrap().state, Service::Down);
+        let s = t.service(Some(Service::Up)).unwrap();
+        assert_eq!(
+            (s.state, s.pending_restart),
+            (Service::Up, Restart::None),
+            "restoring restarts the service"
+        );
+    }
+}

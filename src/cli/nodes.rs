@@ -117,7 +117,7 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
                 .filter(|r| r.join(STORE_DIR).join("ipd.sqlite").is_file())
                 .and_then(|r| Node::open(r, &n.id).ok())
                 .and_then(|node| node.service().ok())
-                .map(|(state, _)| state)
+                .map(|s| s.state.as_str().to_string())
                 .unwrap_or_else(|| "unknown".to_string());
             NodeRow {
                 id: &n.id,

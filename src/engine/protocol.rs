@@ -25,7 +25,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::engine::inventory::Inventory;
-use crate::engine::node::{Drift, ErrorKind, Listed, Node, NodeError, Report, STORE_DIR};
+use crate::engine::node::{
+    Drift, ErrorKind, Listed, Node, NodeError, Report, STORE_DIR, Service, ServiceStatus,
+};
 use crate::engine::transport::{Progress, Transport};
 
 /// The protocol version this build speaks. It changes only when a change
@@ -155,6 +157,11 @@ enum Request {
     List {},
     Inventory {},
     Verify {},
+    /// Reads the service state; with `state`, drains or restores first.
+    Service {
+        #[serde(default)]
+        state: Option<Service>,
+    },
     Bye {},
 }
 
@@ -464,6 +471,13 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Verify {} => {
                 let r = node.verify();
+                self.answer(id, r)?;
+            }
+            Request::Service { state } => {
+                let r = match state {
+                    Some(state) => node.set_service(state),
+                    None => node.service(),
+                };
                 self.answer(id, r)?;
             }
             Request::Bye {} => {
@@ -1041,6 +1055,15 @@ impl Transport for Remote {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.plain_call("verify")
+    }
+
+    fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {
+        let mut body = Map::new();
+        if let Some(state) = set {
+            body.insert("state".into(), state.as_str().into());
+        }
+        let value = self.call("service", "service", body, &mut |_, _| {})?;
+        self.decode("service", value)
     }
 }
 

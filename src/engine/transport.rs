@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
-use crate::engine::node::{Drift, Listed, Node, NodeError, Report};
+use crate::engine::node::{Drift, Listed, Node, NodeError, Report, Service, ServiceStatus};
 
 /// Progress of a long step: bytes or files done of total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -23,6 +23,8 @@ pub trait Transport: Send {
     fn list(&mut self) -> Result<Vec<Listed>, NodeError>;
     fn inventory(&mut self) -> Result<Inventory, NodeError>;
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
+    /// Reads the service state, or sets it first (drain: down, restore: up).
+    fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
 }
 
 /// A node whose root is a directory on this machine, driven in-process.
@@ -81,5 +83,12 @@ impl Transport for Local {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.node.verify()
+    }
+
+    fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {
+        match set {
+            Some(state) => self.node.set_service(state),
+            None => self.node.service(),
+        }
     }
 }

@@ -73,6 +73,30 @@ pub struct Report {
     pub message: String,
 }
 
+/// Whether the node's service carries traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Up,
+    Down,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Up => "up",
+            Service::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub state: Service,
+    pub since: String,
+    pub pending_restart: Restart,
+}
+
 /// A file whose content differs from what the database says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
@@ -222,9 +246,41 @@ impl Node {
 
     // ----- reading -----
 
-    /// The node's service state (`up` or `down`) and since when.
-    pub fn service(&self) -> Result<(String, String)> {
-        self.db(store::service_state(&self.conn))
+    /// The node's service: up or down (drained), since when, and the
+    /// strongest restart installed changes still wait for.
+    pub fn service(&self) -> Result<ServiceStatus> {
+        let (state, since) = self.db(store::service_state(&self.conn))?;
+        let state = if state == "down" {
+            Service::Down
+        } else {
+            Service::Up
+        };
+        Ok(ServiceStatus {
+            state,
+            since,
+            pending_restart: self.pending_restart()?,
+        })
+    }
+
+    /// Drains (down) or restores (up) the node's service. Bringing it up
+    /// restarts it, which settles pending service restarts (not reboots).
+    pub fn set_service(&mut self, state: Service) -> Result<ServiceStatus> {
+        let _lock = self.lock(
+            if state == Service::Up {
+                "restore"
+            } else {
+                "drain"
+            },
+            "-",
+        )?;
+        self.recover()?;
+        let tx = self.db(self.conn.unchecked_transaction())?;
+        self.db(store::set_service_state(&tx, state.as_str()))?;
+        if state == Service::Up {
+            self.db(tx.execute("DELETE FROM pending_restart WHERE kind='service'", []))?;
+        }
+        self.db(tx.commit())?;
+        self.service()
     }
 
     pub fn state(&self, id: &str) -> Result<PatchState> {
