@@ -7,6 +7,7 @@ mod cluster;
 mod depot;
 mod node;
 pub(crate) mod nodes;
+mod rollout;
 mod select;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,9 @@ pub enum Command {
     Groups(cluster::GroupsArgs),
     /// Copy patches to the appliances of every data center, with N/M progress.
     Replicate(cluster::ReplicateArgs),
+    /// Roll a change out across a cluster group by group; watch, pause, resume, abort.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
 }
@@ -140,6 +144,7 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Verify(args) => nodes::verify(global, args),
         Command::Groups(args) => cluster::groups(global, args),
         Command::Replicate(args) => cluster::replicate(global, args),
+        Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
     }
 }
@@ -154,6 +159,7 @@ impl Command {
             Command::List(a) | Command::Verify(a) => a.json,
             Command::Groups(a) => a.json,
             Command::Replicate(a) => a.json,
+            Command::Rollout(cmd) => cmd.json(),
             Command::Stage(a)
             | Command::Install(a)
             | Command::Rollback(a)

@@ -30,6 +30,28 @@ const MIGRATIONS: &[&str] = &[
         bytes_total INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL,
         PRIMARY KEY(patch, node))",
+    // 3: rollouts and every step of them.
+    "CREATE TABLE rollout(
+        id INTEGER PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL);
+     CREATE TABLE rollout_step(
+        rollout INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        grp TEXT NOT NULL DEFAULT '',
+        node TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        started_at TEXT,
+        ended_at TEXT,
+        PRIMARY KEY(rollout, seq));",
 ];
 
 /// Opens (creating and migrating) the lab's console database.

@@ -466,6 +466,7 @@ pub fn fleet(nodes: usize) -> Fleet {
         root: Some(format!("nodes/{cluster}-{site}_{m}")),
         command: None,
         products: products.iter().map(|s| s.to_string()).collect(),
+        demo: Default::default(),
     };
     for site in 1..=2 {
         let dc = if site == 1 { "east" } else { "west" };
@@ -519,6 +520,7 @@ pub fn fleet(nodes: usize) -> Fleet {
             root: Some(format!("nodes/{id}")),
             command: None,
             products: vec!["kernel".into(), "gateway".into(), "crypto".into()],
+            demo: Default::default(),
         });
     }
     fleet
@@ -533,6 +535,8 @@ fn cluster(id: &str, groups: Option<Grouping>, parallel: usize) -> Cluster {
         min_healthy_secs: 2,
         before: vec![format!("echo disable image cloning on {id}")],
         after: vec![format!("echo enable image cloning on {id}")],
+        drain: None,
+        restore: None,
     }
 }
 

@@ -64,6 +64,12 @@ pub struct Cluster {
     pub before: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
+    /// Run for each member when it is drained / restored, besides marking
+    /// its service down / up; `{node}` is replaced by the node id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<String>,
 }
 
 fn one() -> usize {
@@ -107,6 +113,28 @@ pub struct Node {
     /// database is the truth).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<String>,
+    /// Knobs for demonstrations and tests: slow a member down, or make its
+    /// install or health check fail.
+    #[serde(default, skip_serializing_if = "Knobs::is_default")]
+    pub demo: Knobs,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knobs {
+    /// Added to every rollout step on this member, in milliseconds.
+    #[serde(default)]
+    pub slow_ms: u64,
+    #[serde(default)]
+    pub fail_install: bool,
+    #[serde(default)]
+    pub fail_health: bool,
+}
+
+impl Knobs {
+    pub fn is_default(&self) -> bool {
+        *self == Knobs::default()
+    }
 }
 
 /// Which nodes a command acts on.

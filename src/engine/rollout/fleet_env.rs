@@ -1,0 +1,233 @@
+//! The rollout environment of a real fleet: members reached through their
+//! transports, hooks run with `sh -c`, and the demo knobs of fleet.toml
+//! (slow a member, make its install or health check fail).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::plan::Plan;
+use super::run::Env;
+use crate::engine::fleet::{Fleet, Knobs};
+use crate::engine::inventory::PatchState;
+use crate::engine::lab::Lab;
+use crate::engine::node::Service;
+use crate::engine::ops::connect;
+use crate::engine::transport::Transport;
+
+pub struct FleetEnv<'a> {
+    pub lab: &'a Lab,
+    pub fleet: &'a Fleet,
+    pub rollout: i64,
+    start: Instant,
+}
+
+impl<'a> FleetEnv<'a> {
+    pub fn new(lab: &'a Lab, fleet: &'a Fleet, rollout: i64) -> FleetEnv<'a> {
+        FleetEnv {
+            lab,
+            fleet,
+            rollout,
+            start: Instant::now(),
+        }
+    }
+
+    fn transport(&self, node: &str) -> Result<Box<dyn Transport>, String> {
+        let n = self
+            .fleet
+            .node(node)
+            .ok_or_else(|| format!("{node} is no longer in fleet.toml"))?;
+        connect(self.lab, n).map_err(|e| e.to_string())
+    }
+
+    fn knobs(&self, node: &str) -> Knobs {
+        self.fleet
+            .node(node)
+            .map(|n| n.demo.clone())
+            .unwrap_or_default()
+    }
+
+    fn slow(&self, node: &str) {
+        let ms = self.knobs(node).slow_ms;
+        if ms > 0 {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+
+    fn shell(&self, command: &str, plan: &Plan, node: Option<&str>) -> Result<String, String> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .env("PATCHDECK_CLUSTER", &plan.cluster)
+            .env("PATCHDECK_ROLLOUT", self.rollout.to_string());
+        if let Some(n) = node {
+            cmd.env("PATCHDECK_NODE", n);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+        let text = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string()
+        };
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(format!(
+                "{command:?} failed ({}): {}",
+                out.status,
+                text(&out.stderr)
+            ))
+        }
+    }
+
+    fn set_service(&self, node: &str, state: Service, plan: &Plan) -> Result<(), String> {
+        self.slow(node);
+        self.transport(node)?
+            .service(Some(state))
+            .map_err(|e| e.to_string())?;
+        let extra = if state == Service::Down {
+            &plan.drain_command
+        } else {
+            &plan.restore_command
+        };
+        if let Some(c) = extra {
+            self.shell(&c.replace("{node}", node), plan, Some(node))?;
+        }
+        Ok(())
+    }
+
+    /// Installs `ids` in order where staged; rolls back, newest first, where applied.
+    fn change(&self, node: &str, ids: &[String], install: bool) -> Result<String, String> {
+        let mut t = self.transport(node)?;
+        let inv = t.inventory().map_err(|e| e.to_string())?;
+        let mut done = Vec::new();
+        if install {
+            for id in ids {
+                if inv.state(id) == PatchState::Staged {
+                    t.install(id, true).map_err(|e| e.to_string())?;
+                    done.push(id.as_str());
+                }
+            }
+        } else {
+            for id in ids.iter().rev() {
+                if inv.state(id) == PatchState::Applied {
+                    t.rollback(id).map_err(|e| e.to_string())?;
+                    done.push(id.as_str());
+                }
+            }
+        }
+        let verb = if install { "installed" } else { "rolled back" };
+        Ok(if done.is_empty() {
+            "nothing left to do".to_string()
+        } else {
+            format!("{verb} {}", done.join(" "))
+        })
+    }
+}
+
+impl Env for FleetEnv<'_> {
+    fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        let inv = self
+            .transport(node)?
+            .inventory()
+            .map_err(|e| e.to_string())?;
+        let missing: Vec<&str> = plan
+            .patches
+            .iter()
+            .filter(|p| {
+                let s = inv.state(p);
+                if plan.uninstall {
+                    s != PatchState::Applied
+                } else {
+                    s != PatchState::Staged && !s.is_installed()
+                }
+            })
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else if plan.uninstall {
+            Err(format!(
+                "{} not applied (an uninstall rolls back applied patches)",
+                missing.join(", ")
+            ))
+        } else {
+            Err(format!(
+                "{} not staged; replicate first",
+                missing.join(", ")
+            ))
+        }
+    }
+
+    fn drain(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        self.set_service(node, Service::Down, plan)
+    }
+
+    fn restore(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        self.set_service(node, Service::Up, plan)
+    }
+
+    fn apply(&self, node: &str, plan: &Plan) -> Result<String, String> {
+        self.slow(node);
+        if self.knobs(node).fail_install && !plan.uninstall {
+            return Err("install failed (demo knob fail_install in fleet.toml)".into());
+        }
+        self.change(node, &plan.patches, !plan.uninstall)
+    }
+
+    fn revert(&self, node: &str, plan: &Plan) -> Result<String, String> {
+        self.slow(node);
+        self.change(node, &plan.patches, plan.uninstall)
+    }
+
+    fn in_service(&self, node: &str) -> bool {
+        self.transport(node)
+            .and_then(|mut t| t.service(None).map_err(|e| e.to_string()))
+            .is_ok_and(|s| s.state == Service::Up)
+    }
+
+    fn healthy(&self, node: &str) -> Result<(), String> {
+        if self.knobs(node).fail_health {
+            return Err("health check fails (demo knob fail_health in fleet.toml)".into());
+        }
+        let mut t = self.transport(node)?;
+        let s = t.service(None).map_err(|e| e.to_string())?;
+        if s.state != Service::Up {
+            return Err("service down".into());
+        }
+        let drift = t.verify().map_err(|e| e.to_string())?;
+        match drift.first() {
+            None => Ok(()),
+            Some(d) => Err(format!(
+                "{} file(s) fail verification, e.g. {}",
+                drift.len(),
+                d.path
+            )),
+        }
+    }
+
+    fn hook(&self, command: &str, plan: &Plan) -> Result<String, String> {
+        self.shell(command, plan, None)
+    }
+
+    fn applied(&self, node: &str) -> Result<Vec<String>, String> {
+        let list = self.transport(node)?.list().map_err(|e| e.to_string())?;
+        Ok(list
+            .into_iter()
+            .filter(|l| matches!(l.state, PatchState::Applied | PatchState::Committed))
+            .map(|l| l.patch)
+            .collect())
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}

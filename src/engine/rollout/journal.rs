@@ -1,0 +1,297 @@
+//! Rollouts in the console database: the plan, the rollout's state, what
+//! another process asked for (pause, abort), and every step's state.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::plan::{Plan, Step, StepKind};
+use crate::engine::node::store::now;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    Paused,
+    Failed,
+    Aborted,
+    Done,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Failed => "failed",
+            State::Aborted => "aborted",
+            State::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "paused" => State::Paused,
+            "failed" => State::Failed,
+            "aborted" => State::Aborted,
+            "done" => State::Done,
+            _ => State::Running,
+        }
+    }
+
+    /// Not finished: holds the cluster until resumed or aborted.
+    pub fn unfinished(self) -> bool {
+        matches!(self, State::Running | State::Paused | State::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> StepState {
+        match s {
+            "running" => StepState::Running,
+            "done" => StepState::Done,
+            "failed" => StepState::Failed,
+            _ => StepState::Pending,
+        }
+    }
+}
+
+/// A step with its recorded state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRow {
+    #[serde(flatten)]
+    pub step: Step,
+    pub state: StepState,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub cluster: String,
+    pub state: State,
+    /// `pause` or `abort` when another process asked; empty otherwise.
+    pub requested: String,
+    pub message: String,
+    /// The process that last ran it.
+    pub pid: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub plan: Plan,
+    pub steps: Vec<StepRow>,
+}
+
+/// Records a new rollout unless the cluster has an unfinished one, which
+/// is returned instead. Check and insert are one immediate transaction, so
+/// of two consoles starting at once exactly one gets the cluster.
+pub fn create(conn: &Connection, plan: &Plan) -> rusqlite::Result<Result<i64, i64>> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if let Some(existing) = unfinished(&tx, &plan.cluster)? {
+        return Ok(Err(existing));
+    }
+    let json = serde_json::to_string(plan).unwrap_or_default();
+    tx.execute(
+        "INSERT INTO rollout(cluster, plan, state, pid, created_at, updated_at) VALUES (?1, ?2, 'running', ?3, ?4, ?4)",
+        params![plan.cluster, json, std::process::id() as i64, now()],
+    )?;
+    let id = tx.last_insert_rowid();
+    for s in &plan.steps {
+        insert_step(&tx, id, s)?;
+    }
+    tx.commit()?;
+    Ok(Ok(id))
+}
+
+fn insert_step(conn: &Connection, id: i64, s: &Step) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO rollout_step(rollout, seq, grp, node, kind, state, message) VALUES (?1,?2,?3,?4,?5,'pending',?6)",
+        params![id, s.seq as i64, s.group, s.node, s.kind.as_str(), s.command],
+    )?;
+    Ok(())
+}
+
+/// Appends steps decided during the run (revert after a failure, restore on
+/// abort), numbered after the last one.
+pub fn append(
+    conn: &Connection,
+    id: i64,
+    steps: &[(StepKind, String, String, String)],
+) -> rusqlite::Result<Vec<usize>> {
+    let next: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), -1) + 1 FROM rollout_step WHERE rollout=?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    let tx = conn.unchecked_transaction()?;
+    let mut seqs = Vec::new();
+    for (i, (kind, group, node, command)) in steps.iter().enumerate() {
+        let seq = next as usize + i;
+        insert_step(
+            &tx,
+            id,
+            &Step {
+                seq,
+                kind: *kind,
+                group: group.clone(),
+                node: node.clone(),
+                command: command.clone(),
+            },
+        )?;
+        seqs.push(seq);
+    }
+    tx.commit()?;
+    Ok(seqs)
+}
+
+pub fn set_step(
+    conn: &Connection,
+    id: i64,
+    seq: usize,
+    state: StepState,
+    message: &str,
+) -> rusqlite::Result<()> {
+    let t = now();
+    conn.execute(
+        "UPDATE rollout_step SET state=?3,
+            message=CASE WHEN ?4 = '' THEN message ELSE ?4 END,
+            started_at=CASE WHEN ?3='running' THEN ?5 ELSE started_at END,
+            ended_at=CASE WHEN ?3 IN ('done','failed') THEN ?5 ELSE NULL END
+         WHERE rollout=?1 AND seq=?2",
+        params![id, seq as i64, state.as_str(), message, t],
+    )?;
+    Ok(())
+}
+
+pub fn set_state(conn: &Connection, id: i64, state: State, message: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rollout SET state=?2, message=?3, requested=CASE WHEN ?2='running' THEN requested ELSE '' END,
+            pid=?4, updated_at=?5 WHERE id=?1",
+        params![id, state.as_str(), message, std::process::id() as i64, now()],
+    )?;
+    Ok(())
+}
+
+/// Another process asks the running rollout to pause or abort.
+pub fn request(conn: &Connection, id: i64, what: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rollout SET requested=?2, updated_at=?3 WHERE id=?1",
+        params![id, what, now()],
+    )?;
+    Ok(())
+}
+
+pub fn requested(conn: &Connection, id: i64) -> rusqlite::Result<String> {
+    conn.query_row("SELECT requested FROM rollout WHERE id=?1", [id], |r| {
+        r.get(0)
+    })
+}
+
+pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Rollout>> {
+    let head = conn
+        .query_row(
+            "SELECT id, cluster, plan, state, requested, message, pid, created_at, updated_at FROM rollout WHERE id=?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, cluster, plan, state, requested, message, pid, created_at, updated_at)) = head
+    else {
+        return Ok(None);
+    };
+    let plan: Plan = serde_json::from_str(&plan).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, kind, grp, node, state, message, started_at, ended_at FROM rollout_step WHERE rollout=?1 ORDER BY seq",
+    )?;
+    let steps = stmt
+        .query_map([id], |r| {
+            let seq = r.get::<_, i64>(0)? as usize;
+            let kind = StepKind::parse(&r.get::<_, String>(1)?).unwrap_or(StepKind::Preflight);
+            let command = plan
+                .steps
+                .get(seq)
+                .filter(|s| s.kind == kind)
+                .map(|s| s.command.clone());
+            let message: String = r.get(5)?;
+            Ok(StepRow {
+                step: Step {
+                    seq,
+                    kind,
+                    group: r.get(2)?,
+                    node: r.get(3)?,
+                    command: command.unwrap_or_else(|| message.clone()),
+                },
+                state: StepState::parse(&r.get::<_, String>(4)?),
+                message,
+                started_at: r.get(6)?,
+                ended_at: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(Rollout {
+        id,
+        cluster,
+        state: State::parse(&state),
+        requested,
+        message,
+        pid,
+        created_at,
+        updated_at,
+        plan,
+        steps,
+    }))
+}
+
+/// The newest rollout of a cluster (or of any cluster).
+pub fn latest(conn: &Connection, cluster: Option<&str>) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM rollout WHERE ?1 IS NULL OR cluster=?1 ORDER BY id DESC LIMIT 1",
+        [cluster],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// The unfinished rollout holding a cluster, if any.
+pub fn unfinished(conn: &Connection, cluster: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM rollout WHERE cluster=?1 AND state IN ('running','paused','failed') ORDER BY id DESC LIMIT 1",
+        [cluster],
+        |r| r.get(0),
+    )
+    .optional()
+}

@@ -1,0 +1,71 @@
+//! Rolling a change out across a cluster, group by group: drain one logical
+//! group while the others carry traffic, install (or roll back, for an
+//! uninstall), restore, wait until healthy, then the next group. Never all
+//! at once: a group is drained only while every other group is healthy.
+//!
+//! The plan is fixed and journaled step by step in the console database;
+//! a console killed at any moment resumes from its first unfinished step
+//! (member steps are idempotent, so a step interrupted while running is
+//! safely run again, and a finished one never repeats). One rollout holds a
+//! cluster at a time: a file lock per cluster, released by the kernel when
+//! its holder dies.
+
+pub mod fleet_env;
+pub mod journal;
+pub mod plan;
+pub mod run;
+
+use std::path::PathBuf;
+
+use crate::engine::lab::Lab;
+use crate::engine::node::lock::{Acquired, Holder, NodeLock};
+
+pub use journal::{Rollout, State, StepState};
+pub use plan::{Plan, Step, StepKind};
+pub use run::{Ending, Env, Event, Runner};
+
+/// The lock file of one cluster's rollouts.
+pub fn lock_path(lab: &Lab, cluster: &str) -> PathBuf {
+    lab.root
+        .join("locks")
+        .join(format!("rollout-{cluster}.lock"))
+}
+
+/// Holds a cluster for one rollout while this process works on it.
+pub struct ClusterLock {
+    _lock: NodeLock,
+}
+
+impl ClusterLock {
+    /// Takes the cluster, or says who holds it.
+    pub fn acquire(lab: &Lab, cluster: &str, rollout: i64) -> Result<ClusterLock, String> {
+        let path = lock_path(lab, cluster);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        match NodeLock::try_acquire(&path, &format!("rollout {rollout}"), cluster) {
+            Ok(Acquired::Held(lock)) => Ok(ClusterLock { _lock: lock }),
+            Ok(Acquired::Busy(holder)) => Err(busy(cluster, holder)),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+fn busy(cluster: &str, holder: Option<Holder>) -> String {
+    match holder {
+        Some(h) => format!(
+            "cluster {cluster} is held by {} (pid {}, since {}); only one rollout runs on a cluster",
+            h.op, h.pid, h.since
+        ),
+        None => format!(
+            "cluster {cluster} is held by another rollout; only one rollout runs on a cluster"
+        ),
+    }
+}
+
+/// Whether a process is still alive (to tell an interrupted rollout from a
+/// running one).
+pub fn alive(pid: i64) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+}

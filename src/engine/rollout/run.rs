@@ -1,0 +1,484 @@
+//! Running a rollout: take the first unfinished step, run it (member steps
+//! of one group in parallel batches), journal every transition, and between
+//! steps honour pause and abort. Everything the rollout does to the world
+//! goes through [`Env`], so a simulated cluster can check the rules.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::journal::{self, Rollout, State, StepRow, StepState};
+use super::plan::{Plan, StepKind};
+
+/// What a rollout does to the world.
+pub trait Env: Sync {
+    /// The member is ready: the patches are staged (applied, to uninstall).
+    fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String>;
+    fn drain(&self, node: &str, plan: &Plan) -> Result<(), String>;
+    fn restore(&self, node: &str, plan: &Plan) -> Result<(), String>;
+    /// Installs the patches (rolls them back, to uninstall); idempotent.
+    fn apply(&self, node: &str, plan: &Plan) -> Result<String, String>;
+    /// Undoes `apply` on a member; idempotent.
+    fn revert(&self, node: &str, plan: &Plan) -> Result<String, String>;
+    /// Carrying traffic (service up).
+    fn in_service(&self, node: &str) -> bool;
+    /// In service and working (files verified, health check passing).
+    fn healthy(&self, node: &str) -> Result<(), String>;
+    fn hook(&self, command: &str, plan: &Plan) -> Result<String, String>;
+    /// The patches applied on a member, for the same-release check.
+    fn applied(&self, node: &str) -> Result<Vec<String>, String>;
+    fn sleep(&self, d: Duration);
+    /// Time since an arbitrary start.
+    fn now(&self) -> Duration;
+}
+
+/// Something that happened, for whoever renders the rollout live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub rollout: i64,
+    /// The step, or `None` for the rollout as a whole.
+    pub seq: Option<usize>,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Done,
+    Paused,
+    Aborted,
+    /// Halted on a failure; the failed group is as it was left.
+    Failed,
+    /// Halted on a failure, and the failed group was rolled back.
+    RolledBack,
+}
+
+pub struct Runner<'a, E: Env> {
+    pub conn: &'a Mutex<Connection>,
+    pub env: &'a E,
+    pub events: &'a (dyn Fn(&Event) + Sync),
+    /// How often health is polled.
+    pub poll: Duration,
+}
+
+type Fail = String;
+
+impl<E: Env> Runner<'_, E> {
+    fn db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Fail> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| "the console database lock was poisoned".to_string())?;
+        f(&conn).map_err(|e| format!("console database: {e}"))
+    }
+
+    fn load(&self, id: i64) -> Result<Rollout, Fail> {
+        self.db(|c| journal::load(c, id))?
+            .ok_or_else(|| format!("no rollout {id}"))
+    }
+
+    fn emit_rollout(&self, id: i64, state: &str, message: &str) {
+        (self.events)(&Event {
+            rollout: id,
+            seq: None,
+            kind: "rollout".into(),
+            group: String::new(),
+            node: String::new(),
+            state: state.into(),
+            message: message.into(),
+        });
+    }
+
+    fn step(&self, id: i64, row: &StepRow, state: StepState, message: &str) -> Result<(), Fail> {
+        self.db(|c| journal::set_step(c, id, row.step.seq, state, message))?;
+        (self.events)(&Event {
+            rollout: id,
+            seq: Some(row.step.seq),
+            kind: row.step.kind.as_str().into(),
+            group: row.step.group.clone(),
+            node: row.step.node.clone(),
+            state: state.as_str().into(),
+            message: message.into(),
+        });
+        Ok(())
+    }
+
+    fn finish(&self, id: i64, state: State, ending: Ending, message: &str) -> Result<Ending, Fail> {
+        self.db(|c| journal::set_state(c, id, state, message))?;
+        self.emit_rollout(id, state.as_str(), message);
+        Ok(ending)
+    }
+
+    /// Runs rollout `id` from its first unfinished step until it is done,
+    /// paused, aborted or halted. A failed step is tried again.
+    pub fn run(&self, id: i64) -> Result<Ending, Fail> {
+        self.db(|c| journal::set_state(c, id, State::Running, ""))?;
+        self.emit_rollout(id, "running", "");
+        loop {
+            match self.db(|c| journal::requested(c, id))?.as_str() {
+                "pause" => {
+                    return self.finish(id, State::Paused, Ending::Paused, "paused between steps");
+                }
+                "abort" => return self.abort(id),
+                _ => {}
+            }
+            let rollout = self.load(id)?;
+            let Some(first) = rollout
+                .steps
+                .iter()
+                .position(|s| s.state != StepState::Done)
+            else {
+                let drift = rollout
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.step.kind == StepKind::Consistency)
+                    .map(|s| s.message.clone());
+                let message = drift.filter(|m| m.starts_with("drift")).unwrap_or_default();
+                return self.finish(id, State::Done, Ending::Done, &message);
+            };
+            let head = &rollout.steps[first];
+            // Member steps of one kind and group run as one batch.
+            let batch: Vec<&StepRow> = if head.step.kind.per_member() {
+                rollout.steps[first..]
+                    .iter()
+                    .take_while(|s| {
+                        s.step.kind == head.step.kind && s.step.group == head.step.group
+                    })
+                    .filter(|s| s.state != StepState::Done)
+                    .collect()
+            } else {
+                vec![head]
+            };
+            if let Err(message) = self.run_batch(&rollout, &batch) {
+                return self.failed(&rollout, head, &message);
+            }
+        }
+    }
+
+    fn run_batch(&self, rollout: &Rollout, batch: &[&StepRow]) -> Result<(), Fail> {
+        let plan = &rollout.plan;
+        let head = batch[0];
+        if head.step.kind == StepKind::Drain {
+            self.wait_others_healthy(rollout, &head.step.group)?;
+        }
+        if !head.step.kind.per_member() {
+            self.step(rollout.id, head, StepState::Running, "")?;
+            let result = match head.step.kind {
+                StepKind::Preflight => self.preflight(plan),
+                StepKind::HookBefore | StepKind::HookAfter => {
+                    self.env.hook(&head.step.command, plan)
+                }
+                StepKind::Healthy => self.wait_healthy(plan, &plan.members(&head.step.group)),
+                StepKind::Consistency => self.consistency(plan),
+                _ => Ok(String::new()),
+            };
+            return match result {
+                Ok(message) => self.step(rollout.id, head, StepState::Done, &message),
+                Err(message) => {
+                    self.step(rollout.id, head, StepState::Failed, &message)?;
+                    Err(message)
+                }
+            };
+        }
+        // Member steps: `parallel` at a time; the first failure is reported
+        // after the chunk it was in has finished.
+        for chunk in batch.chunks(plan.parallel.max(1)) {
+            for row in chunk {
+                self.step(rollout.id, row, StepState::Running, "")?;
+            }
+            let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|row| {
+                        scope.spawn(move || {
+                            let node = row.step.node.as_str();
+                            match row.step.kind {
+                                StepKind::Drain => {
+                                    self.env.drain(node, plan).map(|_| String::new())
+                                }
+                                StepKind::Restore => {
+                                    self.env.restore(node, plan).map(|_| String::new())
+                                }
+                                StepKind::Apply => self.env.apply(node, plan),
+                                StepKind::Revert => self.env.revert(node, plan),
+                                _ => Ok(String::new()),
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err("the step panicked".into())))
+                    .collect()
+            });
+            let mut first_error = None;
+            for (row, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(message) => self.step(rollout.id, row, StepState::Done, &message)?,
+                    Err(message) => {
+                        self.step(rollout.id, row, StepState::Failed, &message)?;
+                        first_error.get_or_insert(format!(
+                            "{} {}: {message}",
+                            row.step.kind.as_str(),
+                            row.step.node
+                        ));
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn preflight(&self, plan: &Plan) -> Result<String, Fail> {
+        let mut problems = Vec::new();
+        for node in plan.all_members() {
+            if let Err(e) = self.env.preflight(&node, plan) {
+                problems.push(format!("{node}: {e}"));
+            } else if let Err(e) = self.env.healthy(&node) {
+                problems.push(format!("{node}: not healthy: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(format!("{} members ready", plan.all_members().len()))
+        } else {
+            Err(format!(
+                "not every member is ready; nothing was changed: {}",
+                problems.join("; ")
+            ))
+        }
+    }
+
+    /// Draining a group needs every other group in service and healthy.
+    fn wait_others_healthy(&self, rollout: &Rollout, group: &str) -> Result<(), Fail> {
+        let others: Vec<String> = rollout
+            .plan
+            .groups
+            .iter()
+            .filter(|g| g.name != group)
+            .flat_map(|g| g.members.clone())
+            .collect();
+        let deadline = self.env.now() + Duration::from_secs(rollout.plan.health_deadline_secs);
+        loop {
+            let sick: Vec<String> = others
+                .iter()
+                .filter_map(|n| match self.env.healthy(n) {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("{n} ({e})")),
+                })
+                .collect();
+            if sick.is_empty() {
+                return Ok(());
+            }
+            if self.env.now() >= deadline {
+                return Err(format!(
+                    "group {group} is not drained: other members are not healthy: {}",
+                    sick.join(", ")
+                ));
+            }
+            self.env.sleep(self.poll);
+        }
+    }
+
+    /// Healthy within the deadline, then healthy without a break for the
+    /// minimum time.
+    fn wait_healthy(&self, plan: &Plan, members: &[String]) -> Result<String, Fail> {
+        let start = self.env.now();
+        let deadline = start + Duration::from_secs(plan.health_deadline_secs);
+        let min = Duration::from_secs(plan.min_healthy_secs);
+        let mut healthy_since = None;
+        loop {
+            let sick: Vec<String> = members
+                .iter()
+                .filter_map(|n| self.env.healthy(n).err().map(|e| format!("{n} ({e})")))
+                .collect();
+            let now = self.env.now();
+            if sick.is_empty() {
+                let since = *healthy_since.get_or_insert(now);
+                if now - since >= min {
+                    return Ok(format!(
+                        "healthy after {:.1} s",
+                        (now - start).as_secs_f64()
+                    ));
+                }
+            } else {
+                healthy_since = None;
+                if now >= deadline {
+                    return Err(format!(
+                        "not healthy within {} s: {}",
+                        plan.health_deadline_secs,
+                        sick.join(", ")
+                    ));
+                }
+            }
+            self.env.sleep(self.poll);
+        }
+    }
+
+    fn consistency(&self, plan: &Plan) -> Result<String, Fail> {
+        let mut sets: Vec<(String, Vec<String>)> = Vec::new();
+        for node in plan.all_members() {
+            let mut applied = self.env.applied(&node)?;
+            applied.sort();
+            sets.push((node, applied));
+        }
+        let first = sets.first().map(|(_, s)| s.clone()).unwrap_or_default();
+        let differ: Vec<String> = sets
+            .iter()
+            .filter(|(_, s)| *s != first)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if differ.is_empty() {
+            Ok(format!(
+                "all {} members have the same {} applied patch(es)",
+                sets.len(),
+                first.len()
+            ))
+        } else {
+            Ok(format!(
+                "drift: {} differ from {} in their applied patches",
+                differ.join(", "),
+                sets[0].0
+            ))
+        }
+    }
+
+    /// Halts on a failed step: with auto-rollback, the failed group's
+    /// members are reverted, restored and waited for.
+    fn failed(&self, rollout: &Rollout, head: &StepRow, message: &str) -> Result<Ending, Fail> {
+        let group = head.step.group.clone();
+        if !rollout.plan.auto_rollback || group.is_empty() {
+            let m = format!(
+                "halted at step {} ({}): {message}",
+                head.step.seq,
+                head.step.kind.as_str()
+            );
+            return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
+        }
+        let members = rollout.plan.members(&group);
+        let mut steps = Vec::new();
+        for n in &members {
+            steps.push((
+                StepKind::Revert,
+                group.clone(),
+                n.clone(),
+                format!("revert this rollout's change on {n}"),
+            ));
+        }
+        for n in &members {
+            steps.push((
+                StepKind::Restore,
+                group.clone(),
+                n.clone(),
+                format!("restore {n}: service up"),
+            ));
+        }
+        steps.push((
+            StepKind::Healthy,
+            group.clone(),
+            String::new(),
+            format!("wait until group {group} is healthy again"),
+        ));
+        let seqs = self.db(|c| journal::append(c, rollout.id, &steps))?;
+        let reloaded = self.load(rollout.id)?;
+        let appended: Vec<&StepRow> = reloaded
+            .steps
+            .iter()
+            .filter(|s| seqs.contains(&s.step.seq))
+            .collect();
+        let reverts: Vec<&StepRow> = appended
+            .iter()
+            .copied()
+            .filter(|s| s.step.kind == StepKind::Revert)
+            .collect();
+        let restores: Vec<&StepRow> = appended
+            .iter()
+            .copied()
+            .filter(|s| s.step.kind == StepKind::Restore)
+            .collect();
+        let wait: Vec<&StepRow> = appended
+            .iter()
+            .copied()
+            .filter(|s| s.step.kind == StepKind::Healthy)
+            .collect();
+        for batch in [reverts, restores, wait] {
+            if let Err(e) = self.run_batch(&reloaded, &batch) {
+                let m = format!(
+                    "halted at step {}: {message}; rolling group {group} back failed too: {e}",
+                    head.step.seq
+                );
+                return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
+            }
+        }
+        let m = format!(
+            "halted at step {} ({}): {message}; group {group} rolled back and serving",
+            head.step.seq,
+            head.step.kind.as_str()
+        );
+        self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m)
+    }
+
+    /// Stops, bringing every member this rollout drained back into service.
+    pub fn abort(&self, id: i64) -> Result<Ending, Fail> {
+        let rollout = self.load(id)?;
+        let drained: Vec<String> = rollout
+            .plan
+            .all_members()
+            .into_iter()
+            .filter(|n| !self.env.in_service(n))
+            .collect();
+        if !drained.is_empty() {
+            let steps: Vec<_> = drained
+                .iter()
+                .map(|n| {
+                    (
+                        StepKind::Restore,
+                        group_of(&rollout.plan, n),
+                        n.clone(),
+                        format!("restore {n}: service up (abort)"),
+                    )
+                })
+                .collect();
+            let seqs = self.db(|c| journal::append(c, id, &steps))?;
+            let reloaded = self.load(id)?;
+            let batch: Vec<&StepRow> = reloaded
+                .steps
+                .iter()
+                .filter(|s| seqs.contains(&s.step.seq))
+                .collect();
+            for row in batch {
+                self.run_batch(&reloaded, &[row])?;
+            }
+        }
+        let message = if drained.is_empty() {
+            "aborted; every group is serving".to_string()
+        } else {
+            format!(
+                "aborted; restored {} so every group is serving",
+                drained.join(", ")
+            )
+        };
+        self.finish(id, State::Aborted, Ending::Aborted, &message)
+    }
+}
+
+fn group_of(plan: &Plan, node: &str) -> String {
+    plan.groups
+        .iter()
+        .find(|g| g.members.iter().any(|m| m == node))
+        .map(|g| g.name.clone())
+        .unwrap_or_default()
+}
