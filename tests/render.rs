@@ -7,7 +7,18 @@ use patchdeck::engine::demo;
 use patchdeck::engine::depot::Depot;
 use patchdeck::engine::fuzzy::Searcher;
 use patchdeck::engine::lab::Lab;
+use std::sync::Mutex;
+
+use patchdeck::engine::console;
+use patchdeck::engine::fleet::Fleet;
+use patchdeck::engine::groups;
+use patchdeck::engine::replicate;
+use patchdeck::engine::rollout::fleet_env::FleetEnv;
+use patchdeck::engine::rollout::{Plan, Runner, journal};
+use patchdeck::engine::status::FleetView;
 use patchdeck::tui::app::{App, Mode, Pane};
+use patchdeck::tui::live::{self, Snapshot};
+use patchdeck::tui::operate::OpsState;
 use patchdeck::tui::theme::Theme;
 use patchdeck::tui::view;
 use ratatui::Terminal;
@@ -16,6 +27,7 @@ use ratatui::backend::TestBackend;
 struct Console {
     app: App,
     searcher: Searcher,
+    lab: Lab,
     _dir: tempfile::TempDir,
 }
 
@@ -32,13 +44,97 @@ fn console() -> Console {
     .unwrap();
     std::fs::write(lab.depot_dir().join("ZZ_BROKEN.patch"), b"not a patch").unwrap();
     let depot = Depot::open(&lab.depot_dir()).unwrap();
-    let app = App::new("demo".into(), depot, &lab.config().unwrap(), Theme::mono());
+    let mut app = App::new("demo".into(), depot, &lab.config().unwrap(), Theme::mono());
+    let fleet = Fleet::load(&lab.fleet_path()).unwrap();
+    app.ops = OpsState::new(lab.clone(), fleet);
     let searcher = Searcher::new(app.lines.clone());
     Console {
         app,
         searcher,
+        lab,
         _dir: dir,
     }
+}
+
+/// Snapshots of live screens: temporary paths and elapsed times vary.
+fn stable(check: impl FnOnce()) {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"/tmp/[^ |]*", "[tmp]");
+    settings.add_filter(r"steps \d+(m\d+)?s", "steps [elapsed]");
+    settings.add_filter(r"after \d+\.\d s", "after [elapsed]");
+    settings.bind(check);
+}
+
+/// A console whose lab has replicated one gateway patch everywhere (one
+/// node failing), rolled it out on cluster `edge`, and failed a rollout of
+/// it on `db` (a member fails its install).
+fn console_with_operations() -> Console {
+    let mut c = console();
+    let lab = c.lab.clone();
+    let fleet_path = lab.fleet_path();
+    // Fast health checks, and one db member that fails its install.
+    let text = std::fs::read_to_string(&fleet_path)
+        .unwrap()
+        .replace("min_healthy_secs = 2", "min_healthy_secs = 0");
+    let at = text.find("id = \"db-1_3\"").unwrap();
+    let end = text[at..]
+        .find("[[node]]")
+        .map(|i| at + i)
+        .unwrap_or(text.len());
+    let text = format!(
+        "{}[node.demo]\nfail_install = true\n\n{}",
+        &text[..end],
+        &text[end..]
+    );
+    std::fs::write(&fleet_path, text).unwrap();
+    let fleet = Fleet::load(&fleet_path).unwrap();
+    let depot = Depot::open(&lab.depot_dir()).unwrap();
+    let patch = depot
+        .patches
+        .iter()
+        .find(|p| {
+            p.manifest.product == "kernel"
+                && p.manifest.requires.is_empty()
+                && p.manifest.base_version.is_none()
+        })
+        .unwrap()
+        .id
+        .clone();
+    // gw-west-2 cannot receive it: its store is a file.
+    let broken = lab.root.join("nodes/gw-west-2/var");
+    std::fs::remove_dir_all(&broken).unwrap();
+    std::fs::write(&broken, b"x").unwrap();
+    let nodes: Vec<_> = fleet.nodes.iter().collect();
+    let quick = replicate::Options {
+        backoff: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    replicate::replicate(&lab, &depot, &[patch.clone()], &nodes, quick, &|_| {}).unwrap();
+    for cluster in ["edge", "db"] {
+        let config = fleet.clusters.iter().find(|k| k.id == cluster).unwrap();
+        let partition = groups::partition(&fleet, cluster, None).unwrap();
+        let plan = Plan::new(config, &partition, &[patch.clone()], false, false);
+        let conn = Mutex::new(console::open(&lab).unwrap());
+        let id = journal::create(&conn.lock().unwrap(), &plan)
+            .unwrap()
+            .unwrap();
+        let env = FleetEnv::new(&lab, &fleet, id);
+        let runner = Runner {
+            conn: &conn,
+            env: &env,
+            events: &|_| {},
+            poll: std::time::Duration::from_millis(10),
+        };
+        runner.run(id).unwrap();
+    }
+    c.app.ops = OpsState::new(lab.clone(), fleet.clone());
+    let (replication, rollouts) = live::read_journal(&lab, &fleet).unwrap();
+    c.app.apply_snapshot(Snapshot {
+        replication,
+        rollouts,
+        fleet: FleetView::take(&lab, &fleet),
+    });
+    c
 }
 
 impl Console {
@@ -146,9 +242,16 @@ fn resolved_selection_dialog() {
 }
 
 #[test]
-fn wide_terminal_shows_both_panes() {
-    let mut c = console();
-    insta::assert_snapshot!(c.screen(140, 30));
+fn wide_terminal_shows_more_panes() {
+    let mut c = console_with_operations();
+    let screen = c.screen(160, 40);
+    assert!(
+        screen.contains("Depot")
+            && screen.contains("Cluster groups")
+            && screen.contains("Replication"),
+        "{screen}"
+    );
+    stable(|| insta::assert_snapshot!(screen));
 }
 
 #[test]
@@ -156,4 +259,79 @@ fn tiny_terminal_gets_a_notice_not_a_panic() {
     let mut c = console();
     let screen = c.screen(30, 6);
     assert!(screen.contains("too small"), "{screen}");
+}
+
+#[test]
+fn operations_panes_80x24() {
+    let mut c = console_with_operations();
+    c.keys("3");
+    let replication = c.screen(80, 24);
+    assert!(replication.contains("19/20"), "{replication}");
+    assert!(
+        replication.contains("gw-west-2") && replication.contains("failed"),
+        "{replication}"
+    );
+    stable(|| insta::assert_snapshot!("replication_80x24", replication));
+
+    c.keys("4");
+    let edge = c.screen(80, 24);
+    assert!(edge.contains("edge") && edge.contains("done"), "{edge}");
+    stable(|| insta::assert_snapshot!("groups_done_80x24", edge));
+
+    // The db rollout halted on its failing member.
+    let db = c
+        .app
+        .ops
+        .clusters
+        .iter()
+        .position(|k| k.id == "db")
+        .unwrap();
+    for _ in 0..db {
+        c.keys("j");
+    }
+    let failed = c.screen(80, 24);
+    assert!(
+        failed.contains("failed") && failed.contains("db-1_3:failed"),
+        "{failed}"
+    );
+    stable(|| insta::assert_snapshot!("groups_failed_80x24", failed));
+
+    // The depot pane shows where each patch is applied.
+    c.keys("1");
+    let depot = c.screen(80, 24);
+    assert!(depot.contains("FLEET"), "{depot}");
+}
+
+#[test]
+fn destructive_actions_preview_and_need_the_cluster_typed() {
+    let mut c = console_with_operations();
+    c.keys("1");
+    c.keys(" ");
+    c.keys("4");
+    c.keys("r");
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let screen = c.screen(80, 24);
+    assert!(
+        screen.contains("group A") && screen.contains("Type edge"),
+        "{screen}"
+    );
+    stable(|| insta::assert_snapshot!("rollout_preview_80x24", screen));
+    // A wrong name does nothing; the right one starts the rollout.
+    c.keys("edgy");
+    let effect = c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(effect, patchdeck::tui::app::Effect::None);
+    assert_eq!(c.app.mode, Mode::Dialog);
+    c.keys("edge");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::app::Effect::Run { args, detached, .. } => {
+            assert_eq!(&args[..4], ["rollout", "start", "--cluster", "edge"]);
+            assert!(detached);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
 }

@@ -22,5 +22,6 @@ pub mod replicate;
 pub mod rollout;
 pub mod select;
 pub mod sqlite;
+pub mod status;
 pub mod transport;
 pub mod version;

@@ -21,6 +21,8 @@ use crate::tui::theme::Theme;
 pub enum Pane {
     Depot,
     Filter,
+    Replication,
+    Groups,
 }
 
 impl Pane {
@@ -28,6 +30,17 @@ impl Pane {
         match self {
             Pane::Depot => Scope::Depot,
             Pane::Filter => Scope::Filter,
+            Pane::Replication => Scope::Replication,
+            Pane::Groups => Scope::Groups,
+        }
+    }
+
+    pub fn next(self) -> Pane {
+        match self {
+            Pane::Depot => Pane::Filter,
+            Pane::Filter => Pane::Replication,
+            Pane::Replication => Pane::Groups,
+            Pane::Groups => Pane::Depot,
         }
     }
 }
@@ -42,6 +55,10 @@ pub enum Mode {
     Help,
     /// Showing the resolved selection.
     Selection,
+    /// A dialog (preview, confirmation, output) has the keys.
+    Dialog,
+    /// Typing a `:` command.
+    Command,
 }
 
 /// What the event loop must do after a key.
@@ -55,6 +72,16 @@ pub enum Effect {
         query: String,
         candidates: Arc<Vec<usize>>,
     },
+    /// Run `patchdeck ARGS --lab LAB` as a child process. `detached` work
+    /// (replication, rollouts) outlives the console and is watched through
+    /// the journal; otherwise its output is shown in a dialog when it ends.
+    Run {
+        title: String,
+        args: Vec<String>,
+        detached: bool,
+    },
+    /// Leave, asking a rollout this console started to pause first.
+    QuitPausing(i64),
 }
 
 /// A cursor over a list that keeps the cursor on screen.
@@ -131,7 +158,14 @@ pub struct Editor {
 }
 
 impl Editor {
-    fn edit(&mut self, key: KeyEvent) {
+    /// Edits the text; the filter error is checked for the filter editor.
+    pub fn edit(&mut self, key: KeyEvent) {
+        self.edit_text(key);
+        self.error = FilterList::parse_file_text(&self.text).err();
+    }
+
+    /// Edits the text only.
+    pub fn edit_text(&mut self, key: KeyEvent) {
         let chars: Vec<char> = self.text.chars().collect();
         match key.code {
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
@@ -161,7 +195,6 @@ impl Editor {
             KeyCode::End => self.cursor = chars.len(),
             _ => {}
         }
-        self.error = FilterList::parse_file_text(&self.text).err();
     }
 }
 
@@ -193,6 +226,8 @@ pub struct App {
     /// Rows the last render had for the focused list, for paging.
     pub page: usize,
     pub lines: SearchLines,
+    /// The operations side: fleet, replication, rollouts, dialogs.
+    pub ops: crate::tui::operate::OpsState,
 }
 
 impl App {
@@ -222,6 +257,7 @@ impl App {
             status: None,
             page: 10,
             lines,
+            ops: Default::default(),
         }
     }
 
@@ -238,6 +274,8 @@ impl App {
         match self.mode {
             Mode::Search => return self.search_key(key),
             Mode::EditFilter => return self.editor_key(key),
+            Mode::Dialog => return self.dialog_key(key),
+            Mode::Command => return self.command_key(key),
             Mode::Help | Mode::Selection => {
                 if matches!(
                     key.code,
@@ -262,16 +300,22 @@ impl App {
         };
         self.status = None;
         match action {
-            Action::Quit => return Effect::Quit,
+            Action::Quit => return self.quit(),
             Action::Help => self.mode = Mode::Help,
             Action::FocusDepot => self.focus = Pane::Depot,
             Action::FocusFilter => self.focus = Pane::Filter,
-            Action::NextPane => {
-                self.focus = match self.focus {
-                    Pane::Depot => Pane::Filter,
-                    Pane::Filter => Pane::Depot,
-                }
+            Action::FocusReplication => self.focus = Pane::Replication,
+            Action::FocusGroups => self.focus = Pane::Groups,
+            Action::NextPane => self.focus = self.focus.next(),
+            Action::Left | Action::Right => self.move_group(action == Action::Right),
+            Action::Command => {
+                self.ops.command = Editor::default();
+                self.mode = Mode::Command;
             }
+            Action::Replicate => return self.replicate_dialog(),
+            Action::RolloutStart => return self.rollout_dialog(),
+            Action::Pause | Action::Resume | Action::Abort => return self.control_rollout(action),
+            Action::RollbackGroup => return self.rollback_group_dialog(),
             Action::Up
             | Action::Down
             | Action::PageUp
@@ -282,6 +326,15 @@ impl App {
                 Pane::Filter => {
                     self.filter_cursor
                         .apply(action, self.filter_items.len(), self.page)
+                }
+                Pane::Replication => {
+                    let len = self.ops.snapshot.replication.len();
+                    self.ops.repl_cursor.apply(action, len, self.page)
+                }
+                Pane::Groups => {
+                    let len = self.ops.clusters.len();
+                    self.ops.cluster_cursor.apply(action, len, self.page);
+                    self.ops.group = 0;
                 }
             },
             Action::Search => {
@@ -364,7 +417,7 @@ impl App {
         }
     }
 
-    fn editor_key(&mut self, key: KeyEvent) -> Effect {
+    pub(crate) fn editor_key(&mut self, key: KeyEvent) -> Effect {
         match key.code {
             KeyCode::Esc => {
                 self.mode = Mode::Normal;

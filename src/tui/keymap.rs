@@ -11,6 +11,8 @@ pub enum Scope {
     Global,
     Depot,
     Filter,
+    Replication,
+    Groups,
 }
 
 impl Scope {
@@ -19,6 +21,8 @@ impl Scope {
             Scope::Global => "Everywhere",
             Scope::Depot => "Depot pane",
             Scope::Filter => "Category/filter pane",
+            Scope::Replication => "Replication pane",
+            Scope::Groups => "Cluster groups pane",
         }
     }
 }
@@ -29,7 +33,20 @@ pub enum Action {
     Help,
     FocusDepot,
     FocusFilter,
+    FocusReplication,
+    FocusGroups,
     NextPane,
+    Left,
+    Right,
+    /// `:` command line for the CLI's verbs.
+    Command,
+    /// Replicate the marked patches (depot) or retry the selected one (replication).
+    Replicate,
+    RolloutStart,
+    Pause,
+    Resume,
+    Abort,
+    RollbackGroup,
     Up,
     Down,
     PageUp,
@@ -53,7 +70,20 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
     (&["q"], Action::Quit, Scope::Global, "quit"),
     (&["1"], Action::FocusDepot, Scope::Global, "depot pane"),
     (&["2"], Action::FocusFilter, Scope::Global, "filter pane"),
+    (
+        &["3"],
+        Action::FocusReplication,
+        Scope::Global,
+        "replication pane",
+    ),
+    (
+        &["4"],
+        Action::FocusGroups,
+        Scope::Global,
+        "cluster groups pane",
+    ),
     (&["tab"], Action::NextPane, Scope::Global, "next pane"),
+    (&[":"], Action::Command, Scope::Global, "command line"),
     (&["k", "up"], Action::Up, Scope::Global, "move up"),
     (&["j", "down"], Action::Down, Scope::Global, "move down"),
     (
@@ -83,6 +113,35 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
     (&["a"], Action::MarkAll, Scope::Depot, "mark all shown"),
     (&["u"], Action::UnmarkAll, Scope::Depot, "unmark everything"),
     (&["enter"], Action::Apply, Scope::Filter, "use this filter"),
+    (&["R"], Action::Replicate, Scope::Depot, "replicate marked"),
+    (
+        &["R"],
+        Action::Replicate,
+        Scope::Replication,
+        "retry selected",
+    ),
+    (
+        &["h", "left"],
+        Action::Left,
+        Scope::Groups,
+        "previous group",
+    ),
+    (&["l", "right"], Action::Right, Scope::Groups, "next group"),
+    (
+        &["r"],
+        Action::RolloutStart,
+        Scope::Groups,
+        "roll out marked",
+    ),
+    (&["p"], Action::Pause, Scope::Groups, "pause rollout"),
+    (&["u"], Action::Resume, Scope::Groups, "resume rollout"),
+    (&["A"], Action::Abort, Scope::Groups, "abort rollout"),
+    (
+        &["b"],
+        Action::RollbackGroup,
+        Scope::Groups,
+        "roll back group",
+    ),
 ];
 
 /// Parses `j`, `G`, `ctrl-f`, `space`, `enter`, `tab`, `pageup`, ….

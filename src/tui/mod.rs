@@ -4,11 +4,15 @@
 
 pub mod app;
 pub mod keymap;
+pub mod live;
+pub mod operate;
 pub mod panes;
 pub mod search;
 pub mod text;
 pub mod theme;
 pub mod view;
+
+use std::time::Duration;
 
 use clap::Args;
 use crossterm::event::{Event, EventStream, KeyEventKind};
@@ -25,6 +29,54 @@ pub struct ConsoleArgs {
     /// Colour theme: default, mono, high-contrast, or a user theme name.
     #[arg(long, global = true, value_name = "NAME")]
     pub theme: Option<String>,
+    /// Serial-console profile: ASCII only, no colour, at most one redraw a
+    /// second. Chosen by itself for TERM=vt100/vt102/vt220/linux or a
+    /// locale that is not UTF-8.
+    #[arg(long, global = true)]
+    pub serial: bool,
+    /// Minimum milliseconds between redraws for live updates (default 100; 1000 in the serial profile).
+    #[arg(long, global = true, value_name = "MS")]
+    pub refresh_ms: Option<u64>,
+}
+
+/// How the console draws, from flags and the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub serial: bool,
+    pub theme: String,
+    pub refresh: Duration,
+}
+
+impl Profile {
+    pub fn choose(args: &ConsoleArgs, env: &dyn Fn(&str) -> Option<String>) -> Profile {
+        let term = env("TERM").unwrap_or_default();
+        let locale = env("LC_ALL")
+            .filter(|v| !v.is_empty())
+            .or_else(|| env("LC_CTYPE").filter(|v| !v.is_empty()))
+            .or_else(|| env("LANG"))
+            .unwrap_or_default();
+        let utf8 = {
+            let l = locale.to_ascii_lowercase();
+            l.contains("utf-8") || l.contains("utf8")
+        };
+        let serial =
+            args.serial || matches!(term.as_str(), "vt100" | "vt102" | "vt220" | "linux") || !utf8;
+        let no_color = env("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let theme = args.theme.clone().unwrap_or_else(|| {
+            if serial || no_color {
+                "mono".into()
+            } else {
+                "default".into()
+            }
+        });
+        let refresh =
+            Duration::from_millis(args.refresh_ms.unwrap_or(if serial { 1000 } else { 100 }));
+        Profile {
+            serial,
+            theme,
+            refresh,
+        }
+    }
 }
 
 /// `patchdeck` with no verb: open the console on the lab, creating the demo
@@ -39,16 +91,13 @@ pub fn run_default(global: &Global) -> Outcome {
         demo::write_lab(&lab, DemoOptions::default())
             .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
     }
-    let theme_name = global.console.theme.clone().unwrap_or_else(|| {
-        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-            "mono".into()
-        } else {
-            "default".into()
-        }
-    });
-    let theme = Theme::load(&theme_name, config_dir().as_deref()).map_err(Failure::Input)?;
+    let profile = Profile::choose(&global.console, &|k| std::env::var(k).ok());
+    let mut theme = Theme::load(&profile.theme, config_dir().as_deref()).map_err(Failure::Input)?;
+    if profile.serial {
+        theme.ascii = true;
+    }
     let app = open_app(&lab, theme)?;
-    run(app)
+    run(app, lab, profile)
 }
 
 /// The user's config directory for themes (`…/patchdeck/themes`).
@@ -65,54 +114,211 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| lab.root.display().to_string());
-    Ok(App::new(name, depot, &config, theme))
+    let mut app = App::new(name, depot, &config, theme);
+    if lab.fleet_path().is_file() {
+        let fleet = crate::engine::fleet::Fleet::load(&lab.fleet_path())
+            .map_err(|e| Failure::Input(e.to_string()))?;
+        app.ops = operate::OpsState::new(lab.clone(), fleet);
+    }
+    Ok(app)
 }
 
-fn run(mut app: App) -> Outcome {
+type Term = ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>;
+
+/// Raw mode, alternate screen, and a panic hook that puts the terminal
+/// back before the panic message. A terminal that reports 0x0 (common on
+/// serial lines) gets `COLUMNS` x `LINES`, else 80x24.
+fn init_terminal() -> std::io::Result<Term> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    match crossterm::terminal::size() {
+        Ok((w, h)) if w > 0 && h > 0 => ratatui::Terminal::new(backend),
+        _ => {
+            let dim = |k: &str, d: u16| {
+                std::env::var(k)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(d)
+            };
+            let area = ratatui::layout::Rect::new(0, 0, dim("COLUMNS", 80), dim("LINES", 24));
+            ratatui::Terminal::with_options(
+                backend,
+                ratatui::TerminalOptions {
+                    viewport: ratatui::Viewport::Fixed(area),
+                },
+            )
+        }
+    }
+}
+
+fn restore_terminal() {
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+fn run(mut app: App, lab: Lab, profile: Profile) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Failed(format!("cannot start the console runtime: {e}")))?;
-    // ratatui::init installs a panic hook that restores the terminal first.
-    let mut terminal = ratatui::try_init()
-        .map_err(|e| Failure::Failed(format!("cannot open the terminal: {e}")))?;
-    let result = runtime.block_on(event_loop(&mut app, &mut terminal));
-    ratatui::restore();
+    let mut terminal =
+        init_terminal().map_err(|e| Failure::Failed(format!("cannot open the terminal: {e}")))?;
+    let result = runtime.block_on(event_loop(&mut app, &mut terminal, &lab, &profile));
+    restore_terminal();
     result
 }
 
-async fn event_loop(app: &mut App, terminal: &mut ratatui::DefaultTerminal) -> Outcome {
+/// What finished child processes report back.
+struct Finished {
+    title: String,
+    ok: bool,
+    output: String,
+}
+
+/// Runs `patchdeck ARGS --lab LAB`. Detached work gets its own session and
+/// a log file, so it goes on if the console quits; other work reports its
+/// output when it ends.
+fn spawn_cli(
+    lab: &Lab,
+    title: String,
+    args: Vec<String>,
+    detached: bool,
+    done: tokio::sync::mpsc::UnboundedSender<Finished>,
+) -> Result<String, String> {
+    use std::os::unix::process::CommandExt;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the patchdeck binary: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .arg("--lab")
+        .arg(&lab.root)
+        .stdin(std::process::Stdio::null());
+    if detached {
+        let logs = lab.root.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
+        let path = logs.join(format!(
+            "{}-{stamp}.log",
+            args.first().map(String::as_str).unwrap_or("run")
+        ));
+        let log = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdout(log).stderr(err);
+        // SAFETY: setsid in the child before exec touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd.spawn()
+            .map_err(|e| format!("cannot start {title}: {e}"))?;
+        return Ok(format!("{title}: started; log {}", path.display()));
+    }
+    std::thread::spawn(move || {
+        let out = cmd.output();
+        let f = match out {
+            Ok(o) => Finished {
+                title,
+                ok: o.status.success(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            },
+            Err(e) => Finished {
+                title,
+                ok: false,
+                output: e.to_string(),
+            },
+        };
+        let _ = done.send(f);
+    });
+    Ok(String::new())
+}
+
+async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Profile) -> Outcome {
+    use std::time::Instant;
     let (answer_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
     let search = search::spawn(app.lines.clone(), answer_tx);
+    let (snap_tx, mut snapshots) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(fleet) = app.ops.fleet.clone() {
+        let every = profile.refresh.max(Duration::from_millis(250));
+        live::spawn(lab.clone(), fleet, every, Duration::from_secs(3), snap_tx);
+    }
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let mut events = EventStream::new();
-    let mut dirty = true;
+    // Keys redraw at once; live updates wait for the refresh cap, so a
+    // burst of changes costs one frame.
+    let mut now_dirty = true;
+    let mut live_dirty = false;
+    let mut last_draw = Instant::now() - profile.refresh;
     loop {
-        if dirty {
+        let due = live_dirty && last_draw.elapsed() >= profile.refresh;
+        if now_dirty || due {
             terminal
                 .draw(|frame| view::render(app, frame))
                 .map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
-            dirty = false;
+            now_dirty = false;
+            live_dirty = false;
+            last_draw = Instant::now();
         }
+        let wait = if live_dirty {
+            profile.refresh.saturating_sub(last_draw.elapsed())
+        } else {
+            Duration::from_secs(3600)
+        };
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                     match app.handle_key(key) {
                         Effect::Quit => return Ok(()),
+                        Effect::QuitPausing(id) => {
+                            let _ = spawn_cli(lab, "pause".into(), vec!["rollout".into(), "pause".into(), id.to_string()], false, done_tx.clone());
+                            let _ = done.recv().await;
+                            return Ok(());
+                        }
                         Effect::Search { generation, query, candidates } => {
                             let _ = search.send(search::Request { generation, query, candidates });
                         }
+                        Effect::Run { title, args, detached } => match spawn_cli(lab, title, args, detached, done_tx.clone()) {
+                            Ok(note) if !note.is_empty() => app.status = Some((note, false)),
+                            Ok(_) => {}
+                            Err(e) => app.status = Some((e, true)),
+                        },
                         Effect::None => {}
                     }
-                    dirty = true;
+                    now_dirty = true;
                 }
-                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(Event::Resize(..))) => now_dirty = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(Failure::Failed(format!("terminal input failed: {e}"))),
                 None => return Ok(()),
             },
             Some(answer) = answers.recv() => {
-                dirty |= app.search_done(answer.generation, answer.hits);
+                now_dirty |= app.search_done(answer.generation, answer.hits);
             }
+            Some(snapshot) = snapshots.recv() => {
+                app.apply_snapshot(snapshot);
+                live_dirty = true;
+            }
+            Some(f) = done.recv() => {
+                app.run_done(&f.title, f.ok, &f.output);
+                now_dirty = true;
+            }
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

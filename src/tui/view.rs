@@ -38,22 +38,67 @@ pub fn render(app: &mut App, frame: &mut Frame) {
     .areas(area);
     render_title(app, frame, title);
     if area.width >= SIDE_BY_SIDE {
+        // Wide: the depot (or filters) on the left, operations on the right;
+        // tall enough, both operations panes at once.
         let [left, right] =
-            Layout::horizontal([Constraint::Length(48), Constraint::Min(40)]).areas(body);
-        panes::filter::render(app, frame, left);
-        panes::depot::render(app, frame, right);
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(body);
+        if app.focus == Pane::Filter {
+            panes::filter::render(app, frame, left);
+        } else {
+            panes::depot::render(app, frame, left);
+        }
+        if body.height >= 30 {
+            let [top, bottom] =
+                Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                    .areas(right);
+            panes::groups::render(app, frame, top);
+            panes::replication::render(app, frame, bottom);
+        } else if app.focus == Pane::Replication {
+            panes::replication::render(app, frame, right);
+        } else {
+            panes::groups::render(app, frame, right);
+        }
     } else {
         match app.focus {
             Pane::Depot => panes::depot::render(app, frame, body),
             Pane::Filter => panes::filter::render(app, frame, body),
+            Pane::Replication => panes::replication::render(app, frame, body),
+            Pane::Groups => panes::groups::render(app, frame, body),
         }
     }
     render_status(app, frame, status);
     match app.mode {
         Mode::Help => render_help(app, frame, body),
         Mode::Selection => render_selection(app, frame, body),
+        Mode::Dialog => render_dialog(app, frame, body),
         _ => {}
     }
+}
+
+fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(d) = &app.ops.dialog else { return };
+    let room = area.height.saturating_sub(3) as usize;
+    let mut lines: Vec<Line<'static>> = d
+        .lines
+        .iter()
+        .skip(d.scroll)
+        .take(room.saturating_sub(1))
+        .map(|l| Line::raw(l.clone()))
+        .collect();
+    match &d.confirm {
+        crate::tui::operate::Confirm::Typed { .. } => lines.push(Line::from(vec![
+            Span::styled("> ", app.theme.key),
+            Span::raw(d.typed.clone()),
+            Span::styled("_", app.theme.key),
+        ])),
+        crate::tui::operate::Confirm::Close => lines.push(Line::styled(
+            "Enter or Esc closes; arrows scroll",
+            app.theme.dim,
+        )),
+        crate::tui::operate::Confirm::Keys(_) => {}
+    }
+    overlay(app, frame, area, d.title.clone(), lines);
 }
 
 fn render_title(app: &App, frame: &mut Frame, area: Rect) {
@@ -81,9 +126,18 @@ fn render_title(app: &App, frame: &mut Frame, area: Rect) {
 fn render_status(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let line = match (&app.mode, &app.status) {
+        (Mode::Command, _) => Line::from(vec![
+            Span::styled(":", theme.key),
+            Span::raw(app.ops.command.text.clone()),
+            Span::styled("_", theme.key),
+            Span::styled(
+                "  a patchdeck verb, e.g. list --nodes edge-1_1; Enter runs, Esc cancels",
+                theme.dim,
+            ),
+        ]),
         (Mode::Search, _) => {
             let count = if app.searching {
-                "…".to_string()
+                "...".to_string()
             } else {
                 format!("{} match(es)", app.rows.len())
             };
@@ -114,6 +168,22 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
                     ("x", "clear"),
                     ("1", "depot"),
                     ("q", "quit"),
+                ],
+                Pane::Replication => &[
+                    ("?", "help"),
+                    ("j/k", "patch"),
+                    ("R", "retry"),
+                    (":", "command"),
+                    ("4", "groups"),
+                    ("q", "quit"),
+                ],
+                Pane::Groups => &[
+                    ("?", "help"),
+                    ("r", "roll out"),
+                    ("p", "pause"),
+                    ("u", "resume"),
+                    ("A", "abort"),
+                    ("b", "roll back"),
                 ],
             };
             for (key, what) in hints {
@@ -208,7 +278,7 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
             theme.dim,
         ));
         lines.push(Line::styled(
-            "! severity: C critical, H high, M medium, L low",
+            "! severity: C critical, H high, M medium, L low; FLEET applied on N of M",
             theme.dim,
         ));
     }

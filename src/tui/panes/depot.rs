@@ -16,11 +16,14 @@ use crate::tui::app::{App, Mode, Pane};
 use crate::tui::text::{fit, highlighted};
 
 const ID_WIDTH: usize = 10;
-/// The categories column: 18 characters at 80 columns, a third of the room
+/// The categories column: 14 characters at 80 columns, a third of the room
 /// beyond the fixed columns on wider screens.
 fn category_width(width: usize) -> usize {
-    (width.saturating_sub(40) / 3).clamp(18, 40)
+    (width.saturating_sub(40) / 3).clamp(14, 40)
 }
+
+/// Width of the fleet column: `applied/nodes` with the product.
+const FLEET_WIDTH: usize = 5;
 
 pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
@@ -50,10 +53,12 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
 
     let width = inner.width as usize;
     let cat_width = category_width(width);
-    let title_width = width.saturating_sub(4 + ID_WIDTH + 1 + 2 + 2 + cat_width + 1);
+    let title_width =
+        width.saturating_sub(4 + ID_WIDTH + 1 + 2 + 2 + FLEET_WIDTH + 1 + cat_width + 1);
     let head = format!(
-        "    {} ~ ! {} {}",
+        "    {} ~ ! {:>FLEET_WIDTH$} {} {}",
         fit("ID", ID_WIDTH),
+        "FLEET",
         fit("CATEGORIES", cat_width),
         fit("TITLE", title_width)
     );
@@ -152,6 +157,12 @@ fn row_line(
         severity_letter(patch.manifest.severity).to_string(),
         base.patch(sev_style),
     ));
+    // Applied on N of the M nodes that carry the product (blank: nowhere).
+    let fleet = match app.ops.coverage.get(&patch.id) {
+        Some((n, m)) => format!("{n}/{m}"),
+        None => String::new(),
+    };
+    spans.push(Span::styled(format!(" {fleet:>FLEET_WIDTH$}"), base));
     spans.push(Span::styled(
         format!(" {} ", fit(&patch.categories.join(","), cat_width)),
         base,

@@ -2,6 +2,8 @@
 
 pub mod depot;
 pub mod filter;
+pub mod groups;
+pub mod replication;
 
 use ratatui::widgets::{Block, BorderType, Borders};
 

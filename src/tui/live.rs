@@ -1,0 +1,81 @@
+//! Keeping the console live: a background thread that reads replication
+//! progress and rollouts from the console database several times a second,
+//! and the fleet's node states every few seconds, and sends a snapshot to
+//! the console only when something changed. Whatever runs the work (this
+//! console's child processes, another operator's CLI), the journal is the
+//! one source both read.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::engine::console;
+use crate::engine::fleet::Fleet;
+use crate::engine::lab::Lab;
+use crate::engine::replicate::{self, PatchProgress};
+use crate::engine::rollout::{Rollout, journal};
+use crate::engine::status::FleetView;
+
+/// What the operations panes show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub replication: Vec<PatchProgress>,
+    /// The newest rollout of each cluster that has one.
+    pub rollouts: Vec<Rollout>,
+    pub fleet: FleetView,
+}
+
+/// Reads the journal part of a snapshot (cheap: one database, few rows).
+pub fn read_journal(
+    lab: &Lab,
+    fleet: &Fleet,
+) -> Result<(Vec<PatchProgress>, Vec<Rollout>), String> {
+    let conn = console::open(lab).map_err(|e| format!("{}: {e}", lab.db_path().display()))?;
+    let replication = replicate::progress(&conn, None).map_err(|e| e.to_string())?;
+    let mut rollouts = Vec::new();
+    for c in &fleet.clusters {
+        if let Some(id) = journal::latest(&conn, Some(&c.id)).map_err(|e| e.to_string())? {
+            if let Some(r) = journal::load(&conn, id).map_err(|e| e.to_string())? {
+                rollouts.push(r);
+            }
+        }
+    }
+    Ok((replication, rollouts))
+}
+
+/// Starts the poller; it ends when the receiver is dropped.
+pub fn spawn(
+    lab: Lab,
+    fleet: Fleet,
+    every: Duration,
+    fleet_every: Duration,
+    out: UnboundedSender<Snapshot>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("live".into())
+        .spawn(move || {
+            let mut last = Snapshot::default();
+            let mut fleet_at: Option<Instant> = None;
+            loop {
+                let mut next = last.clone();
+                if let Ok((replication, rollouts)) = read_journal(&lab, &fleet) {
+                    next.replication = replication;
+                    next.rollouts = rollouts;
+                }
+                // Node states cost a visit to every node: less often, and at once
+                // when a rollout or replication moved.
+                let moved = next.rollouts != last.rollouts || next.replication != last.replication;
+                if fleet_at.is_none_or(|t| t.elapsed() >= fleet_every) || moved {
+                    next.fleet = FleetView::take(&lab, &fleet);
+                    fleet_at = Some(Instant::now());
+                }
+                if next != last {
+                    if out.send(next.clone()).is_err() {
+                        return;
+                    }
+                    last = next;
+                }
+                std::thread::sleep(every);
+            }
+        });
+}

@@ -1,0 +1,685 @@
+//! The operations side of the console: what the replication and cluster
+//! panes show, and the actions started from them. Every action opens a
+//! dialog that says exactly what will happen where before anything runs;
+//! destructive actions on a whole cluster need the cluster's name typed.
+//! Actions run as `patchdeck` child processes (see [`Effect::Run`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::engine::fleet::{Fleet, Targets};
+use crate::engine::groups::{self, Partition};
+use crate::engine::inventory::PatchState;
+use crate::engine::lab::Lab;
+use crate::engine::rollout::{Plan, Rollout, State, StepKind, StepState};
+use crate::tui::app::{App, Editor, Effect, ListCursor, Mode, Pane};
+use crate::tui::keymap::Action;
+use crate::tui::live::Snapshot;
+
+/// How a dialog is answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirm {
+    /// Information only: any of Esc, Enter, q closes it.
+    Close,
+    /// A key per choice, with its label; Esc cancels.
+    Keys(Vec<(char, String, Effect)>),
+    /// Type `expected` and press Enter; Esc cancels.
+    Typed { expected: String, effect: Effect },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialog {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub confirm: Confirm,
+    pub typed: String,
+    pub scroll: usize,
+}
+
+impl Dialog {
+    pub fn info(title: impl Into<String>, lines: Vec<String>) -> Dialog {
+        Dialog {
+            title: title.into(),
+            lines,
+            confirm: Confirm::Close,
+            typed: String::new(),
+            scroll: 0,
+        }
+    }
+}
+
+/// A cluster and its partition (or why it has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    pub id: String,
+    pub partition: Result<Partition, String>,
+}
+
+#[derive(Debug, Default)]
+pub struct OpsState {
+    pub lab: Option<Lab>,
+    pub fleet: Option<Fleet>,
+    pub clusters: Vec<ClusterView>,
+    pub snapshot: Snapshot,
+    /// Per patch: (nodes with it applied or committed, nodes with its product).
+    pub coverage: HashMap<String, (usize, usize)>,
+    pub repl_cursor: ListCursor,
+    pub cluster_cursor: ListCursor,
+    /// Selected group within the selected cluster.
+    pub group: usize,
+    pub dialog: Option<Dialog>,
+    pub command: Editor,
+    /// Rollouts this console started, to ask about on quit.
+    pub started_here: bool,
+    /// What happened recently, newest last.
+    pub log: VecDeque<String>,
+}
+
+const LOG_LINES: usize = 50;
+
+impl OpsState {
+    pub fn new(lab: Lab, fleet: Fleet) -> OpsState {
+        let clusters = fleet
+            .clusters
+            .iter()
+            .map(|c| ClusterView {
+                id: c.id.clone(),
+                partition: groups::partition(&fleet, &c.id, None),
+            })
+            .collect();
+        OpsState {
+            lab: Some(lab),
+            fleet: Some(fleet),
+            clusters,
+            ..OpsState::default()
+        }
+    }
+
+    pub fn rollout_of(&self, cluster: &str) -> Option<&Rollout> {
+        self.snapshot.rollouts.iter().find(|r| r.cluster == cluster)
+    }
+
+    pub fn selected_cluster(&self) -> Option<&ClusterView> {
+        self.clusters.get(self.cluster_cursor.selected)
+    }
+
+    fn push_log(&mut self, line: String) {
+        self.log.push_back(line);
+        while self.log.len() > LOG_LINES {
+            self.log.pop_front();
+        }
+    }
+}
+
+/// What a member is doing, as the groups pane shows it.
+pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'static str {
+    if let Some(r) = r {
+        let last = r
+            .steps
+            .iter()
+            .filter(|s| s.step.node == node && s.state != StepState::Pending)
+            .max_by_key(|s| s.step.seq);
+        if let Some(s) = last {
+            match (s.state, s.step.kind) {
+                (StepState::Failed, _) => return "failed",
+                (StepState::Running, StepKind::Drain) => return "draining",
+                (StepState::Running, StepKind::Apply) if r.plan.uninstall => return "rolling back",
+                (StepState::Running, StepKind::Apply) => return "installing",
+                (StepState::Running, StepKind::Revert) => return "rolling back",
+                (StepState::Running, StepKind::Restore) => return "restoring",
+                _ => {}
+            }
+        }
+    }
+    match snapshot.fleet.node(node) {
+        Some(n) if n.error.is_some() => "unreachable",
+        Some(n) if n.service == Some(crate::engine::node::Service::Down) => "drained",
+        Some(_) => "serving",
+        None => "unknown",
+    }
+}
+
+impl App {
+    /// Takes a new snapshot from the poller; notes what changed in the log.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let mut log = Vec::new();
+        for r in &snapshot.rollouts {
+            let before = self.ops.snapshot.rollouts.iter().find(|o| o.id == r.id);
+            for s in &r.steps {
+                let was = before
+                    .and_then(|b| b.steps.iter().find(|x| x.step.seq == s.step.seq))
+                    .map(|x| x.state);
+                if was != Some(s.state)
+                    && matches!(s.state, StepState::Done | StepState::Failed)
+                    && before.is_some()
+                {
+                    let who = if s.step.node.is_empty() {
+                        s.step.group.clone()
+                    } else {
+                        s.step.node.clone()
+                    };
+                    let msg = if s.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", s.message)
+                    };
+                    log.push(format!(
+                        "{} {} {} {}{msg}",
+                        r.cluster,
+                        who,
+                        s.step.kind.as_str(),
+                        s.state.as_str()
+                    ));
+                }
+            }
+            if before.is_some_and(|b| b.state != r.state) {
+                log.push(format!(
+                    "rollout {} on {}: {}",
+                    r.id,
+                    r.cluster,
+                    r.state.as_str()
+                ));
+            }
+        }
+        for line in log {
+            self.ops.push_log(line);
+        }
+        let depot = self.depot.clone();
+        self.ops.coverage = snapshot
+            .fleet
+            .coverage(|id| depot.get(id).map(|p| p.manifest.product.clone()));
+        self.ops.snapshot = snapshot;
+        self.ops
+            .repl_cursor
+            .clamp(self.ops.snapshot.replication.len());
+    }
+
+    pub fn move_group(&mut self, right: bool) {
+        let count = match self.ops.selected_cluster().map(|c| &c.partition) {
+            Some(Ok(p)) => p.groups.len(),
+            _ => 0,
+        };
+        if count == 0 {
+            return;
+        }
+        self.ops.group = if right {
+            (self.ops.group + 1).min(count - 1)
+        } else {
+            self.ops.group.saturating_sub(1)
+        };
+    }
+
+    fn open(&mut self, dialog: Dialog) -> Effect {
+        self.ops.dialog = Some(dialog);
+        self.mode = Mode::Dialog;
+        Effect::None
+    }
+
+    /// Shows the end of a child process's output.
+    pub fn run_done(&mut self, title: &str, ok: bool, output: &str) {
+        let mut lines: Vec<String> = output.lines().map(str::to_string).collect();
+        if lines.is_empty() {
+            lines.push(if ok { "done".into() } else { "failed".into() });
+        }
+        self.ops
+            .push_log(format!("{title}: {}", if ok { "done" } else { "failed" }));
+        let title = format!(" {title}: {} ", if ok { "done" } else { "FAILED" });
+        let scroll = lines.len().saturating_sub(12);
+        self.open(Dialog {
+            scroll,
+            ..Dialog::info(title, lines)
+        });
+    }
+
+    pub(crate) fn dialog_key(&mut self, key: KeyEvent) -> Effect {
+        let Some(dialog) = self.ops.dialog.as_mut() else {
+            self.mode = Mode::Normal;
+            return Effect::None;
+        };
+        let close = |app: &mut App| {
+            app.ops.dialog = None;
+            app.mode = Mode::Normal;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                close(self);
+                return Effect::None;
+            }
+            KeyCode::Up => dialog.scroll = dialog.scroll.saturating_sub(1),
+            KeyCode::Down => {
+                dialog.scroll = (dialog.scroll + 1).min(dialog.lines.len().saturating_sub(1))
+            }
+            _ => {}
+        }
+        match &dialog.confirm {
+            Confirm::Close => {
+                if matches!(key.code, KeyCode::Enter | KeyCode::Char('q')) {
+                    close(self);
+                }
+                Effect::None
+            }
+            Confirm::Keys(choices) => {
+                let pick = choices
+                    .iter()
+                    .find(|(c, _, _)| key.code == KeyCode::Char(*c))
+                    .map(|(_, _, e)| e.clone());
+                match pick {
+                    Some(effect) => {
+                        close(self);
+                        effect
+                    }
+                    None => Effect::None,
+                }
+            }
+            Confirm::Typed { expected, effect } => match key.code {
+                KeyCode::Enter if dialog.typed == *expected => {
+                    let effect = effect.clone();
+                    close(self);
+                    effect
+                }
+                KeyCode::Enter => {
+                    dialog.typed.clear();
+                    Effect::None
+                }
+                KeyCode::Backspace => {
+                    dialog.typed.pop();
+                    Effect::None
+                }
+                KeyCode::Char(c) => {
+                    dialog.typed.push(c);
+                    Effect::None
+                }
+                _ => Effect::None,
+            },
+        }
+    }
+
+    pub(crate) fn quit(&mut self) -> Effect {
+        let running: Vec<(i64, String)> = self
+            .ops
+            .snapshot
+            .rollouts
+            .iter()
+            .filter(|r| r.state == State::Running)
+            .map(|r| (r.id, r.cluster.clone()))
+            .collect();
+        let Some((id, cluster)) = running.first().cloned() else {
+            return Effect::Quit;
+        };
+        let lines = vec![
+            format!("Rollout {id} is running on cluster {cluster}."),
+            "It runs on its own and is journaled either way.".into(),
+            String::new(),
+            "c  quit, and let the rollout continue".into(),
+            "p  pause the rollout after its current step, then quit".into(),
+            "Esc  stay".into(),
+        ];
+        let confirm = Confirm::Keys(vec![
+            ('c', "continue".into(), Effect::Quit),
+            ('p', "pause".into(), Effect::QuitPausing(id)),
+        ]);
+        self.open(Dialog {
+            confirm,
+            ..Dialog::info(" Quit during a rollout? ", lines)
+        })
+    }
+
+    /// Marked patches, or the one under the cursor.
+    fn chosen_patches(&self) -> Vec<String> {
+        if self.marks.is_empty() {
+            self.current_patch()
+                .map(|p| vec![p.id.clone()])
+                .unwrap_or_default()
+        } else {
+            self.marks.iter().cloned().collect()
+        }
+    }
+
+    pub(crate) fn replicate_dialog(&mut self) -> Effect {
+        let patches = match self.focus {
+            Pane::Replication => match self
+                .ops
+                .snapshot
+                .replication
+                .get(self.ops.repl_cursor.selected)
+            {
+                Some(p) => vec![p.patch.clone()],
+                None => return Effect::None,
+            },
+            _ => self.chosen_patches(),
+        };
+        if patches.is_empty() {
+            self.status = Some(("mark patches in the depot pane (space) first".into(), true));
+            return Effect::None;
+        }
+        let Some(fleet) = &self.ops.fleet else {
+            return Effect::None;
+        };
+        let mut lines = vec![format!(
+            "Copy {} to every node, verified on arrival:",
+            patches.join(" ")
+        )];
+        let mut dcs: Vec<(String, usize, usize)> = Vec::new();
+        for n in &fleet.nodes {
+            let has = patches.iter().all(|p| {
+                self.ops
+                    .snapshot
+                    .fleet
+                    .node(&n.id)
+                    .is_some_and(|v| v.patches.get(p).is_some_and(|s| *s != PatchState::None))
+            });
+            match dcs.iter_mut().find(|d| d.0 == n.dc) {
+                Some(d) => {
+                    d.1 += 1;
+                    d.2 += usize::from(has);
+                }
+                None => dcs.push((n.dc.clone(), 1, usize::from(has))),
+            }
+        }
+        for (dc, total, has) in &dcs {
+            lines.push(format!(
+                "  {dc}: {total} node(s), {has} already have it, {} to copy",
+                total - has
+            ));
+        }
+        lines
+            .push("Only what is missing is copied; failed copies are retried with backoff.".into());
+        lines.push(String::new());
+        lines.push("y  replicate    Esc  cancel".into());
+        let mut args = vec!["replicate".to_string()];
+        args.extend(patches.iter().cloned());
+        let effect = Effect::Run {
+            title: format!("replicate {}", patches.join(" ")),
+            args,
+            detached: true,
+        };
+        self.open(Dialog {
+            confirm: Confirm::Keys(vec![('y', "replicate".into(), effect)]),
+            ..Dialog::info(" Replicate ", lines)
+        })
+    }
+
+    pub(crate) fn rollout_dialog(&mut self) -> Effect {
+        let Some(cluster) = self.ops.selected_cluster().cloned() else {
+            return Effect::None;
+        };
+        let patches = self.chosen_patches();
+        if self.marks.is_empty() {
+            self.status = Some((
+                "mark the patches to roll out in the depot pane (space), then press r here".into(),
+                true,
+            ));
+            return Effect::None;
+        }
+        let (Some(fleet), Ok(partition)) = (&self.ops.fleet, &cluster.partition) else {
+            if let Err(e) = &cluster.partition {
+                self.status = Some((e.clone(), true));
+            }
+            return Effect::None;
+        };
+        let Some(config) = fleet.clusters.iter().find(|c| c.id == cluster.id) else {
+            return Effect::None;
+        };
+        let plan = Plan::new(config, partition, &patches, false, false);
+        let mut lines = vec![format!(
+            "Install {} on cluster {}, one group at a time:",
+            patches.join(" "),
+            cluster.id
+        )];
+        for g in &plan.groups {
+            lines.push(format!("  group {}: {}", g.name, g.members.join(" ")));
+        }
+        let not_staged: Vec<String> = plan
+            .all_members()
+            .into_iter()
+            .filter(|n| {
+                let v = self.ops.snapshot.fleet.node(n);
+                !patches.iter().all(|p| {
+                    v.is_some_and(|v| v.patches.get(p).is_some_and(|s| *s != PatchState::None))
+                })
+            })
+            .collect();
+        if !not_staged.is_empty() {
+            lines.push(format!(
+                "  NOT READY (not staged): {}; the rollout will refuse to start",
+                not_staged.join(", ")
+            ));
+        }
+        let restarts: Vec<String> = patches
+            .iter()
+            .filter_map(|p| self.depot.get(p))
+            .filter(|p| {
+                !p.manifest.hot && p.manifest.restart != crate::engine::manifest::Restart::None
+            })
+            .map(|p| format!("{} ({})", p.id, p.manifest.restart))
+            .collect();
+        if !restarts.is_empty() {
+            lines.push(format!("  restarts needed: {}", restarts.join(", ")));
+        }
+        lines.push(format!("Steps ({}):", plan.steps.len()));
+        for s in plan.steps.iter().take(6) {
+            lines.push(format!("  {:>2}. {}", s.seq + 1, s.command));
+        }
+        if plan.steps.len() > 6 {
+            lines.push(format!(
+                "  ... {} more; each group: drain, install, restore, wait healthy",
+                plan.steps.len() - 6
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "Type {} and Enter to start; Esc cancels.",
+            cluster.id
+        ));
+        let mut args = vec![
+            "rollout".to_string(),
+            "start".into(),
+            "--cluster".into(),
+            cluster.id.clone(),
+        ];
+        args.extend(patches.iter().cloned());
+        let effect = Effect::Run {
+            title: format!("rollout on {}", cluster.id),
+            args,
+            detached: true,
+        };
+        self.ops.started_here = true;
+        self.open(Dialog {
+            confirm: Confirm::Typed {
+                expected: cluster.id.clone(),
+                effect,
+            },
+            ..Dialog::info(format!(" Roll out on {} ", cluster.id), lines)
+        })
+    }
+
+    pub(crate) fn control_rollout(&mut self, action: Action) -> Effect {
+        let Some(cluster) = self.ops.selected_cluster().map(|c| c.id.clone()) else {
+            return Effect::None;
+        };
+        let Some(r) = self.ops.rollout_of(&cluster).cloned() else {
+            self.status = Some((format!("no rollout on {cluster} yet; r starts one"), true));
+            return Effect::None;
+        };
+        let id = r.id.to_string();
+        match action {
+            Action::Pause => Effect::Run {
+                title: format!("pause rollout {id}"),
+                args: vec!["rollout".into(), "pause".into(), id],
+                detached: false,
+            },
+            Action::Resume => Effect::Run {
+                title: format!("resume rollout {id}"),
+                args: vec!["rollout".into(), "resume".into(), id],
+                detached: true,
+            },
+            _ => {
+                let lines = vec![
+                    format!("Abort rollout {id} on {cluster} ({}).", r.state.as_str()),
+                    "It stops after the step in progress, and every drained member is".into(),
+                    "brought back into service. Installed members keep what they have.".into(),
+                    String::new(),
+                    format!("Type {cluster} and Enter to abort; Esc cancels."),
+                ];
+                let effect = Effect::Run {
+                    title: format!("abort rollout {id}"),
+                    args: vec!["rollout".into(), "abort".into(), id],
+                    detached: false,
+                };
+                self.open(Dialog {
+                    confirm: Confirm::Typed {
+                        expected: cluster.clone(),
+                        effect,
+                    },
+                    ..Dialog::info(format!(" Abort on {cluster} "), lines)
+                })
+            }
+        }
+    }
+
+    pub(crate) fn rollback_group_dialog(&mut self) -> Effect {
+        let Some(cluster) = self.ops.selected_cluster().cloned() else {
+            return Effect::None;
+        };
+        let Ok(partition) = &cluster.partition else {
+            return Effect::None;
+        };
+        let Some(group) = partition.groups.get(self.ops.group).cloned() else {
+            return Effect::None;
+        };
+        let patches = match self.ops.rollout_of(&cluster.id) {
+            Some(r) if !r.plan.uninstall => r.plan.patches.clone(),
+            _ => self.marks.iter().cloned().collect(),
+        };
+        if patches.is_empty() {
+            self.status = Some((
+                "nothing to roll back: no rollout here and no marked patches".into(),
+                true,
+            ));
+            return Effect::None;
+        }
+        let lines = vec![
+            format!(
+                "Roll back {} on group {} of {}:",
+                patches.join(" "),
+                group.name,
+                cluster.id
+            ),
+            format!("  members: {}", group.members.join(" ")),
+            "  each member's files are restored byte for byte; patches they had".into(),
+            "  superseded return. Members not running the patches are left alone.".into(),
+            String::new(),
+            format!("Type {} and Enter to roll back; Esc cancels.", cluster.id),
+        ];
+        let mut args = vec!["rollback".to_string()];
+        args.extend(patches.iter().cloned());
+        args.push("--nodes".into());
+        args.push(group.members.join(","));
+        let effect = Effect::Run {
+            title: format!("roll back group {}", group.name),
+            args,
+            detached: false,
+        };
+        self.open(Dialog {
+            confirm: Confirm::Typed {
+                expected: cluster.id.clone(),
+                effect,
+            },
+            ..Dialog::info(format!(" Roll back group {} ", group.name), lines)
+        })
+    }
+
+    pub(crate) fn command_key(&mut self, key: KeyEvent) -> Effect {
+        match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                Effect::None
+            }
+            KeyCode::Enter => {
+                self.mode = Mode::Normal;
+                let line = self.ops.command.text.trim().to_string();
+                if line.is_empty() {
+                    return Effect::None;
+                }
+                self.command_dialog(&line)
+            }
+            _ => {
+                self.ops.command.edit_text(key);
+                Effect::None
+            }
+        }
+    }
+
+    /// `:VERB ARGS`: read-only verbs run at once; verbs that change nodes
+    /// show where they will act and ask first.
+    fn command_dialog(&mut self, line: &str) -> Effect {
+        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        let verb = args.first().cloned().unwrap_or_default();
+        let changes = matches!(
+            verb.as_str(),
+            "stage" | "install" | "rollback" | "commit" | "remove" | "replicate" | "rollout"
+        );
+        let detached = matches!(verb.as_str(), "replicate")
+            || (verb == "rollout" && args.get(1).is_some_and(|a| a == "start" || a == "resume"));
+        let effect = Effect::Run {
+            title: line.to_string(),
+            args: args.clone(),
+            detached,
+        };
+        if !changes {
+            return effect;
+        }
+        let mut lines = vec![format!("patchdeck {line}")];
+        if let Some(fleet) = &self.ops.fleet {
+            let value = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            let targets = Targets {
+                nodes: value("--nodes").map(|v| v.split(',').map(str::to_string).collect()),
+                cluster: value("--cluster"),
+                org: value("--org"),
+                dc: value("--dc"),
+            };
+            if !targets.is_empty() && verb != "rollout" {
+                match fleet.targets(&targets) {
+                    Ok(nodes) => lines.push(format!(
+                        "on {} node(s): {}",
+                        nodes.len(),
+                        nodes
+                            .iter()
+                            .map(|n| n.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )),
+                    Err(e) => lines.push(format!("targets: {e}")),
+                }
+            }
+        }
+        let patches: Vec<&String> = args
+            .iter()
+            .skip(1)
+            .take_while(|a| !a.starts_with("--"))
+            .collect();
+        for p in patches.iter().filter_map(|p| self.depot.get(p)) {
+            let restart = if p.manifest.hot {
+                "hot".to_string()
+            } else {
+                format!("restart {}", p.manifest.restart)
+            };
+            lines.push(format!(
+                "  {} {} {} ({restart})",
+                p.id, p.manifest.product, p.manifest.version
+            ));
+        }
+        lines.push(String::new());
+        lines.push("y  run it    Esc  cancel".into());
+        self.open(Dialog {
+            confirm: Confirm::Keys(vec![('y', "run".into(), effect)]),
+            ..Dialog::info(format!(" {verb} "), lines)
+        })
+    }
+}
