@@ -161,3 +161,168 @@ fn first_run_creates_the_demo_lab() {
     t.wait("exit", |s| s.contains("patchdeck-exited-0"));
     assert!(lab.join("fleet.toml").is_file());
 }
+
+/// A demo lab tuned for watching rollouts: quick health checks, slow edge
+/// members (so there is time to watch and pause), and a db member whose
+/// install fails. Returns the lab and a kernel patch every node can take.
+fn operations_lab(dir: &Path) -> (String, String) {
+    let lab = demo_lab(dir);
+    let fleet = Path::new(&lab).join("fleet.toml");
+    let mut text = std::fs::read_to_string(&fleet)
+        .unwrap()
+        .replace("min_healthy_secs = 2", "min_healthy_secs = 0");
+    for (node, knob) in [
+        ("edge-1_1", "slow_ms = 700"),
+        ("edge-2_1", "slow_ms = 700"),
+        ("db-1_3", "fail_install = true"),
+    ] {
+        let at = text.find(&format!("id = \"{node}\"")).unwrap();
+        let end = text[at..]
+            .find("[[node]]")
+            .map(|i| at + i)
+            .unwrap_or(text.len());
+        text = format!("{}[node.demo]\n{knob}\n\n{}", &text[..end], &text[end..]);
+    }
+    std::fs::write(&fleet, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args([
+            "depot", "list", "--json", "--filter", "kernel", "--lab", &lab,
+        ])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let patch = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["requires"].as_array().unwrap().is_empty() && r.get("base_version").is_none())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (lab, patch)
+}
+
+#[test]
+fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lab, patch) = operations_lab(tmp.path());
+    let command = format!(
+        "TERM=xterm {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 120",
+        env!("CARGO_BIN_EXE_patchdeck")
+    );
+    let t = Tmux::start("ops", &command, 80, 24);
+    t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+
+    // Find and mark the patch.
+    t.keys(&["/"]);
+    t.literal(&patch);
+    t.wait("the search", |s| {
+        s.contains("match(es)") && s.contains(&patch)
+    });
+    t.keys(&["Enter", "Space"]);
+    t.wait("one mark", |s| s.contains("1 marked"));
+
+    // Preview, then replicate; watch N/M reach 20/20.
+    t.keys(&["R"]);
+    let s = t.wait("the replicate preview", |s| {
+        s.contains("Replicate") && s.contains("to copy")
+    });
+    assert!(
+        s.contains("east: 11 node(s)") && s.contains("west: 9 node(s)"),
+        "{s}"
+    );
+    t.keys(&["y"]);
+    t.keys(&["3"]);
+    t.wait("replication to finish", |s| {
+        s.contains("20/20") && s.contains("east 11/11")
+    });
+
+    // Roll out on edge: a typed confirmation, then group A, then group B.
+    t.keys(&["4"]);
+    t.wait("the groups pane", |s| {
+        s.contains("Cluster groups") && s.contains("edge")
+    });
+    t.keys(&["r"]);
+    t.wait("the rollout preview", |s| {
+        s.contains("Roll out on edge") && s.contains("Type edge")
+    });
+    t.literal("edge");
+    t.keys(&["Enter"]);
+    t.wait("group A at work", |s| {
+        s.contains("rollout 1 running")
+            && (s.contains("edge-1_1:draining")
+                || s.contains("edge-1_1:drained")
+                || s.contains("edge-1_1:installing"))
+    });
+    t.wait("group B at work", |s| {
+        s.contains("edge-2_1:draining")
+            || s.contains("edge-2_1:drained")
+            || s.contains("edge-2_1:installing")
+    });
+
+    // Pause (it stops between steps), then resume to the end.
+    t.keys(&["p"]);
+    let s = t.wait("the pause", |s| s.contains("rollout 1 paused"));
+    assert!(s.contains("group B"), "{s}");
+    t.keys(&["Escape"]);
+    t.keys(&["u"]);
+    t.wait("the rollout to finish", |s| s.contains("rollout 1 done"));
+
+    // A rollout on db halts on the member whose install fails.
+    t.keys(&["j", "j"]);
+    t.wait("db selected", |s| s.contains("> db"));
+    t.keys(&["r"]);
+    t.wait("the db preview", |s| s.contains("Type db"));
+    t.literal("db");
+    t.keys(&["Enter"]);
+    let s = t.wait("the failure", |s| {
+        s.contains("rollout 2 failed") && s.contains("db-1_3:failed")
+    });
+    assert!(s.contains("install failed"), "{s}");
+
+    t.keys(&["q"]);
+    let s = t.wait("the console to exit", |s| s.contains("patchdeck-exited-0"));
+    assert!(!t.alternate_screen(), "terminal restored after quit:\n{s}");
+}
+
+#[test]
+fn serial_terminals_get_ascii_and_no_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let command = format!(
+        "TERM=vt220 LANG=C {} --lab {lab}; echo patchdeck-exited-$?; sleep 60",
+        env!("CARGO_BIN_EXE_patchdeck")
+    );
+    let t = Tmux::start("serial", &command, 80, 24);
+    let s = t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    assert!(
+        s.lines().nth(1).is_some_and(|l| l.starts_with("+ Depot")),
+        "ASCII borders:\n{s}"
+    );
+    assert!(s.is_ascii(), "nothing but ASCII on a vt220:\n{s}");
+    let colours = t.cmd(&["capture-pane", "-p", "-e", "-t", "t"]);
+    let escaped = String::from_utf8_lossy(&colours.stdout);
+    // tmux re-renders cells, writing 39/49 (default colours) itself; any
+    // other colour parameter would mean a coloured cell.
+    let coloured = sgr_params(&escaped)
+        .into_iter()
+        .any(|p| matches!(p, 30..=38 | 40..=48 | 90..=97 | 100..=107));
+    assert!(!coloured, "no colour codes:\n{escaped}");
+    t.keys(&["q"]);
+    t.wait("exit", |s| s.contains("patchdeck-exited-0"));
+}
+
+/// Every SGR parameter (`ESC [ p;p;... m`) in `text`.
+fn sgr_params(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in text.split("\x1b[").skip(1) {
+        let Some(end) = part.find(|c: char| !(c.is_ascii_digit() || c == ';')) else {
+            continue;
+        };
+        if part[end..].starts_with('m') {
+            out.extend(part[..end].split(';').filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
