@@ -326,3 +326,31 @@ fn sgr_params(text: &str) -> Vec<u32> {
     }
     out
 }
+
+#[test]
+fn user_key_bindings_from_the_config_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let config = tmp.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("keys.toml"), "[global]\nquit = [\"ctrl-q\"]\n").unwrap();
+    let command = format!(
+        "PATCHDECK_CONFIG={} TERM=xterm {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 60",
+        config.display(),
+        env!("CARGO_BIN_EXE_patchdeck")
+    );
+    let t = Tmux::start("keys", &command, 80, 24);
+    t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    t.keys(&["q", "?"]);
+    t.wait("the help, listing the new key", |s| {
+        s.contains("ctrl-q") && s.contains("quit")
+    });
+    assert!(
+        !t.screen().contains("patchdeck-exited"),
+        "q no longer quits"
+    );
+    t.keys(&["Escape"]);
+    t.wait("the help to close", |s| !s.contains("this help"));
+    t.keys(&["C-q"]);
+    t.wait("ctrl-q to quit", |s| s.contains("patchdeck-exited-0"));
+}

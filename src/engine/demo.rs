@@ -201,6 +201,7 @@ pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
                 expr: "gateway,r>=10.1,r<10.2".into(),
             },
         ],
+        console: Default::default(),
     };
     fs::write(
         lab.config_path(),

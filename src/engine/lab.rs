@@ -27,6 +27,25 @@ pub struct SavedFilter {
 pub struct LabConfig {
     #[serde(default, rename = "filter")]
     pub filters: Vec<SavedFilter>,
+    #[serde(default, skip_serializing_if = "ConsoleConfig::is_default")]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]` in the lab's config: defaults the command line can override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Minimum milliseconds between live redraws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<String>,
+}
+
+impl ConsoleConfig {
+    pub fn is_default(&self) -> bool {
+        *self == ConsoleConfig::default()
+    }
 }
 
 impl Lab {

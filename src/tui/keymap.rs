@@ -171,20 +171,125 @@ pub fn parse_key(text: &str) -> Option<KeyEvent> {
     Some(KeyEvent::new(code, mods))
 }
 
+/// A binding in force: the built-in table, with keys the user rebound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub keys: Vec<String>,
+    pub action: Action,
+    pub scope: Scope,
+    pub what: &'static str,
+}
+
+static ACTIVE: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
+
+/// The built-in bindings.
+pub fn defaults() -> Vec<Binding> {
+    BINDINGS
+        .iter()
+        .map(|(keys, action, scope, what)| Binding {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            action: *action,
+            scope: *scope,
+            what,
+        })
+        .collect()
+}
+
+fn active() -> &'static [Binding] {
+    ACTIVE.get_or_init(defaults)
+}
+
+/// Puts bindings in force for this process (once, at start).
+pub fn install(bindings: Vec<Binding>) {
+    let _ = ACTIVE.set(bindings);
+}
+
+/// `FocusDepot` → `focus_depot`: the names keys.toml uses.
+pub fn action_name(action: Action) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{action:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Global => "global",
+        Scope::Depot => "depot",
+        Scope::Filter => "filter",
+        Scope::Replication => "replication",
+        Scope::Groups => "groups",
+    }
+}
+
+/// Applies a user's `keys.toml` to the defaults:
+///
+/// ```toml
+/// [global]
+/// quit = ["q", "ctrl-q"]
+/// [depot]
+/// mark = ["space", "m"]
+/// ```
+///
+/// Each entry replaces the keys of that action in that table's scope.
+pub fn with_user_keys(text: &str) -> Result<Vec<Binding>, String> {
+    use std::collections::BTreeMap;
+    let tables: BTreeMap<String, BTreeMap<String, Vec<String>>> =
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| crate::engine::manifest::line_of(text, s.start))
+                .unwrap_or(0);
+            format!("line {line}: {}", e.message().trim())
+        })?;
+    let mut bindings = defaults();
+    for (scope, entries) in tables {
+        let known_scope = [
+            Scope::Global,
+            Scope::Depot,
+            Scope::Filter,
+            Scope::Replication,
+            Scope::Groups,
+        ]
+        .into_iter()
+        .find(|s| scope_name(*s) == scope)
+        .ok_or_else(|| {
+            format!(
+                "unknown table [{scope}]; expected global, depot, filter, replication or groups"
+            )
+        })?;
+        for (name, keys) in entries {
+            for k in &keys {
+                parse_key(k).ok_or_else(|| format!("[{scope}] {name}: unknown key {k:?}; keys look like j, G, ctrl-f, space, enter, pageup"))?;
+            }
+            let binding = bindings
+                .iter_mut()
+                .find(|b| b.scope == known_scope && action_name(b.action) == name)
+                .ok_or_else(|| {
+                    format!("[{scope}] has no action {name:?}; `?` in the console lists them")
+                })?;
+            binding.keys = keys;
+        }
+    }
+    Ok(bindings)
+}
+
 /// The action bound to `key` in `scope` (pane bindings win over global ones).
 pub fn action_for(key: KeyEvent, scope: Scope) -> Option<Action> {
     let wanted = normalise(key);
     let hit = |s: Scope| {
-        BINDINGS.iter().find(|(keys, _, sc, _)| {
-            *sc == s
-                && keys
+        active().iter().find(|b| {
+            b.scope == s
+                && b.keys
                     .iter()
                     .any(|k| parse_key(k).map(normalise) == Some(wanted))
         })
     };
-    hit(scope)
-        .or_else(|| hit(Scope::Global))
-        .map(|(_, a, _, _)| *a)
+    hit(scope).or_else(|| hit(Scope::Global)).map(|b| b.action)
 }
 
 /// Shift is implied by an upper-case character; terminals differ on
@@ -201,10 +306,8 @@ fn normalise(key: KeyEvent) -> (KeyCode, KeyModifiers) {
 pub fn help(scope: Scope) -> Vec<(Scope, String, &'static str)> {
     let mut rows = Vec::new();
     for wanted in [scope, Scope::Global] {
-        for (keys, _, s, what) in BINDINGS {
-            if *s == wanted {
-                rows.push((*s, keys.join(" "), *what));
-            }
+        for b in active().iter().filter(|b| b.scope == wanted) {
+            rows.push((b.scope, b.keys.join(" "), b.what));
         }
     }
     rows
@@ -245,6 +348,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn user_keys_replace_an_actions_keys() {
+        let b = with_user_keys("[global]\nquit = [\"ctrl-q\"]\n[depot]\nmark = [\"m\"]\n").unwrap();
+        let quit = b.iter().find(|b| b.action == Action::Quit).unwrap();
+        assert_eq!(quit.keys, ["ctrl-q"]);
+        assert!(
+            b.iter()
+                .any(|b| b.action == Action::Mark && b.keys == ["m"])
+        );
+        assert!(
+            with_user_keys("[depot]\nfly = [\"f\"]")
+                .unwrap_err()
+                .contains("no action \"fly\"")
+        );
+        assert!(
+            with_user_keys("[global]\nquit = [\"hyper-x\"]")
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        assert!(
+            with_user_keys("[nowhere]\nquit = [\"q\"]")
+                .unwrap_err()
+                .contains("unknown table")
+        );
+        assert!(
+            with_user_keys("[global\n")
+                .unwrap_err()
+                .starts_with("line 1")
+        );
+        assert_eq!(action_name(Action::FocusDepot), "focus_depot");
     }
 
     #[test]

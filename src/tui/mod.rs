@@ -91,8 +91,24 @@ pub fn run_default(global: &Global) -> Outcome {
         demo::write_lab(&lab, DemoOptions::default())
             .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
     }
-    let profile = Profile::choose(&global.console, &|k| std::env::var(k).ok());
-    let mut theme = Theme::load(&profile.theme, config_dir().as_deref()).map_err(Failure::Input)?;
+    let config = lab.config().map_err(Failure::Input)?;
+    let mut args = global.console.clone();
+    args.refresh_ms = args.refresh_ms.or(config.console.refresh_ms);
+    args.theme = args.theme.or(config.console.theme.clone());
+    let profile = Profile::choose(&args, &|k| std::env::var(k).ok());
+    let dir = config_dir();
+    let mut theme = Theme::load(
+        &profile.theme,
+        dir.as_ref().map(|d| d.join("themes")).as_deref(),
+    )
+    .map_err(Failure::Input)?;
+    if let Some(keys) = dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
+        let text = std::fs::read_to_string(&keys)
+            .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
+        let bindings = keymap::with_user_keys(&text)
+            .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
+        keymap::install(bindings);
+    }
     if profile.serial {
         theme.ascii = true;
     }
@@ -100,9 +116,13 @@ pub fn run_default(global: &Global) -> Outcome {
     run(app, lab, profile)
 }
 
-/// The user's config directory for themes (`…/patchdeck/themes`).
+/// The user's config directory: `themes/NAME.toml` and `keys.toml`
+/// (`$PATCHDECK_CONFIG`, else e.g. `~/.config/patchdeck`).
 pub fn config_dir() -> Option<std::path::PathBuf> {
-    directories::ProjectDirs::from("", "", "patchdeck").map(|d| d.config_dir().join("themes"))
+    if let Some(dir) = std::env::var_os("PATCHDECK_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(dir.into());
+    }
+    directories::ProjectDirs::from("", "", "patchdeck").map(|d| d.config_dir().to_path_buf())
 }
 
 /// Loads everything the console shows at start.
