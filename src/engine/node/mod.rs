@@ -983,10 +983,12 @@ impl Node {
                 }
                 None => self.io(format!("removing {}", f.path), paths::remove_file(&target))?,
             }
-            self.io(
-                "syncing",
-                paths::sync_dir(target.parent().unwrap_or(&self.root)),
-            )?;
+            // When recovery repeats this step, a directory the patch created
+            // may already be gone, and with it the file: nothing to sync.
+            match paths::sync_dir(target.parent().unwrap_or(&self.root)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => self.io("syncing", r)?,
+            }
             self.io("rollback", point(23))?;
         }
         let dirs = self.db(store::dirs(&self.conn, id))?;
