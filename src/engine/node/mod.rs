@@ -8,7 +8,11 @@
 //! transaction. After a crash, the next operation (or [`Node::open`])
 //! finishes what crossed the point of no return and undoes what did not, so
 //! files and database always end exactly before or exactly after. A failure
-//! reported while an operation runs undoes it at once.
+//! reported while an operation runs, up to its database commit, undoes it
+//! at once. A failure after the commit (only tidying is left then) does not
+//! undo a change that took effect: the error says so, and the intent left
+//! behind lets the next operation finish the tidying. See
+//! `docs/crash-safety.md`.
 
 pub mod fault;
 pub mod lock;
@@ -431,8 +435,9 @@ impl Node {
         self.db(tx.execute("DELETE FROM patch WHERE id=?1", [id]))?;
         self.db(store::begin_intent(&tx, "remove", id, "cleanup"))?;
         self.db(tx.commit())?;
-        self.io("removing", point(40))?;
-        self.finish_remove(id)?;
+        self.io("removing", point(40))
+            .and_then(|_| self.finish_remove(id))
+            .map_err(|e| self.took_effect("remove", id, e))?;
         Ok(self.report(
             "remove",
             id,
@@ -573,6 +578,8 @@ impl Node {
             self.undo_install(id, &plan)?;
             return Err(e);
         }
+        self.install_cleanup(id, &plan)
+            .map_err(|e| self.took_effect("install", id, e))?;
         let row = self.require(id)?;
         let also = self
             .db(store::patches(&self.conn))?
@@ -806,13 +813,35 @@ impl Node {
         } else {
             self.db(store::set_phase(&tx, "cleanup", None))?;
         }
-        self.db(tx.commit())?;
+        self.db(tx.commit())
+    }
+
+    /// After the database commit the install has taken effect; what is left
+    /// is dropping the save area when nothing is kept for rollback.
+    fn install_cleanup(&mut self, id: &str, plan: &Plan) -> Result<()> {
         self.io("install", point(17))?;
         if !plan.save {
-            self.io("dropping saved files", paths::remove_tree(&save))?;
+            self.io(
+                "dropping saved files",
+                paths::remove_tree(&self.save_dir(id)),
+            )?;
             self.db(store::end_intent(&self.conn))?;
         }
         Ok(())
+    }
+
+    /// An error after an operation's database commit: the change has taken
+    /// effect and is not undone (that would need a second operation, which
+    /// could fail in turn). The intent still names the tidying left, which
+    /// the next operation or open finishes.
+    fn took_effect(&self, op: &str, id: &str, e: NodeError) -> NodeError {
+        self.err(
+            e.kind,
+            format!(
+                "the {op} of {id} took effect, but tidying up afterwards failed (the next operation on this node finishes it): {}",
+                e.message
+            ),
+        )
     }
 
     /// Puts back what a failed install changed. Idempotent: a file whose new
@@ -938,6 +967,8 @@ impl Node {
             self.undo_rollback(id)?;
             return Err(e);
         }
+        self.rollback_cleanup(id)
+            .map_err(|e| self.took_effect("rollback", id, e))?;
         let also = self
             .db(store::patches(&self.conn))?
             .into_iter()
@@ -1027,9 +1058,17 @@ impl Node {
             ))?;
         }
         self.db(store::set_phase(&tx, "cleanup", None))?;
-        self.db(tx.commit())?;
+        self.db(tx.commit())
+    }
+
+    /// After the database commit the rollback has taken effect; what is left
+    /// is dropping the saved files.
+    fn rollback_cleanup(&mut self, id: &str) -> Result<()> {
         self.io("rollback", point(25))?;
-        self.io("dropping saved files", paths::remove_tree(&save))?;
+        self.io(
+            "dropping saved files",
+            paths::remove_tree(&self.save_dir(id)),
+        )?;
         self.db(store::end_intent(&self.conn))
     }
 
@@ -1106,15 +1145,18 @@ impl Node {
         }
         self.db(store::begin_intent(&tx, "commit", id, "cleanup"))?;
         self.db(tx.commit())?;
-        self.io("commit", point(30))?;
-        for p in std::iter::once(id).chain(chain.iter().map(String::as_str)) {
-            self.io(
-                "dropping saved files",
-                paths::remove_tree(&self.save_dir(p)),
-            )?;
-            self.io("commit", point(31))?;
-        }
-        self.db(store::end_intent(&self.conn))?;
+        (|| {
+            self.io("commit", point(30))?;
+            for p in std::iter::once(id).chain(chain.iter().map(String::as_str)) {
+                self.io(
+                    "dropping saved files",
+                    paths::remove_tree(&self.save_dir(p)),
+                )?;
+                self.io("commit", point(31))?;
+            }
+            self.db(store::end_intent(&self.conn))
+        })()
+        .map_err(|e| self.took_effect("commit", id, e))?;
         Ok(self.report(
             "commit",
             id,
@@ -1148,7 +1190,10 @@ impl Node {
                 let plan: Plan = serde_json::from_str(intent.plan.as_deref().unwrap_or("{}"))
                     .unwrap_or_default();
                 match phase {
-                    "commit" => self.install_commit(&id, &plan),
+                    "commit" => {
+                        self.install_commit(&id, &plan)?;
+                        self.install_cleanup(&id, &plan)
+                    }
                     "undo" => self.undo_install(&id, &plan),
                     _ => {
                         self.io(
@@ -1166,7 +1211,10 @@ impl Node {
                 )?;
                 self.db(store::end_intent(&self.conn))
             }
-            ("rollback", "commit") => self.rollback_commit(&id),
+            ("rollback", "commit") => {
+                self.rollback_commit(&id)?;
+                self.rollback_cleanup(&id)
+            }
             ("rollback", "undo") => self.undo_rollback(&id),
             ("rollback", _) => {
                 self.io(
