@@ -1330,8 +1330,23 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io
         } else if meta.file_type().is_symlink() {
             let to = fs::read_link(&path)?.to_string_lossy().into_owned();
             out.push((rel, path, format!("l{to}")));
-        } else {
+        } else if meta.is_file() {
             out.push((rel, path, format!("f{mode:o}")));
+        } else {
+            // A fifo, socket or device: its type, never its content (reading
+            // a fifo would block, reading a device could never end).
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let what = if t.is_fifo() {
+                "fifo"
+            } else if t.is_socket() {
+                "socket"
+            } else if t.is_char_device() {
+                "char"
+            } else {
+                "block"
+            };
+            out.push((rel, path, format!("s{what}{mode:o}")));
         }
     }
     Ok(())
