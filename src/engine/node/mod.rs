@@ -916,6 +916,12 @@ impl Node {
                 ));
             }
         }
+        // The tree may have changed since the install: never restore or
+        // delete through a symbolic link that has appeared on the way.
+        for f in &files {
+            paths::resolve(&self.root, &f.path)
+                .map_err(|m| self.err(ErrorKind::Invalid, format!("cannot rollback {id}: {m}")))?;
+        }
         let save = self.save_dir(id);
         self.db(store::begin_intent(&self.conn, "rollback", id, "prepare"))?;
         let prepared = (|| {
