@@ -648,3 +648,30 @@ fn drain_and_restore_settle_service_restarts_over_every_transport() {
         );
     }
 }
+
+#[test]
+fn verify_reports_a_link_or_fifo_where_a_file_was_without_following_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    let p1 = patches.add("GW_1", "");
+    let mut node = Node::open(&root, "gw-1").unwrap();
+    node.stage("GW_1", &p1).unwrap();
+    node.install("GW_1", true).unwrap();
+    let lib = root.join("opt/gw/lib.so");
+    fs::remove_file(&lib).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &lib).unwrap();
+    let conf = root.join("opt/gw/conf.d/new.conf");
+    fs::remove_file(&conf).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&conf)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let drift = node.verify().unwrap();
+    let paths: Vec<&str> = drift.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["opt/gw/conf.d/new.conf", "opt/gw/lib.so"]);
+    assert!(drift.iter().all(|d| d.actual.is_none()));
+}

@@ -124,6 +124,21 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
             })?;
         Manifest::parse(&text)?
     };
+    // No path may be a file and, for another file, a directory.
+    let listed: std::collections::HashSet<&str> =
+        manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for f in &manifest.files {
+        let mut dir = f.path.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if listed.contains(parent) {
+                return fail(format!(
+                    "payload {parent:?} is both a file and a directory (holding {:?})",
+                    f.path
+                ));
+            }
+            dir = parent;
+        }
+    }
 
     let mut seen = vec![false; manifest.files.len()];
     for entry in entries {

@@ -8,7 +8,11 @@
 //! transaction. After a crash, the next operation (or [`Node::open`])
 //! finishes what crossed the point of no return and undoes what did not, so
 //! files and database always end exactly before or exactly after. A failure
-//! reported while an operation runs undoes it at once.
+//! reported while an operation runs, up to its database commit, undoes it
+//! at once. A failure after the commit (only tidying is left then) does not
+//! undo a change that took effect: the error says so, and the intent left
+//! behind lets the next operation finish the tidying. See
+//! `docs/crash-safety.md`.
 
 pub mod fault;
 pub mod lock;
@@ -368,7 +372,15 @@ impl Node {
         }
         let mut drift = Vec::new();
         for (path, (_, patch, expected)) in owner {
-            let actual = archive::sha256_file(&self.root.join(&path)).ok();
+            // Only a regular file is read: a link or a fifo where an installed
+            // file was is drift, and must not be followed or block.
+            let on_disk = self.root.join(&path);
+            let regular = fs::symlink_metadata(&on_disk).is_ok_and(|m| m.file_type().is_file());
+            let actual = if regular {
+                archive::sha256_file(&on_disk).ok()
+            } else {
+                None
+            };
             if actual.as_deref() != Some(expected.as_str()) {
                 drift.push(Drift {
                     path,
@@ -492,8 +504,9 @@ impl Node {
         self.db(tx.execute("DELETE FROM patch WHERE id=?1", [id]))?;
         self.db(store::begin_intent(&tx, "remove", id, "cleanup"))?;
         self.db(tx.commit())?;
-        self.io("removing", point(40))?;
-        self.finish_remove(id)?;
+        self.io("removing", point(40))
+            .and_then(|_| self.finish_remove(id))
+            .map_err(|e| self.took_effect("remove", id, e))?;
         Ok(self.report(
             "remove",
             id,
@@ -618,6 +631,8 @@ impl Node {
             self.undo_install(id, &plan)?;
             return Err(e);
         }
+        self.install_cleanup(id, &plan)
+            .map_err(|e| self.took_effect("install", id, e))?;
         let row = self.require(id)?;
         let also = self
             .db(store::patches(&self.conn))?
@@ -799,9 +814,16 @@ impl Node {
             let dest = save.join("new").join(rel);
             let written = paths::write_file(&dest, &mut entry, f.size, f.mode, false);
             let (size, sha) = self.io(format!("extracting {rel}"), written)?;
-            if size != f.size || sha != f.sha256.to_ascii_lowercase() {
+            if size != f.size {
                 return Err(invalid(format!(
-                    "payload {rel} does not match its manifest entry (size or checksum)"
+                    "payload {rel} is {size} bytes or more; the manifest says {}",
+                    f.size
+                )));
+            }
+            if sha != f.sha256.to_ascii_lowercase() {
+                return Err(invalid(format!(
+                    "payload {rel} has sha256 {sha}; the manifest says {}",
+                    f.sha256
                 )));
             }
             self.io("install", point(12))?;
@@ -904,13 +926,35 @@ impl Node {
         } else {
             self.db(store::set_phase(&tx, "cleanup", None))?;
         }
-        self.db(tx.commit())?;
+        self.db(tx.commit())
+    }
+
+    /// After the database commit the install has taken effect; what is left
+    /// is dropping the save area when nothing is kept for rollback.
+    fn install_cleanup(&mut self, id: &str, plan: &Plan) -> Result<()> {
         self.io("install", point(17))?;
         if !plan.save {
-            self.io("dropping saved files", paths::remove_tree(&save))?;
+            self.io(
+                "dropping saved files",
+                paths::remove_tree(&self.save_dir(id)),
+            )?;
             self.db(store::end_intent(&self.conn))?;
         }
         Ok(())
+    }
+
+    /// An error after an operation's database commit: the change has taken
+    /// effect and is not undone (that would need a second operation, which
+    /// could fail in turn). The intent still names the tidying left, which
+    /// the next operation or open finishes.
+    fn took_effect(&self, op: &str, id: &str, e: NodeError) -> NodeError {
+        self.err(
+            e.kind,
+            format!(
+                "the {op} of {id} took effect, but tidying up afterwards failed (the next operation on this node finishes it): {}",
+                e.message
+            ),
+        )
     }
 
     /// Puts back what a failed install changed. Idempotent: a file whose new
@@ -985,6 +1029,12 @@ impl Node {
                 ));
             }
         }
+        // The tree may have changed since the install: never restore or
+        // delete through a symbolic link that has appeared on the way.
+        for f in &files {
+            paths::resolve(&self.root, &f.path)
+                .map_err(|m| self.err(ErrorKind::Invalid, format!("cannot rollback {id}: {m}")))?;
+        }
         let save = self.save_dir(id);
         self.db(store::begin_intent(&self.conn, "rollback", id, "prepare"))?;
         let prepared = (|| {
@@ -1039,6 +1089,8 @@ impl Node {
             self.undo_rollback(id)?;
             return Err(e);
         }
+        self.rollback_cleanup(id)
+            .map_err(|e| self.took_effect("rollback", id, e))?;
         let also = self
             .db(store::patches(&self.conn))?
             .into_iter()
@@ -1124,9 +1176,17 @@ impl Node {
             ))?;
         }
         self.db(store::set_phase(&tx, "cleanup", None))?;
-        self.db(tx.commit())?;
+        self.db(tx.commit())
+    }
+
+    /// After the database commit the rollback has taken effect; what is left
+    /// is dropping the saved files.
+    fn rollback_cleanup(&mut self, id: &str) -> Result<()> {
         self.io("rollback", point(25))?;
-        self.io("dropping saved files", paths::remove_tree(&save))?;
+        self.io(
+            "dropping saved files",
+            paths::remove_tree(&self.save_dir(id)),
+        )?;
         self.db(store::end_intent(&self.conn))
     }
 
@@ -1160,10 +1220,18 @@ impl Node {
                 continue;
             }
             let temp = save.join("redo").join(&rel);
-            self.io(
+            let (_, sha) = self.io(
                 format!("re-extracting {rel}"),
                 paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode, true),
             )?;
+            if sha != f.after_sha {
+                return Err(self.err(
+                    ErrorKind::Invalid,
+                    format!(
+                        "cannot re-apply {rel}: the staged copy no longer matches it (sha256 {sha})"
+                    ),
+                ));
+            }
             self.io(format!("re-installing {rel}"), fs::rename(&temp, &target))?;
         }
         for dir in ["restore", "redo"] {
@@ -1203,15 +1271,18 @@ impl Node {
         }
         self.db(store::begin_intent(&tx, "commit", id, "cleanup"))?;
         self.db(tx.commit())?;
-        self.io("commit", point(30))?;
-        for p in std::iter::once(id).chain(chain.iter().map(String::as_str)) {
-            self.io(
-                "dropping saved files",
-                paths::remove_tree(&self.save_dir(p)),
-            )?;
-            self.io("commit", point(31))?;
-        }
-        self.db(store::end_intent(&self.conn))?;
+        (|| {
+            self.io("commit", point(30))?;
+            for p in std::iter::once(id).chain(chain.iter().map(String::as_str)) {
+                self.io(
+                    "dropping saved files",
+                    paths::remove_tree(&self.save_dir(p)),
+                )?;
+                self.io("commit", point(31))?;
+            }
+            self.db(store::end_intent(&self.conn))
+        })()
+        .map_err(|e| self.took_effect("commit", id, e))?;
         Ok(self.report(
             "commit",
             id,
@@ -1245,7 +1316,10 @@ impl Node {
                 let plan: Plan = serde_json::from_str(intent.plan.as_deref().unwrap_or("{}"))
                     .unwrap_or_default();
                 match phase {
-                    "commit" => self.install_commit(&id, &plan),
+                    "commit" => {
+                        self.install_commit(&id, &plan)?;
+                        self.install_cleanup(&id, &plan)
+                    }
                     "undo" => self.undo_install(&id, &plan),
                     _ => {
                         self.io(
@@ -1263,7 +1337,10 @@ impl Node {
                 )?;
                 self.db(store::end_intent(&self.conn))
             }
-            ("rollback", "commit") => self.rollback_commit(&id),
+            ("rollback", "commit") => {
+                self.rollback_commit(&id)?;
+                self.rollback_cleanup(&id)
+            }
             ("rollback", "undo") => self.undo_rollback(&id),
             ("rollback", _) => {
                 self.io(
@@ -1304,10 +1381,15 @@ impl Node {
         walk(&self.root, &self.root, &mut entries)
             .map_err(io_err(&self.name, "walking the node"))?;
         for (rel, path, kind) in entries {
-            if path.starts_with(store.join("ipd.sqlite"))
-                || path == store.join("lock")
-                || path.starts_with(store.join("ipd.sqlite-"))
-            {
+            // The database (with its -wal and -shm files) is hashed by
+            // meaning below; its bytes depend on checkpoints. `Path::
+            // starts_with` compares whole components, so compare names.
+            let in_store = path.parent() == Some(store.as_path());
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if in_store && (name == "lock" || name.starts_with("ipd.sqlite")) {
                 continue;
             }
             h.update(rel.as_bytes());
@@ -1374,8 +1456,23 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io
         } else if meta.file_type().is_symlink() {
             let to = fs::read_link(&path)?.to_string_lossy().into_owned();
             out.push((rel, path, format!("l{to}")));
-        } else {
+        } else if meta.is_file() {
             out.push((rel, path, format!("f{mode:o}")));
+        } else {
+            // A fifo, socket or device: its type, never its content (reading
+            // a fifo would block, reading a device could never end).
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let what = if t.is_fifo() {
+                "fifo"
+            } else if t.is_socket() {
+                "socket"
+            } else if t.is_char_device() {
+                "char"
+            } else {
+                "block"
+            };
+            out.push((rel, path, format!("s{what}{mode:o}")));
         }
     }
     Ok(())

@@ -27,6 +27,12 @@ pub struct Resolved {
 /// or write through a symlink, a device or a directory.
 pub fn resolve(root: &Path, rel: &str) -> Result<Resolved, String> {
     check_payload_path(rel)?;
+    let store = super::STORE_DIR;
+    if rel == store || rel.starts_with(&format!("{store}/")) {
+        return Err(format!(
+            "{rel}: is inside the node's patch store ({store}); patches never write there"
+        ));
+    }
     let parts: Vec<&str> = rel.split('/').collect();
     let mut here = root.to_path_buf();
     let mut missing_dirs = Vec::new();
@@ -225,6 +231,16 @@ mod tests {
         let r = resolve(tmp.path(), "opt/a/b/c.txt").unwrap();
         assert_eq!(r.missing_dirs, ["opt/a", "opt/a/b"]);
         assert_eq!(r.existing, Existing::Absent);
+    }
+
+    #[test]
+    fn the_patch_store_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in ["var/lib/patchdeck/ipd.sqlite", "var/lib/patchdeck"] {
+            let err = resolve(tmp.path(), bad).unwrap_err();
+            assert!(err.contains("patch store"), "{err}");
+        }
+        assert!(resolve(tmp.path(), "var/lib/patchdeck2/x").is_ok());
     }
 
     #[test]
