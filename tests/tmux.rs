@@ -173,7 +173,8 @@ fn operations_lab(dir: &Path) -> (String, String) {
         .replace("min_healthy_secs = 2", "min_healthy_secs = 0");
     for (node, knob) in [
         ("edge-1_1", "slow_ms = 700"),
-        ("edge-2_1", "slow_ms = 700"),
+        ("edge-2_1", "slow_ms = 1500"),
+        ("edge-2_2", "slow_ms = 1500"),
         ("db-1_3", "fail_install = true"),
     ] {
         let at = text.find(&format!("id = \"{node}\"")).unwrap();
