@@ -3,40 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
-
-use assert_cmd::Command;
 use serde_json::Value;
+use std::path::Path;
 
-fn patchdeck(args: &[&str]) -> Output {
-    Command::cargo_bin("patchdeck")
-        .unwrap()
-        .env_remove("PATCHDECK_LAB")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn demo_lab(dir: &Path) -> String {
-    let lab = dir.join("lab").display().to_string();
-    let out = patchdeck(&["demo", "--lab", &lab, "--patches", "120"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lab
-}
+use common::{demo_lab, json, patchdeck};
 
 #[test]
 fn depot_list_json_has_the_promised_fields() {

@@ -5,38 +5,20 @@
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn run(lab: &str, args: &[&str]) -> Output {
-    Command::cargo_bin("patchdeck")
-        .unwrap()
-        .env_remove("PATCHDECK_LAB")
-        .args(args)
-        .args(["--lab", lab])
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+use common::json;
+
+fn run(lab: &str, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--lab", lab]);
+    common::patchdeck(&all)
 }
 
 fn demo(dir: &Path) -> String {
-    let lab = dir.join("lab").display().to_string();
-    let out = Command::cargo_bin("patchdeck")
-        .unwrap()
-        .args(["demo", "--lab", &lab, "--patches", "120"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    lab
+    common::demo_lab(dir)
 }
 
 /// A gateway patch of the demo depot with no prerequisites and no base

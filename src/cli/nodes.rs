@@ -318,10 +318,23 @@ struct ListRow {
     entry: Listed,
 }
 
-pub fn list(global: &Global, args: ListArgs) -> Outcome {
+/// Reads something from each node named by `--nodes` (all by default):
+/// one row per item, in node order, and the nodes that could not be read.
+fn from_each_node<T, R: Send>(
+    global: &Global,
+    nodes: &Option<Vec<String>>,
+    read: impl Fn(
+        &mut dyn crate::engine::transport::Transport,
+    ) -> Result<Vec<T>, crate::engine::node::NodeError>
+    + Sync,
+    row: impl Fn(String, T) -> R,
+) -> Result<(Vec<R>, Vec<String>, usize), Failure>
+where
+    T: Send,
+{
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
-    let nodes = match &args.nodes {
+    let chosen = match nodes {
         Some(list) => fleet
             .targets(&Targets {
                 nodes: Some(list.clone()),
@@ -330,22 +343,29 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
             .map_err(Failure::Input)?,
         None => fleet.nodes.iter().collect(),
     };
-    let results = ops::for_each_node(&nodes, ops::DEFAULT_PARALLEL, |n| {
+    let results = ops::for_each_node(&chosen, ops::DEFAULT_PARALLEL, |n| {
         ops::connect(&lab, n)
-            .and_then(|mut t| t.list())
-            .map(|rows| (n.id.clone(), rows))
+            .and_then(|mut t| read(t.as_mut()))
+            .map(|items| (n.id.clone(), items))
     });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for r in results {
         match r {
-            Ok((node, entries)) => rows.extend(entries.into_iter().map(|entry| ListRow {
-                node: node.clone(),
-                entry,
-            })),
+            Ok((node, items)) => rows.extend(items.into_iter().map(|item| row(node.clone(), item))),
             Err(e) => failed.push(e.to_string()),
         }
     }
+    Ok((rows, failed, chosen.len()))
+}
+
+pub fn list(global: &Global, args: ListArgs) -> Outcome {
+    let (rows, failed, _) = from_each_node(
+        global,
+        &args.nodes,
+        |t| t.list(),
+        |node, entry| ListRow { node, entry },
+    )?;
     if args.json {
         print_json(&rows)?;
     } else {
@@ -389,33 +409,12 @@ struct DriftRow {
 
 /// `verify`: files on each node against what its database says; exit 1 on drift.
 pub fn verify(global: &Global, args: ListArgs) -> Outcome {
-    let lab = global.lab();
-    let fleet = load_fleet(&lab)?;
-    let nodes = match &args.nodes {
-        Some(list) => fleet
-            .targets(&Targets {
-                nodes: Some(list.clone()),
-                ..Targets::default()
-            })
-            .map_err(Failure::Input)?,
-        None => fleet.nodes.iter().collect(),
-    };
-    let results = ops::for_each_node(&nodes, ops::DEFAULT_PARALLEL, |n| {
-        ops::connect(&lab, n)
-            .and_then(|mut t| t.verify())
-            .map(|d| (n.id.clone(), d))
-    });
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for r in results {
-        match r {
-            Ok((node, drift)) => rows.extend(drift.into_iter().map(|drift| DriftRow {
-                node: node.clone(),
-                drift,
-            })),
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
+    let (rows, failed, count) = from_each_node(
+        global,
+        &args.nodes,
+        |t| t.verify(),
+        |node, drift| DriftRow { node, drift },
+    )?;
     if args.json {
         print_json(&rows)?;
     } else {
@@ -437,7 +436,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         println!(
             "{} drifted file(s) on {} node(s) checked",
             rows.len(),
-            nodes.len() - failed.len()
+            count - failed.len()
         );
     }
     for f in &failed {

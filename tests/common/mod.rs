@@ -172,3 +172,36 @@ pub fn diff_listings(
         .map(|k| format!("{k}: {:?} vs {:?}", a.get(k), b.get(k)))
         .collect()
 }
+
+/// Runs the real binary with `args`, never the user's default lab.
+pub fn patchdeck(args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("patchdeck")
+        .unwrap()
+        .env_remove("PATCHDECK_LAB")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Stdout as JSON, or a failure that shows what came out instead.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A demo lab of 120 patches under `dir`.
+pub fn demo_lab(dir: &Path) -> String {
+    let lab = dir.join("lab").display().to_string();
+    let out = patchdeck(&["demo", "--lab", &lab, "--patches", "120"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab
+}
