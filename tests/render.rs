@@ -335,3 +335,41 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
         other => panic!("expected a run, got {other:?}"),
     }
 }
+
+#[test]
+fn command_line_previews_an_install_with_order_skips_and_restarts() {
+    let mut c = console_with_operations();
+    let kernel = c.app.ops.snapshot.replication[0].patch.clone();
+    c.keys(":");
+    assert_eq!(c.app.mode, Mode::Command);
+    c.keys(&format!("install {kernel} --cluster edge"));
+    c.key(KeyCode::Enter);
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let screen = c.screen(80, 24);
+    assert!(
+        screen.contains("install order:") && screen.contains(&format!("1. {kernel} named")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("on 8 node(s)") && screen.contains("restart"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Type edge"),
+        "a whole cluster needs its name typed:\n{screen}"
+    );
+    // A read-only verb runs at once.
+    c.key(KeyCode::Esc);
+    c.keys(":");
+    c.keys("list --nodes edge-1_1");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::app::Effect::Run { args, detached, .. } => {
+            assert_eq!(args, ["list", "--nodes", "edge-1_1"]);
+            assert!(!detached);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
+}

@@ -631,13 +631,20 @@ impl App {
             return effect;
         }
         let mut lines = vec![format!("patchdeck {line}")];
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let patches: Vec<String> = args
+            .iter()
+            .skip(1)
+            .take_while(|a| !a.starts_with("--"))
+            .cloned()
+            .collect();
+        let mut target_ids: Vec<String> = Vec::new();
         if let Some(fleet) = &self.ops.fleet {
-            let value = |flag: &str| {
-                args.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| args.get(i + 1))
-                    .cloned()
-            };
             let targets = Targets {
                 nodes: value("--nodes").map(|v| v.split(',').map(str::to_string).collect()),
                 cluster: value("--cluster"),
@@ -646,36 +653,72 @@ impl App {
             };
             if !targets.is_empty() && verb != "rollout" {
                 match fleet.targets(&targets) {
-                    Ok(nodes) => lines.push(format!(
-                        "on {} node(s): {}",
-                        nodes.len(),
-                        nodes
-                            .iter()
-                            .map(|n| n.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )),
+                    Ok(nodes) => {
+                        target_ids = nodes.iter().map(|n| n.id.clone()).collect();
+                        lines.push(format!(
+                            "on {} node(s): {}",
+                            nodes.len(),
+                            target_ids.join(" ")
+                        ));
+                    }
                     Err(e) => lines.push(format!("targets: {e}")),
                 }
             }
         }
-        let patches: Vec<&String> = args
-            .iter()
-            .skip(1)
-            .take_while(|a| !a.starts_with("--"))
-            .collect();
+        if verb == "install" {
+            // The resolver's order and reasons (each node also skips what it
+            // already has), and the nodes replication has not reached.
+            let request = crate::engine::select::Request::new(patches.clone());
+            let selection = crate::engine::select::resolve(&self.depot.patches, &request);
+            lines.push("install order:".into());
+            for (n, e) in selection.patches.iter().enumerate() {
+                lines.push(format!("  {}. {} {}", n + 1, e.id, e.reason));
+            }
+            for p in &selection.problems {
+                lines.push(format!("  ! {}", p.message));
+            }
+            let needed: Vec<String> = selection.patches.iter().map(|e| e.id.clone()).collect();
+            let staged = |n: &String| {
+                let v = self.ops.snapshot.fleet.node(n);
+                needed.iter().all(|p| {
+                    v.is_some_and(|v| v.patches.get(p).is_some_and(|s| *s != PatchState::None))
+                })
+            };
+            let skipped: Vec<&str> = target_ids
+                .iter()
+                .filter(|n| !staged(n))
+                .map(String::as_str)
+                .collect();
+            if !skipped.is_empty() {
+                lines.push(format!(
+                    "  skipped, replication incomplete: {}",
+                    skipped.join(" ")
+                ));
+            }
+        }
         for p in patches.iter().filter_map(|p| self.depot.get(p)) {
             let restart = if p.manifest.hot {
-                "hot".to_string()
+                "no restart".to_string()
             } else {
-                format!("restart {}", p.manifest.restart)
+                format!("{} restart", p.manifest.restart)
             };
             lines.push(format!(
-                "  {} {} {} ({restart})",
+                "  {} {} {}: {restart}",
                 p.id, p.manifest.product, p.manifest.version
             ));
         }
         lines.push(String::new());
+        // A whole cluster at once needs its name typed.
+        if let (Some(cluster), false) = (value("--cluster"), verb == "rollout") {
+            lines.push(format!("This acts on every member of {cluster} at once. Type {cluster} and Enter; Esc cancels."));
+            return self.open(Dialog {
+                confirm: Confirm::Typed {
+                    expected: cluster,
+                    effect,
+                },
+                ..Dialog::info(format!(" {verb} "), lines)
+            });
+        }
         lines.push("y  run it    Esc  cancel".into());
         self.open(Dialog {
             confirm: Confirm::Keys(vec![('y', "run".into(), effect)]),
