@@ -292,3 +292,19 @@ fn unknown_flags_are_usage_errors() {
     let out = patchdeck(&["depot", "list", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn help_fits_an_80_column_console() {
+    for args in [
+        vec!["--help"],
+        vec!["rollout", "start", "--help"],
+        vec!["install", "--help"],
+        vec!["replicate", "--help"],
+    ] {
+        let out = patchdeck(&args);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let wide: Vec<&str> = text.lines().filter(|l| l.chars().count() > 80).collect();
+        assert!(wide.is_empty(), "{args:?}: {wide:?}");
+    }
+}

@@ -20,7 +20,7 @@ use crate::engine::lab::Lab;
 use crate::engine::ops::Op;
 
 #[derive(Debug, Parser)]
-#[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None)]
+#[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None, max_term_width = 80)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
