@@ -391,6 +391,16 @@ fn non_ascii_and_control_characters_never_reach_the_line() {
         cell.inverse(),
         "a coloured background shows as reverse video"
     );
+    // A wide character over narrow ones: the column it would cover is
+    // blank in ratatui's buffer, and must be on the line too (Line220
+    // checks every frame).
+    line.draw(|f| {
+        f.buffer_mut().set_string(0, 2, "wxyz", Style::default());
+    });
+    line.draw(|f| {
+        f.buffer_mut()
+            .set_string(0, 2, "w\u{4e2d}z", Style::default());
+    });
     // ratatui keeps control characters out of cells; the backend would
     // send them as `?` all the same.
     for c in ["\x1b", "\u{7}", "\u{9b}", "\r"] {

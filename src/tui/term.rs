@@ -869,6 +869,23 @@ impl<W: Write> Backend for SerialBackend<W> {
             if x < self.screen.width && y < self.screen.height && self.screen.get(x, y) != g {
                 next.get_or_insert_with(|| self.screen.clone()).set(x, y, g);
             }
+            // A wide character takes one column here, not two: the cells
+            // it would cover are blank in ratatui's buffer, but ratatui
+            // does not send them, so blank them here.
+            let symbol = cell.symbol();
+            if !symbol.is_ascii() {
+                let width = ratatui::text::Span::raw(symbol).width() as u16;
+                for dx in 1..width {
+                    let cx = x.saturating_add(dx);
+                    if cx < self.screen.width
+                        && y < self.screen.height
+                        && self.screen.get(cx, y) != Glyph::BLANK
+                    {
+                        next.get_or_insert_with(|| self.screen.clone())
+                            .set(cx, y, Glyph::BLANK);
+                    }
+                }
+            }
         }
         if let Some(next) = next {
             update(&mut self.w, &mut self.screen, &next);
