@@ -14,6 +14,7 @@ use patchdeck::tui::operate::OpsState;
 use patchdeck::tui::term::{self, Glyph, Screen, SerialBackend};
 use patchdeck::tui::theme::Theme;
 use patchdeck::tui::view;
+use patchdeck::tui::{ConsoleArgs, Profile};
 use proptest::prelude::*;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
@@ -188,6 +189,29 @@ fn vt220_only(bytes: &[u8]) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // The console itself.
 
+fn args() -> ConsoleArgs {
+    ConsoleArgs {
+        theme: None,
+        serial: false,
+        refresh_ms: None,
+    }
+}
+
+fn env_of(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    let pairs = pairs.to_vec();
+    move |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// The profile a VT220 on a serial line gets.
+fn serial_profile() -> Profile {
+    Profile::choose(&args(), &env_of(&[("TERM", "vt220"), ("LC_ALL", "C")]))
+}
+
 struct Console {
     app: App,
     searcher: Searcher,
@@ -206,10 +230,11 @@ fn console(patches: usize) -> Console {
     )
     .unwrap();
     let depot = Depot::open(&lab.depot_dir()).unwrap();
-    let mut app = App::new("demo".into(), depot, &lab.config().unwrap(), Theme::mono());
-    app.theme.ascii = true;
-    app.theme.compact_selection = true;
-    app.theme.plain_lone_frame = true;
+    let profile = serial_profile();
+    assert!(profile.serial);
+    let mut theme = Theme::load(&profile.theme, None).unwrap();
+    profile.adjust(&mut theme);
+    let mut app = App::new("demo".into(), depot, &lab.config().unwrap(), theme);
     let fleet = Fleet::load(&lab.fleet_path()).unwrap();
     app.ops = OpsState::new(lab.clone(), fleet);
     let searcher = Searcher::new(app.lines.clone());
@@ -648,6 +673,68 @@ proptest! {
             }
             prop_assert_eq!(backend.screen(), &next);
             screen = next;
+        }
+    }
+}
+
+#[test]
+fn serial_profile_is_chosen_by_terminal_or_locale() {
+    let utf8 = [("TERM", "xterm-256color"), ("LANG", "C.UTF-8")];
+    let p = Profile::choose(&args(), &env_of(&utf8));
+    assert!(!p.serial);
+    assert_eq!(p.theme, "default");
+    for term in ["vt100", "vt102", "vt220", "linux"] {
+        let p = Profile::choose(&args(), &env_of(&[("TERM", term), ("LANG", "en_US.UTF-8")]));
+        assert!(p.serial, "{term}");
+        assert_eq!(p.theme, "mono");
+        assert_eq!(p.refresh, std::time::Duration::from_secs(1));
+    }
+    let p = Profile::choose(
+        &args(),
+        &env_of(&[("TERM", "xterm"), ("LANG", "en_US.UTF-8"), ("LC_ALL", "C")]),
+    );
+    assert!(p.serial, "LC_ALL=C outranks LANG");
+    let mut forced = args();
+    forced.serial = true;
+    assert!(Profile::choose(&forced, &env_of(&utf8)).serial);
+}
+
+#[test]
+fn no_color_keeps_the_selection_highlight() {
+    let p = Profile::choose(
+        &args(),
+        &env_of(&[
+            ("TERM", "xterm-256color"),
+            ("LANG", "C.UTF-8"),
+            ("NO_COLOR", "1"),
+        ]),
+    );
+    assert!(!p.serial);
+    assert_eq!(p.theme, "mono");
+    let mut c = console(40);
+    let mut theme = Theme::load(&p.theme, None).unwrap();
+    p.adjust(&mut theme);
+    c.app.theme = theme;
+    c.keys("jj");
+    let mut terminal = Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+    let buffer = terminal
+        .draw(|f| view::render(&mut c.app, f))
+        .unwrap()
+        .buffer
+        .clone();
+    let reversed: Vec<u16> = (0..24)
+        .filter(|&y| (0..80).any(|x| buffer[(x, y)].modifier.contains(Modifier::REVERSED)))
+        .collect();
+    // The title bar and the selected row.
+    assert_eq!(reversed.len(), 2, "rows in reverse video: {reversed:?}");
+    for y in 0..24 {
+        for x in 0..80 {
+            let cell = &buffer[(x, y)];
+            assert!(
+                matches!(cell.fg, ratatui::style::Color::Reset)
+                    && matches!(cell.bg, ratatui::style::Color::Reset),
+                "colour at {x},{y}: {cell:?}"
+            );
         }
     }
 }

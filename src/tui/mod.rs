@@ -78,6 +78,19 @@ impl Profile {
             refresh,
         }
     }
+
+    /// What the profile changes in the theme it loaded. The serial profile
+    /// draws ASCII only, and spares the line: a selected row is highlighted
+    /// from its mark through its id only, and a pane alone on the screen
+    /// keeps a plain frame (see [`Theme::compact_selection`] and
+    /// [`Theme::plain_lone_frame`]).
+    pub fn adjust(&self, theme: &mut Theme) {
+        if self.serial {
+            theme.ascii = true;
+            theme.compact_selection = true;
+            theme.plain_lone_frame = true;
+        }
+    }
 }
 
 /// `patchdeck` with no verb: open the console on the lab, creating the demo
@@ -94,11 +107,7 @@ pub fn run_default(global: &Global) -> Outcome {
     }
     let profile = Profile::choose(&global.console, &|k| std::env::var(k).ok());
     let mut theme = Theme::load(&profile.theme, config_dir().as_deref()).map_err(Failure::Input)?;
-    if profile.serial {
-        theme.ascii = true;
-        theme.compact_selection = true;
-        theme.plain_lone_frame = true;
-    }
+    profile.adjust(&mut theme);
     let app = open_app(&lab, theme)?;
     run(app, lab, profile)
 }
