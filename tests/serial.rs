@@ -738,3 +738,138 @@ fn no_color_keeps_the_selection_highlight() {
         }
     }
 }
+
+/// The real binary on a pseudo-terminal that says it is a VT220, in the C
+/// locale: everything it sends, from opening to quitting, is VT220, and it
+/// leaves a clear screen with the cursor shown.
+#[test]
+fn the_binary_on_a_vt220_line_sends_only_vt220_sequences() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    let bin = env!("CARGO_BIN_EXE_patchdeck");
+    let made = std::process::Command::new(bin)
+        .args(["demo", "--patches", "150", "--lab"])
+        .arg(&lab)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+
+    let (mut master, slave) = unsafe {
+        let (mut m, mut s) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let rc = libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        );
+        assert_eq!(rc, 0, "openpty");
+        (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
+    };
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--lab")
+        .arg(&lab)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("TERM", "vt220")
+        .env("LC_ALL", "C")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: setsid and TIOCSCTTY in the child before exec touch no
+    // shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The parent's copies of the line's other end: once they are closed,
+    // the line hangs up when the console exits.
+    drop(cmd);
+    drop(slave);
+
+    let mut vt = vt100::Parser::new(
+        std::num::NonZeroU16::new(24).unwrap(),
+        std::num::NonZeroU16::new(80).unwrap(),
+        0,
+    );
+    let mut all = Vec::new();
+    // Reads until `done` holds for the emulated screen, or the line closes.
+    let mut read_until = |master: &mut std::fs::File, done: &dyn Fn(&vt100::Screen) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut buf = [0u8; 4096];
+        while !done(vt.screen()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting; screen:\n{}",
+                vt.screen().contents()
+            );
+            let mut fds = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(master),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut fds, 1, 200) } <= 0 {
+                continue;
+            }
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    vt.process(&buf[..n]);
+                    all.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        (vt.screen().contents(), vt.screen().hide_cursor())
+    };
+    let (screen, _) = read_until(&mut master, &|s| s.contents().contains("Depot 150/150"));
+    assert!(
+        screen.contains("+ Depot 150/150 -"),
+        "ASCII frame:\n{screen}"
+    );
+    master.write_all(b"j").unwrap();
+    read_until(&mut master, &|s| s.cell(4, 1).is_some_and(|c| c.inverse()));
+    master.write_all(b"q").unwrap();
+    let (screen, hidden) = read_until(&mut master, &|_| false);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(screen.trim(), "", "the screen is cleared on quitting");
+    assert!(!hidden, "the cursor is shown again");
+    vt220_only(&all).unwrap();
+}
+
+#[test]
+fn the_sequence_check_rejects_what_a_vt220_does_not_know() {
+    for bad in [
+        &b"\x1b[?1049h"[..],
+        b"\x1b[38;5;1m",
+        b"\x1b[22m",
+        b"\x1b[39m",
+        b"\x1b[2S",
+        b"\x1b[?1000h",
+        b"\x1b]0;title\x07",
+        "\u{2500}".as_bytes(),
+        b"\x1b[",
+    ] {
+        assert!(
+            vt220_only(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    vt220_only(b"\x1b[H\x1b[2J\x1b[0;1;7mx\x1b[m\x1b[4;20r\n\x1bM\x1b[r\x1b[?25l\r\x08").unwrap();
+}
