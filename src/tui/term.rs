@@ -14,12 +14,16 @@
 //!   shortest, and none while writing contiguous cells; short gaps of
 //!   unchanged cells are re-sent rather than jumped over when that is
 //!   shorter;
-//! - erasing: EL (`ESC[K`) for a row's blank tail, ED (`ESC[J`/`ESC[2J`);
+//! - erasing: EL (`ESC[K`) for a row's blank tail, ECH (`ESC[nX`) for a
+//!   blank run inside a row, ED (`ESC[2J`) to clear;
+//! - sideways: DCH/ICH (`ESC[nP`/`ESC[n@`) when text moved left or right
+//!   within a row;
 //! - scrolling: when a band of rows moved up or down (a list scrolled), the
 //!   backend sets a scroll region (DECSTBM) around it and scrolls it with LF
 //!   at the bottom margin (what IND does, in one byte) or RI (`ESC M`) at
-//!   the top, then writes only the rows that really changed. VT220s have no
-//!   SU/SD (`ESC[nS`/`ESC[nT`), so those are never sent;
+//!   the top, then writes only the rows that really changed. The region
+//!   stays set for the next scroll. VT220s have no SU/SD
+//!   (`ESC[nS`/`ESC[nT`), so those are never sent;
 //! - cursor visibility: `ESC[?25l` / `ESC[?25h`, only when it changes.
 //!
 //! The backend keeps its own copy of the screen (what the terminal shows).
@@ -864,26 +868,23 @@ impl<W: Write> Backend for SerialBackend<W> {
         I: Iterator<Item = (u16, u16, &'a Cell)>,
     {
         let mut next: Option<Screen> = None;
-        for (x, y, cell) in content {
-            let g = glyph(cell);
-            if x < self.screen.width && y < self.screen.height && self.screen.get(x, y) != g {
+        let (width, height) = (self.screen.width, self.screen.height);
+        let mut put = |x: u16, y: u16, g: Glyph, next: &mut Option<Screen>| {
+            let now = next.as_ref().unwrap_or(&self.screen);
+            if x < width && y < height && now.get(x, y) != g {
                 next.get_or_insert_with(|| self.screen.clone()).set(x, y, g);
             }
+        };
+        for (x, y, cell) in content {
+            put(x, y, glyph(cell), &mut next);
             // A wide character takes one column here, not two: the cells
             // it would cover are blank in ratatui's buffer, but ratatui
             // does not send them, so blank them here.
             let symbol = cell.symbol();
             if !symbol.is_ascii() {
-                let width = ratatui::text::Span::raw(symbol).width() as u16;
-                for dx in 1..width {
-                    let cx = x.saturating_add(dx);
-                    if cx < self.screen.width
-                        && y < self.screen.height
-                        && self.screen.get(cx, y) != Glyph::BLANK
-                    {
-                        next.get_or_insert_with(|| self.screen.clone())
-                            .set(cx, y, Glyph::BLANK);
-                    }
+                let wide = ratatui::text::Span::raw(symbol).width() as u16;
+                for dx in 1..wide {
+                    put(x.saturating_add(dx), y, Glyph::BLANK, &mut next);
                 }
             }
         }
