@@ -102,7 +102,7 @@ fn search_mark_filter_and_quit_restores_the_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo_lab(tmp.path());
     let command = format!(
-        "TERM=xterm {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 60",
+        "TERM=xterm LC_ALL=C.UTF-8 {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 60",
         env!("CARGO_BIN_EXE_patchdeck")
     );
     let t = Tmux::start("flow", &command, 80, 24);
@@ -151,7 +151,7 @@ fn first_run_creates_the_demo_lab() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = tmp.path().join("fresh");
     let command = format!(
-        "PATCHDECK_LAB={} TERM=xterm {}; echo patchdeck-exited-$?; sleep 60",
+        "PATCHDECK_LAB={} TERM=xterm LC_ALL=C.UTF-8 {}; echo patchdeck-exited-$?; sleep 60",
         lab.display(),
         env!("CARGO_BIN_EXE_patchdeck")
     );
@@ -209,7 +209,7 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
     let tmp = tempfile::tempdir().unwrap();
     let (lab, patch) = operations_lab(tmp.path());
     let command = format!(
-        "TERM=xterm {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 120",
+        "TERM=xterm LC_ALL=C.UTF-8 {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 120",
         env!("CARGO_BIN_EXE_patchdeck")
     );
     let t = Tmux::start("ops", &command, 80, 24);
@@ -292,7 +292,7 @@ fn serial_terminals_get_ascii_and_no_colour() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo_lab(tmp.path());
     let command = format!(
-        "TERM=vt220 LANG=C {} --lab {lab}; echo patchdeck-exited-$?; sleep 60",
+        "TERM=vt220 LC_ALL=C {} --lab {lab}; echo patchdeck-exited-$?; sleep 60",
         env!("CARGO_BIN_EXE_patchdeck")
     );
     let t = Tmux::start("serial", &command, 80, 24);
@@ -336,7 +336,7 @@ fn user_key_bindings_from_the_config_directory() {
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("keys.toml"), "[global]\nquit = [\"ctrl-q\"]\n").unwrap();
     let command = format!(
-        "PATCHDECK_CONFIG={} TERM=xterm {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 60",
+        "PATCHDECK_CONFIG={} TERM=xterm LC_ALL=C.UTF-8 {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 60",
         config.display(),
         env!("CARGO_BIN_EXE_patchdeck")
     );

@@ -8,6 +8,7 @@ pub mod live;
 pub mod operate;
 pub mod panes;
 pub mod search;
+pub mod term;
 pub mod text;
 pub mod theme;
 pub mod view;
@@ -77,6 +78,19 @@ impl Profile {
             refresh,
         }
     }
+
+    /// What the profile changes in the theme it loaded. The serial profile
+    /// draws ASCII only, and spares the line: a selected row is highlighted
+    /// from its mark through its id only, and a pane alone on the screen
+    /// keeps a plain frame (see [`Theme::compact_selection`] and
+    /// [`Theme::plain_lone_frame`]).
+    pub fn adjust(&self, theme: &mut Theme) {
+        if self.serial {
+            theme.ascii = true;
+            theme.compact_selection = true;
+            theme.plain_lone_frame = true;
+        }
+    }
 }
 
 /// `patchdeck` with no verb: open the console on the lab, creating the demo
@@ -109,9 +123,7 @@ pub fn run_default(global: &Global) -> Outcome {
             .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
         keymap::install(bindings);
     }
-    if profile.serial {
-        theme.ascii = true;
-    }
+    profile.adjust(&mut theme);
     let app = open_app(&lab, theme)?;
     run(app, lab, profile)
 }
@@ -143,43 +155,51 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     Ok(app)
 }
 
-type Term = ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>;
+type Term = ratatui::Terminal<term::ConsoleBackend>;
 
-/// Raw mode, alternate screen, and a panic hook that puts the terminal
-/// back before the panic message. A terminal that reports 0x0 (common on
-/// serial lines) gets `COLUMNS` x `LINES`, else 80x24.
-fn init_terminal() -> std::io::Result<Term> {
+/// Whether the terminal was opened with the serial profile, for
+/// [`restore_terminal`] (which the panic hook calls too).
+static SERIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Raw mode, a clear screen, and a panic hook that puts the terminal back
+/// before the panic message. The default profile uses the alternate screen;
+/// the serial profile draws through [`term::SerialBackend`], which sends
+/// only what a VT220 knows (no alternate screen there). A terminal that
+/// reports 0x0 (common on serial lines) gets `COLUMNS` x `LINES`, else 80x24
+/// ([`term::tty_size`]).
+fn init_terminal(profile: &Profile) -> std::io::Result<Term> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
         previous(info);
     }));
+    SERIAL.store(profile.serial, std::sync::atomic::Ordering::SeqCst);
     crossterm::terminal::enable_raw_mode()?;
-    crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
-    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-    match crossterm::terminal::size() {
-        Ok((w, h)) if w > 0 && h > 0 => ratatui::Terminal::new(backend),
-        _ => {
-            let dim = |k: &str, d: u16| {
-                std::env::var(k)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .unwrap_or(d)
-            };
-            let area = ratatui::layout::Rect::new(0, 0, dim("COLUMNS", 80), dim("LINES", 24));
-            ratatui::Terminal::with_options(
-                backend,
-                ratatui::TerminalOptions {
-                    viewport: ratatui::Viewport::Fixed(area),
-                },
-            )
-        }
+    let backend = if profile.serial {
+        term::ConsoleBackend::Serial(term::SerialBackend::new(std::io::stdout(), None))
+    } else {
+        crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
+        term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+    };
+    let mut terminal = ratatui::Terminal::new(backend)?;
+    if profile.serial {
+        // The screen holds whatever was there: start from a known one.
+        terminal.clear()?;
     }
+    Ok(terminal)
 }
 
 fn restore_terminal() {
     let _ = crossterm::terminal::disable_raw_mode();
+    if SERIAL.load(std::sync::atomic::Ordering::SeqCst) {
+        // Plain attributes, whole-screen scrolling, a clear screen with the
+        // cursor home and shown: all VT220 sequences.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x1b[m\x1b[r\x1b[2J\x1b[H\x1b[?25h");
+        let _ = out.flush();
+        return;
+    }
     let _ = crossterm::execute!(
         std::io::stdout(),
         crossterm::terminal::LeaveAlternateScreen,
@@ -192,8 +212,8 @@ fn run(mut app: App, lab: Lab, profile: Profile) -> Outcome {
         .enable_all()
         .build()
         .map_err(|e| Failure::Failed(format!("cannot start the console runtime: {e}")))?;
-    let mut terminal =
-        init_terminal().map_err(|e| Failure::Failed(format!("cannot open the terminal: {e}")))?;
+    let mut terminal = init_terminal(&profile)
+        .map_err(|e| Failure::Failed(format!("cannot open the terminal: {e}")))?;
     let result = runtime.block_on(event_loop(&mut app, &mut terminal, &lab, &profile));
     restore_terminal();
     result

@@ -52,6 +52,17 @@ struct ThemeFile {
 pub struct Theme {
     pub name: String,
     pub ascii: bool,
+    /// Highlight only the start of a selected list row (the mark and the
+    /// id) rather than the whole row. Set by the serial profile: on a
+    /// VT220 changing a cell's attributes means sending the cell again, so
+    /// a whole-row highlight costs two full rows (about 160 bytes, 0.17 s
+    /// at 9600 baud) on every cursor move.
+    pub compact_selection: bool,
+    /// Draw the frame of a pane that is alone on the screen (narrower than
+    /// side by side) with the plain border style even when it has the
+    /// focus: there is no other pane to tell it from, and on a serial line
+    /// a bold frame costs about ten bytes a row. Set by the serial profile.
+    pub plain_lone_frame: bool,
     pub base: Style,
     pub title: Style,
     pub border: Style,
@@ -116,6 +127,8 @@ impl Theme {
         Ok(Theme {
             name: file.name.clone(),
             ascii: file.ascii,
+            compact_selection: false,
+            plain_lone_frame: false,
             base: style("base")?,
             title: style("title")?,
             border: style("border")?,

@@ -60,12 +60,18 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             panes::groups::render(app, frame, right);
         }
     } else {
+        // One pane alone; see `Theme::plain_lone_frame`.
+        let focus_border = app.theme.focus_border;
+        if app.theme.plain_lone_frame {
+            app.theme.focus_border = app.theme.border;
+        }
         match app.focus {
             Pane::Depot => panes::depot::render(app, frame, body),
             Pane::Filter => panes::filter::render(app, frame, body),
             Pane::Replication => panes::replication::render(app, frame, body),
             Pane::Groups => panes::groups::render(app, frame, body),
         }
+        app.theme.focus_border = focus_border;
     }
     render_status(app, frame, status);
     match app.mode {

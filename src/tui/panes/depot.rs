@@ -123,6 +123,12 @@ fn row_line(
     } else {
         Style::default()
     };
+    // What follows the id; see `Theme::compact_selection`.
+    let rest = if theme.compact_selection {
+        Style::default()
+    } else {
+        base
+    };
     let (id_hits, title_hits) = match query {
         Some(q) => split_positions(&match_positions(app.lines.line(index), q), patch),
         None => (Vec::new(), Vec::new()),
@@ -152,26 +158,26 @@ fn row_line(
         base,
         theme.matched,
     ));
-    spans.push(Span::styled(format!(" {state} "), base));
+    spans.push(Span::styled(format!(" {state} "), rest));
     spans.push(Span::styled(
         severity_letter(patch.manifest.severity).to_string(),
-        base.patch(sev_style),
+        rest.patch(sev_style),
     ));
     // Applied on N of the M nodes that carry the product (blank: nowhere).
     let fleet = match app.ops.coverage.get(&patch.id) {
         Some((n, m)) => format!("{n}/{m}"),
         None => String::new(),
     };
-    spans.push(Span::styled(format!(" {fleet:>FLEET_WIDTH$}"), base));
+    spans.push(Span::styled(format!(" {fleet:>FLEET_WIDTH$}"), rest));
     spans.push(Span::styled(
         format!(" {} ", fit(&patch.categories.join(","), cat_width)),
-        base,
+        rest,
     ));
     spans.extend(highlighted(
         &patch.manifest.title,
         title_width,
         &title_hits,
-        base,
+        rest,
         theme.matched,
     ));
     Line::from(spans)
