@@ -170,7 +170,12 @@ impl<E: Env> Runner<'_, E> {
         let plan = &rollout.plan;
         let head = batch[0];
         if head.step.kind == StepKind::Drain {
-            self.wait_others_healthy(rollout, &head.step.group)?;
+            // The halt is recorded on the step it stops, so status shows
+            // where and why and a resume tries it again.
+            if let Err(message) = self.wait_others_healthy(rollout, &head.step.group) {
+                self.step(rollout.id, head, StepState::Failed, &message)?;
+                return Err(message);
+            }
         }
         if !head.step.kind.per_member() {
             self.step(rollout.id, head, StepState::Running, "")?;
