@@ -362,7 +362,8 @@ impl<E: Env> Runner<'_, E> {
     }
 
     /// Halts on a failed step: with auto-rollback, the failed group's
-    /// members are reverted, restored and waited for.
+    /// members that were changed are drained (if serving), reverted,
+    /// restored and waited for.
     fn failed(&self, rollout: &Rollout, head: &StepRow, message: &str) -> Result<Ending, Fail> {
         let group = head.step.group.clone();
         if !rollout.plan.auto_rollback || group.is_empty() {
@@ -373,30 +374,17 @@ impl<E: Env> Runner<'_, E> {
             );
             return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
         }
-        let members = rollout.plan.members(&group);
-        let mut steps = Vec::new();
-        for n in &members {
-            steps.push((
-                StepKind::Revert,
-                group.clone(),
-                n.clone(),
-                format!("revert this rollout's change on {n}"),
-            ));
+        // What the failed batch did is in the journal, not in `rollout`.
+        let current = self.load(rollout.id)?;
+        let steps = self.rollback_steps(&current, &group);
+        if steps.is_empty() {
+            let m = format!(
+                "halted at step {} ({}): {message}; group {group} was not changed and is serving",
+                head.step.seq,
+                head.step.kind.as_str()
+            );
+            return self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m);
         }
-        for n in &members {
-            steps.push((
-                StepKind::Restore,
-                group.clone(),
-                n.clone(),
-                format!("restore {n}: service up"),
-            ));
-        }
-        steps.push((
-            StepKind::Healthy,
-            group.clone(),
-            String::new(),
-            format!("wait until group {group} is healthy again"),
-        ));
         let seqs = self.db(|c| journal::append(c, rollout.id, &steps))?;
         let reloaded = self.load(rollout.id)?;
         let appended: Vec<&StepRow> = reloaded
@@ -404,22 +392,22 @@ impl<E: Env> Runner<'_, E> {
             .iter()
             .filter(|s| seqs.contains(&s.step.seq))
             .collect();
-        let reverts: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Revert)
-            .collect();
-        let restores: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Restore)
-            .collect();
-        let wait: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Healthy)
-            .collect();
-        for batch in [reverts, restores, wait] {
+        let of = |kind: StepKind| -> Vec<&StepRow> {
+            appended
+                .iter()
+                .copied()
+                .filter(|s| s.step.kind == kind)
+                .collect()
+        };
+        for batch in [
+            of(StepKind::Drain),
+            of(StepKind::Revert),
+            of(StepKind::Restore),
+            of(StepKind::Healthy),
+        ] {
+            if batch.is_empty() {
+                continue;
+            }
             if let Err(e) = self.run_batch(&reloaded, &batch) {
                 let m = format!(
                     "halted at step {}: {message}; rolling group {group} back failed too: {e}",
@@ -434,6 +422,66 @@ impl<E: Env> Runner<'_, E> {
             head.step.kind.as_str()
         );
         self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m)
+    }
+
+    /// The steps that roll a failed group back. Only members whose apply
+    /// ran (or was running when a console stopped) can have changed; they
+    /// are reverted, drained first if they already serve again, because
+    /// nothing changes on a member while it carries traffic. Members left
+    /// out of service are restored, and the group is waited for.
+    fn rollback_steps(
+        &self,
+        rollout: &Rollout,
+        group: &str,
+    ) -> Vec<(StepKind, String, String, String)> {
+        let members = rollout.plan.members(group);
+        let touched: Vec<&String> = members
+            .iter()
+            .filter(|n| {
+                rollout.steps.iter().any(|s| {
+                    s.step.kind == StepKind::Apply
+                        && &s.step.node == *n
+                        && s.state != StepState::Pending
+                })
+            })
+            .collect();
+        let serving: Vec<&String> = members.iter().filter(|n| self.env.in_service(n)).collect();
+        let mut steps = Vec::new();
+        let step = |kind: StepKind, n: &str, command: String| {
+            (kind, group.to_string(), n.to_string(), command)
+        };
+        for n in touched.iter().filter(|n| serving.contains(n)) {
+            steps.push(step(
+                StepKind::Drain,
+                n,
+                format!("drain {n}: service down, to roll it back"),
+            ));
+        }
+        for n in &touched {
+            steps.push(step(
+                StepKind::Revert,
+                n,
+                format!("revert this rollout's change on {n}"),
+            ));
+        }
+        for n in members
+            .iter()
+            .filter(|n| touched.contains(n) || !serving.contains(n))
+        {
+            steps.push(step(
+                StepKind::Restore,
+                n,
+                format!("restore {n}: service up"),
+            ));
+        }
+        if !steps.is_empty() {
+            steps.push(step(
+                StepKind::Healthy,
+                "",
+                format!("wait until group {group} is healthy again"),
+            ));
+        }
+        steps
     }
 
     /// Stops, bringing every member this rollout drained back into service.
