@@ -180,7 +180,7 @@ impl<E: Env> Runner<'_, E> {
         if !head.step.kind.per_member() {
             self.step(rollout.id, head, StepState::Running, "")?;
             let result = match head.step.kind {
-                StepKind::Preflight => self.preflight(plan),
+                StepKind::Preflight => self.preflight(rollout.id, plan),
                 StepKind::HookBefore | StepKind::HookAfter => {
                     self.env.hook(&head.step.command, plan)
                 }
@@ -196,6 +196,29 @@ impl<E: Env> Runner<'_, E> {
                 }
             };
         }
+        // A revert undoes what this rollout changed: patches a member had
+        // applied before it started stay (an uninstall puts back only what
+        // the member had). Without a record, every patch of the plan.
+        let before = if head.step.kind == StepKind::Revert {
+            self.db(|c| journal::before(c, rollout.id))?
+        } else {
+            Default::default()
+        };
+        let revert_plan = |node: &str| -> Plan {
+            let Some(had) = before.get(node) else {
+                return plan.clone();
+            };
+            let patches = plan
+                .patches
+                .iter()
+                .filter(|p| had.contains(p) == plan.uninstall)
+                .cloned()
+                .collect();
+            Plan {
+                patches,
+                ..plan.clone()
+            }
+        };
         // Member steps: `parallel` at a time; the first failure is reported
         // after the chunk it was in has finished.
         for chunk in batch.chunks(plan.parallel.max(1)) {
@@ -216,7 +239,7 @@ impl<E: Env> Runner<'_, E> {
                                     self.env.restore(node, plan).map(|_| String::new())
                                 }
                                 StepKind::Apply => self.env.apply(node, plan),
-                                StepKind::Revert => self.env.revert(node, plan),
+                                StepKind::Revert => self.env.revert(node, &revert_plan(node)),
                                 _ => Ok(String::new()),
                             }
                         })
@@ -248,16 +271,25 @@ impl<E: Env> Runner<'_, E> {
         Ok(())
     }
 
-    fn preflight(&self, plan: &Plan) -> Result<String, Fail> {
+    /// Every member ready and healthy; what each has applied is recorded,
+    /// so a rollback undoes this rollout's change and nothing before it.
+    fn preflight(&self, id: i64, plan: &Plan) -> Result<String, Fail> {
         let mut problems = Vec::new();
+        let mut before = Vec::new();
         for node in plan.all_members() {
             if let Err(e) = self.env.preflight(&node, plan) {
                 problems.push(format!("{node}: {e}"));
             } else if let Err(e) = self.env.healthy(&node) {
                 problems.push(format!("{node}: not healthy: {e}"));
+            } else {
+                match self.env.applied(&node) {
+                    Ok(applied) => before.push((node, applied)),
+                    Err(e) => problems.push(format!("{node}: {e}")),
+                }
             }
         }
         if problems.is_empty() {
+            self.db(|c| journal::record_before(c, id, &before))?;
             Ok(format!("{} members ready", plan.all_members().len()))
         } else {
             Err(format!(
