@@ -133,6 +133,20 @@ impl<E: Env> Runner<'_, E> {
                 _ => {}
             }
             let rollout = self.load(id)?;
+            let planned = rollout.plan.steps.len();
+            // Steps beyond the plan are a rollback decided before this
+            // console took over: carry it on, never retry the failed step
+            // instead (that would roll forward, then revert the group at
+            // the end). A console that died between recording a failure
+            // and deciding the rollback decides it now.
+            if rollout.steps.iter().any(|s| s.step.seq >= planned) {
+                return self.roll_back(id);
+            }
+            if rollout.plan.auto_rollback {
+                if let Some(halt) = halting_step(&rollout).filter(|s| !s.step.group.is_empty()) {
+                    return self.failed(&rollout, halt, &halt.message);
+                }
+            }
             let Some(first) = rollout
                 .steps
                 .iter()
@@ -147,28 +161,19 @@ impl<E: Env> Runner<'_, E> {
                 let message = drift.filter(|m| m.starts_with("drift")).unwrap_or_default();
                 return self.finish(id, State::Done, Ending::Done, &message);
             };
-            let head = &rollout.steps[first];
-            // Member steps of one kind and group run as one batch.
-            let batch: Vec<&StepRow> = if head.step.kind.per_member() {
-                rollout.steps[first..]
-                    .iter()
-                    .take_while(|s| {
-                        s.step.kind == head.step.kind && s.step.group == head.step.group
-                    })
-                    .filter(|s| s.state != StepState::Done)
-                    .collect()
-            } else {
-                vec![head]
-            };
+            let batch = batch_at(&rollout.steps, first);
             if let Err(message) = self.run_batch(&rollout, &batch) {
-                return self.failed(&rollout, head, &message);
+                return self.failed(&rollout, &rollout.steps[first], &message);
             }
         }
     }
 
+    /// Runs the steps of `batch` that are not done yet.
     fn run_batch(&self, rollout: &Rollout, batch: &[&StepRow]) -> Result<(), Fail> {
         let plan = &rollout.plan;
-        let head = batch[0];
+        let Some(head) = batch.iter().copied().find(|s| s.state != StepState::Done) else {
+            return Ok(());
+        };
         if head.step.kind == StepKind::Drain {
             // The halt is recorded on the step it stops, so status shows
             // where and why and a resume tries it again.
@@ -222,7 +227,15 @@ impl<E: Env> Runner<'_, E> {
         // Member steps: `parallel` at a time; the first failure is reported
         // after the chunk it was in has finished.
         for chunk in batch.chunks(plan.parallel.max(1)) {
-            for row in chunk {
+            let chunk: Vec<&StepRow> = chunk
+                .iter()
+                .copied()
+                .filter(|s| s.state != StepState::Done)
+                .collect();
+            if chunk.is_empty() {
+                continue;
+            }
+            for row in &chunk {
                 self.step(rollout.id, row, StepState::Running, "")?;
             }
             let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
@@ -417,43 +430,44 @@ impl<E: Env> Runner<'_, E> {
             );
             return self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m);
         }
-        let seqs = self.db(|c| journal::append(c, rollout.id, &steps))?;
-        let reloaded = self.load(rollout.id)?;
-        let appended: Vec<&StepRow> = reloaded
-            .steps
-            .iter()
-            .filter(|s| seqs.contains(&s.step.seq))
-            .collect();
-        let of = |kind: StepKind| -> Vec<&StepRow> {
-            appended
+        self.db(|c| journal::append(c, rollout.id, &steps))?;
+        self.roll_back(rollout.id)
+    }
+
+    /// Runs the rollback steps that are not done yet, in order; the
+    /// rollout ends rolled back, or failed if a rollback step fails (a
+    /// resume then carries the rollback on).
+    fn roll_back(&self, id: i64) -> Result<Ending, Fail> {
+        loop {
+            let r = self.load(id)?;
+            let planned = r.plan.steps.len();
+            let (halted, group) = match halting_step(&r) {
+                Some(h) => {
+                    let what = match h.step.node.as_str() {
+                        "" => h.step.kind.as_str().to_string(),
+                        node => format!("{} {node}", h.step.kind.as_str()),
+                    };
+                    (
+                        format!("halted at step {} ({what}): {}", h.step.seq, h.message),
+                        h.step.group.clone(),
+                    )
+                }
+                None => ("halted".to_string(), String::new()),
+            };
+            let Some(first) = r
+                .steps
                 .iter()
-                .copied()
-                .filter(|s| s.step.kind == kind)
-                .collect()
-        };
-        for batch in [
-            of(StepKind::Drain),
-            of(StepKind::Revert),
-            of(StepKind::Restore),
-            of(StepKind::Healthy),
-        ] {
-            if batch.is_empty() {
-                continue;
-            }
-            if let Err(e) = self.run_batch(&reloaded, &batch) {
-                let m = format!(
-                    "halted at step {}: {message}; rolling group {group} back failed too: {e}",
-                    head.step.seq
-                );
-                return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
+                .position(|s| s.step.seq >= planned && s.state != StepState::Done)
+            else {
+                let m = format!("{halted}; group {group} rolled back and serving");
+                return self.finish(id, State::Aborted, Ending::RolledBack, &m);
+            };
+            let batch = batch_at(&r.steps, first);
+            if let Err(e) = self.run_batch(&r, &batch) {
+                let m = format!("{halted}; rolling group {group} back failed too: {e}");
+                return self.finish(id, State::Failed, Ending::Failed, &m);
             }
         }
-        let m = format!(
-            "halted at step {} ({}): {message}; group {group} rolled back and serving",
-            head.step.seq,
-            head.step.kind.as_str()
-        );
-        self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m)
     }
 
     /// The steps that roll a failed group back. Only members whose apply
@@ -517,36 +531,72 @@ impl<E: Env> Runner<'_, E> {
     }
 
     /// Stops, bringing every member this rollout drained back into service.
+    /// The request is journaled first, so a console that dies while
+    /// aborting finishes the abort when resumed. Every drained member is
+    /// tried; if one cannot be restored the rollout stays failed with the
+    /// abort still requested, and aborting (or resuming) again retries.
     pub fn abort(&self, id: i64) -> Result<Ending, Fail> {
+        self.db(|c| journal::request(c, id, "abort"))?;
         let rollout = self.load(id)?;
+        let planned = rollout.plan.steps.len();
         let drained: Vec<String> = rollout
             .plan
             .all_members()
             .into_iter()
             .filter(|n| !self.env.in_service(n))
             .collect();
-        if !drained.is_empty() {
-            let steps: Vec<_> = drained
+        // Restores an interrupted abort (or rollback) left are reused.
+        let pending = |r: &Rollout, n: &str| -> Option<usize> {
+            r.steps
                 .iter()
-                .map(|n| {
-                    (
-                        StepKind::Restore,
-                        group_of(&rollout.plan, n),
-                        n.clone(),
-                        format!("restore {n}: service up (abort)"),
-                    )
+                .find(|s| {
+                    s.step.seq >= planned
+                        && s.step.kind == StepKind::Restore
+                        && s.step.node == n
+                        && s.state != StepState::Done
                 })
-                .collect();
-            let seqs = self.db(|c| journal::append(c, id, &steps))?;
-            let reloaded = self.load(id)?;
-            let batch: Vec<&StepRow> = reloaded
-                .steps
-                .iter()
-                .filter(|s| seqs.contains(&s.step.seq))
-                .collect();
-            for row in batch {
-                self.run_batch(&reloaded, &[row])?;
+                .map(|s| s.step.seq)
+        };
+        let missing: Vec<_> = drained
+            .iter()
+            .filter(|n| pending(&rollout, n).is_none())
+            .map(|n| {
+                (
+                    StepKind::Restore,
+                    group_of(&rollout.plan, n),
+                    n.clone(),
+                    format!("restore {n}: service up (abort)"),
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.db(|c| journal::append(c, id, &missing))?;
+        }
+        let reloaded = self.load(id)?;
+        let mut failures = Vec::new();
+        for n in &drained {
+            let Some(row) = pending(&reloaded, n)
+                .and_then(|seq| reloaded.steps.iter().find(|s| s.step.seq == seq))
+            else {
+                continue;
+            };
+            if let Err(e) = self.run_batch(&reloaded, &[row]) {
+                failures.push(e);
             }
+        }
+        if !failures.is_empty() {
+            let m = format!(
+                "abort incomplete: {}; `patchdeck rollout abort {id}` tries again",
+                failures.join("; ")
+            );
+            self.db(|c| {
+                let tx = c.unchecked_transaction()?;
+                journal::set_state(&tx, id, State::Failed, &m)?;
+                journal::request(&tx, id, "abort")?;
+                tx.commit()
+            })?;
+            self.emit_rollout(id, State::Failed.as_str(), &m);
+            return Ok(Ending::Failed);
         }
         let message = if drained.is_empty() {
             "aborted; every group is serving".to_string()
@@ -558,6 +608,30 @@ impl<E: Env> Runner<'_, E> {
         };
         self.finish(id, State::Aborted, Ending::Aborted, &message)
     }
+}
+
+/// The step a rollout halted at: the first step of the plan that failed.
+fn halting_step(r: &Rollout) -> Option<&StepRow> {
+    r.steps
+        .iter()
+        .filter(|s| s.step.seq < r.plan.steps.len())
+        .find(|s| s.state == StepState::Failed)
+}
+
+/// The steps run together with step `first`: for member steps, every step
+/// of that kind and group (done ones included, so `parallel` chunks are
+/// always the same members, resumed or not); else the one step.
+fn batch_at(steps: &[StepRow], first: usize) -> Vec<&StepRow> {
+    let head = &steps[first];
+    if !head.step.kind.per_member() {
+        return vec![head];
+    }
+    let same = |s: &StepRow| s.step.kind == head.step.kind && s.step.group == head.step.group;
+    let start = steps[..first]
+        .iter()
+        .rposition(|s| !same(s))
+        .map_or(0, |i| i + 1);
+    steps[start..].iter().take_while(|s| same(s)).collect()
 }
 
 fn group_of(plan: &Plan, node: &str) -> String {
