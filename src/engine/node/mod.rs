@@ -1304,10 +1304,15 @@ impl Node {
         walk(&self.root, &self.root, &mut entries)
             .map_err(io_err(&self.name, "walking the node"))?;
         for (rel, path, kind) in entries {
-            if path.starts_with(store.join("ipd.sqlite"))
-                || path == store.join("lock")
-                || path.starts_with(store.join("ipd.sqlite-"))
-            {
+            // The database (with its -wal and -shm files) is hashed by
+            // meaning below; its bytes depend on checkpoints. `Path::
+            // starts_with` compares whole components, so compare names.
+            let in_store = path.parent() == Some(store.as_path());
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if in_store && (name == "lock" || name.starts_with("ipd.sqlite")) {
                 continue;
             }
             h.update(rel.as_bytes());
