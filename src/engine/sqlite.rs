@@ -37,6 +37,12 @@ pub fn open(
 /// Applies the migrations after the database's version, in one transaction.
 /// A database newer than this program is refused rather than misread.
 pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    // Up to date, the usual case: write nothing. Opening a database must
+    // not commit (for a node store, fsync) on every open.
+    let current = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+    if current == migrations.len() as i64 {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if version > migrations.len() {
