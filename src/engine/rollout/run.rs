@@ -4,6 +4,7 @@
 //! goes through [`Env`], so a simulated cluster can check the rules.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -72,6 +73,10 @@ pub struct Runner<'a, E: Env> {
 }
 
 type Fail = String;
+
+/// Read-only member checks (preflight, health, consistency) run this many
+/// members at once, whatever the cluster's `parallel` for changes.
+const CHECKS_AT_ONCE: usize = crate::engine::ops::DEFAULT_PARALLEL;
 
 impl<E: Env> Runner<'_, E> {
     fn db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Fail> {
@@ -287,18 +292,20 @@ impl<E: Env> Runner<'_, E> {
     /// Every member ready and healthy; what each has applied is recorded,
     /// so a rollback undoes this rollout's change and nothing before it.
     fn preflight(&self, id: i64, plan: &Plan) -> Result<String, Fail> {
+        let members = plan.all_members();
+        let checked = each_member(&members, |node| {
+            self.env.preflight(node, plan)?;
+            self.env
+                .healthy(node)
+                .map_err(|e| format!("not healthy: {e}"))?;
+            self.env.applied(node)
+        })?;
         let mut problems = Vec::new();
         let mut before = Vec::new();
-        for node in plan.all_members() {
-            if let Err(e) = self.env.preflight(&node, plan) {
-                problems.push(format!("{node}: {e}"));
-            } else if let Err(e) = self.env.healthy(&node) {
-                problems.push(format!("{node}: not healthy: {e}"));
-            } else {
-                match self.env.applied(&node) {
-                    Ok(applied) => before.push((node, applied)),
-                    Err(e) => problems.push(format!("{node}: {e}")),
-                }
+        for (node, result) in members.into_iter().zip(checked) {
+            match result {
+                Ok(applied) => before.push((node, applied)),
+                Err(e) => problems.push(format!("{node}: {e}")),
             }
         }
         if problems.is_empty() {
@@ -323,13 +330,7 @@ impl<E: Env> Runner<'_, E> {
             .collect();
         let deadline = self.env.now() + Duration::from_secs(rollout.plan.health_deadline_secs);
         loop {
-            let sick: Vec<String> = others
-                .iter()
-                .filter_map(|n| match self.env.healthy(n) {
-                    Ok(()) => None,
-                    Err(e) => Some(format!("{n} ({e})")),
-                })
-                .collect();
+            let sick = self.sick(&others)?;
             if sick.is_empty() {
                 return Ok(());
             }
@@ -343,6 +344,16 @@ impl<E: Env> Runner<'_, E> {
         }
     }
 
+    /// The members that are not healthy now, each with the reason.
+    fn sick(&self, members: &[String]) -> Result<Vec<String>, Fail> {
+        let checked = each_member(members, |n| self.env.healthy(n))?;
+        Ok(members
+            .iter()
+            .zip(checked)
+            .filter_map(|(n, r)| r.err().map(|e| format!("{n} ({e})")))
+            .collect())
+    }
+
     /// Healthy within the deadline, then healthy without a break for the
     /// minimum time.
     fn wait_healthy(&self, plan: &Plan, members: &[String]) -> Result<String, Fail> {
@@ -351,10 +362,7 @@ impl<E: Env> Runner<'_, E> {
         let min = Duration::from_secs(plan.min_healthy_secs);
         let mut healthy_since = None;
         loop {
-            let sick: Vec<String> = members
-                .iter()
-                .filter_map(|n| self.env.healthy(n).err().map(|e| format!("{n} ({e})")))
-                .collect();
+            let sick = self.sick(members)?;
             let now = self.env.now();
             if sick.is_empty() {
                 let since = *healthy_since.get_or_insert(now);
@@ -379,9 +387,11 @@ impl<E: Env> Runner<'_, E> {
     }
 
     fn consistency(&self, plan: &Plan) -> Result<String, Fail> {
+        let members = plan.all_members();
+        let applied = each_member(&members, |node| self.env.applied(node))?;
         let mut sets: Vec<(String, Vec<String>)> = Vec::new();
-        for node in plan.all_members() {
-            let mut applied = self.env.applied(&node)?;
+        for (node, applied) in members.into_iter().zip(applied) {
+            let mut applied = applied?;
             applied.sort();
             sets.push((node, applied));
         }
@@ -608,6 +618,42 @@ impl<E: Env> Runner<'_, E> {
         };
         self.finish(id, State::Aborted, Ending::Aborted, &message)
     }
+}
+
+/// Runs a read-only check on every member, several at once (members are
+/// separate machines, and a 1,000-member cluster checked one by one waits
+/// on each in turn); results come back in member order. A check that
+/// panicked is an error, never a silently missing result.
+fn each_member<T: Send>(
+    members: &[String],
+    check: impl Fn(&str) -> T + Sync,
+) -> Result<Vec<T>, Fail> {
+    let next = AtomicUsize::new(0);
+    let workers = CHECKS_AT_ONCE.clamp(1, members.len().max(1));
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(m) = members.get(i) else { break };
+                        mine.push((i, check(m)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if results.len() != members.len() {
+        return Err("a member check panicked".into());
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, t)| t).collect())
 }
 
 /// The step a rollout halted at: the first step of the plan that failed.
