@@ -569,7 +569,7 @@ fn run_case(case: &Case, interrupts: &[Interrupt]) -> Outcome {
         assert!(runs < 200, "seed {}: the rollout never finishes", case.seed);
         // The next interruption, counted from the start of this run.
         let next = pending.first().copied();
-        if pending.first().is_some() {
+        if !pending.is_empty() {
             pending.remove(0);
         }
         sim.w().kill_after_change = match next {

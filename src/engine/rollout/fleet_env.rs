@@ -64,12 +64,12 @@ impl<'a> FleetEnv<'a> {
             }
         };
         let result = f(t.as_mut());
-        if result.is_ok() {
-            if let Ok(mut open) = self.open.lock() {
-                open.push((node.to_string(), t));
-                if open.len() > KEEP_OPEN {
-                    open.remove(0);
-                }
+        if result.is_ok()
+            && let Ok(mut open) = self.open.lock()
+        {
+            open.push((node.to_string(), t));
+            if open.len() > KEEP_OPEN {
+                open.remove(0);
             }
         }
         result

@@ -147,10 +147,10 @@ impl<E: Env> Runner<'_, E> {
             if rollout.steps.iter().any(|s| s.step.seq >= planned) {
                 return self.roll_back(id);
             }
-            if rollout.plan.auto_rollback {
-                if let Some(halt) = halting_step(&rollout).filter(|s| !s.step.group.is_empty()) {
-                    return self.failed(&rollout, halt, &halt.message);
-                }
+            if rollout.plan.auto_rollback
+                && let Some(halt) = halting_step(&rollout).filter(|s| !s.step.group.is_empty())
+            {
+                return self.failed(&rollout, halt, &halt.message);
             }
             let Some(first) = rollout
                 .steps
