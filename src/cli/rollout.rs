@@ -470,6 +470,10 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
         events: &print,
         poll: Duration::from_millis(200),
     };
-    runner.abort(r.id).map_err(Failure::Failed)?;
-    Ok(())
+    match runner.abort(r.id).map_err(Failure::Failed)? {
+        Ending::Aborted => Ok(()),
+        // Some drained member could not be restored: the rollout stays
+        // failed with the abort requested, and says which and why.
+        _ => Err(Failure::Failed(load(&lab, Some(r.id))?.message)),
+    }
 }

@@ -52,6 +52,13 @@ const MIGRATIONS: &[&str] = &[
         started_at TEXT,
         ended_at TEXT,
         PRIMARY KEY(rollout, seq));",
+    // 4: what each member had applied before a rollout changed anything,
+    // so rolling a group back undoes this rollout's change and no more.
+    "CREATE TABLE rollout_before(
+        rollout INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        applied TEXT NOT NULL,
+        PRIMARY KEY(rollout, node))",
 ];
 
 /// Opens (creating and migrating) the lab's console database.
@@ -61,4 +68,12 @@ pub fn open(lab: &Lab) -> rusqlite::Result<Connection> {
         MIGRATIONS,
         crate::engine::sqlite::Durability::Normal,
     )
+}
+
+/// A fresh console database in memory, migrated like the real one (for
+/// simulations and tests that need the journal but no lab).
+pub fn open_in_memory() -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open_in_memory()?;
+    crate::engine::sqlite::migrate(&mut conn, MIGRATIONS)?;
+    Ok(conn)
 }

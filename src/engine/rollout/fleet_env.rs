@@ -3,6 +3,7 @@
 //! (slow a member, make its install or health check fail).
 
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::Plan;
@@ -14,11 +15,20 @@ use crate::engine::node::Service;
 use crate::engine::ops::connect;
 use crate::engine::transport::Transport;
 
+/// Connections kept open for reuse: a member's checks come in a row
+/// (preflight asks whether it is ready, healthy and what it has), and
+/// opening a node store costs more than the question. Small, so a
+/// 1,000-member cluster does not hold 1,000 databases open.
+const KEEP_OPEN: usize = 16;
+
 pub struct FleetEnv<'a> {
     pub lab: &'a Lab,
     pub fleet: &'a Fleet,
     pub rollout: i64,
     start: Instant,
+    /// Recently used connections, oldest first; one user at a time (a
+    /// connection is taken out while in use).
+    open: Mutex<Vec<(String, Box<dyn Transport>)>>,
 }
 
 impl<'a> FleetEnv<'a> {
@@ -28,15 +38,41 @@ impl<'a> FleetEnv<'a> {
             fleet,
             rollout,
             start: Instant::now(),
+            open: Mutex::new(Vec::new()),
         }
     }
 
-    fn transport(&self, node: &str) -> Result<Box<dyn Transport>, String> {
-        let n = self
-            .fleet
-            .node(node)
-            .ok_or_else(|| format!("{node} is no longer in fleet.toml"))?;
-        connect(self.lab, n).map_err(|e| e.to_string())
+    /// Runs `f` on a connection to `node`, reusing a recent one. A
+    /// connection that failed is not kept.
+    fn with<T>(
+        &self,
+        node: &str,
+        f: impl FnOnce(&mut dyn Transport) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let kept = self.open.lock().ok().and_then(|mut open| {
+            let i = open.iter().position(|(n, _)| n == node)?;
+            Some(open.remove(i).1)
+        });
+        let mut t = match kept {
+            Some(t) => t,
+            None => {
+                let n = self
+                    .fleet
+                    .node(node)
+                    .ok_or_else(|| format!("{node} is no longer in fleet.toml"))?;
+                connect(self.lab, n).map_err(|e| e.to_string())?
+            }
+        };
+        let result = f(t.as_mut());
+        if result.is_ok()
+            && let Ok(mut open) = self.open.lock()
+        {
+            open.push((node.to_string(), t));
+            if open.len() > KEEP_OPEN {
+                open.remove(0);
+            }
+        }
+        result
     }
 
     fn knobs(&self, node: &str) -> Knobs {
@@ -86,9 +122,7 @@ impl<'a> FleetEnv<'a> {
 
     fn set_service(&self, node: &str, state: Service, plan: &Plan) -> Result<(), String> {
         self.slow(node);
-        self.transport(node)?
-            .service(Some(state))
-            .map_err(|e| e.to_string())?;
+        self.with(node, |t| t.service(Some(state)).map_err(|e| e.to_string()))?;
         let extra = if state == Service::Down {
             &plan.drain_command
         } else {
@@ -102,7 +136,10 @@ impl<'a> FleetEnv<'a> {
 
     /// Installs `ids` in order where staged; rolls back, newest first, where applied.
     fn change(&self, node: &str, ids: &[String], install: bool) -> Result<String, String> {
-        let mut t = self.transport(node)?;
+        self.with(node, |t| Self::change_on(t, ids, install))
+    }
+
+    fn change_on(t: &mut dyn Transport, ids: &[String], install: bool) -> Result<String, String> {
         let inv = t.inventory().map_err(|e| e.to_string())?;
         let mut done = Vec::new();
         if install {
@@ -131,10 +168,7 @@ impl<'a> FleetEnv<'a> {
 
 impl Env for FleetEnv<'_> {
     fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
-        let inv = self
-            .transport(node)?
-            .inventory()
-            .map_err(|e| e.to_string())?;
+        let inv = self.with(node, |t| t.inventory().map_err(|e| e.to_string()))?;
         let missing: Vec<&str> = plan
             .patches
             .iter()
@@ -185,8 +219,7 @@ impl Env for FleetEnv<'_> {
     }
 
     fn in_service(&self, node: &str) -> bool {
-        self.transport(node)
-            .and_then(|mut t| t.service(None).map_err(|e| e.to_string()))
+        self.with(node, |t| t.service(None).map_err(|e| e.to_string()))
             .is_ok_and(|s| s.state == Service::Up)
     }
 
@@ -194,12 +227,16 @@ impl Env for FleetEnv<'_> {
         if self.knobs(node).fail_health {
             return Err("health check fails (demo knob fail_health in fleet.toml)".into());
         }
-        let mut t = self.transport(node)?;
-        let s = t.service(None).map_err(|e| e.to_string())?;
-        if s.state != Service::Up {
+        let (state, drift) = self.with(node, |t| {
+            let s = t.service(None).map_err(|e| e.to_string())?;
+            if s.state != Service::Up {
+                return Ok((s.state, Vec::new()));
+            }
+            Ok((s.state, t.verify().map_err(|e| e.to_string())?))
+        })?;
+        if state != Service::Up {
             return Err("service down".into());
         }
-        let drift = t.verify().map_err(|e| e.to_string())?;
         match drift.first() {
             None => Ok(()),
             Some(d) => Err(format!(
@@ -215,7 +252,7 @@ impl Env for FleetEnv<'_> {
     }
 
     fn applied(&self, node: &str) -> Result<Vec<String>, String> {
-        let list = self.transport(node)?.list().map_err(|e| e.to_string())?;
+        let list = self.with(node, |t| t.list().map_err(|e| e.to_string()))?;
         Ok(list
             .into_iter()
             .filter(|l| matches!(l.state, PatchState::Applied | PatchState::Committed))

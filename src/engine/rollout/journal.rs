@@ -1,6 +1,8 @@
 //! Rollouts in the console database: the plan, the rollout's state, what
 //! another process asked for (pause, abort), and every step's state.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -294,4 +296,38 @@ pub fn unfinished(conn: &Connection, cluster: &str) -> rusqlite::Result<Option<i
         |r| r.get(0),
     )
     .optional()
+}
+
+/// Records the patches each member had applied before the rollout changed
+/// anything (written by the preflight, which changes nothing itself).
+pub fn record_before(
+    conn: &Connection,
+    id: i64,
+    members: &[(String, Vec<String>)],
+) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    for (node, applied) in members {
+        let json = serde_json::to_string(applied).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO rollout_before(rollout, node, applied) VALUES (?1, ?2, ?3)
+             ON CONFLICT(rollout, node) DO UPDATE SET applied=?3",
+            params![id, node, json],
+        )?;
+    }
+    tx.commit()
+}
+
+/// What each member had applied before the rollout, by node (empty for a
+/// rollout recorded before this was kept).
+pub fn before(conn: &Connection, id: i64) -> rusqlite::Result<BTreeMap<String, Vec<String>>> {
+    let mut stmt = conn.prepare("SELECT node, applied FROM rollout_before WHERE rollout=?1")?;
+    let rows = stmt.query_map([id], |r| {
+        let node: String = r.get(0)?;
+        let json: String = r.get(1)?;
+        let applied: Vec<String> = serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok((node, applied))
+    })?;
+    rows.collect()
 }

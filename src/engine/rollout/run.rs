@@ -4,6 +4,7 @@
 //! goes through [`Env`], so a simulated cluster can check the rules.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -73,6 +74,10 @@ pub struct Runner<'a, E: Env> {
 
 type Fail = String;
 
+/// Read-only member checks (preflight, health, consistency) run this many
+/// members at once, whatever the cluster's `parallel` for changes.
+const CHECKS_AT_ONCE: usize = crate::engine::ops::DEFAULT_PARALLEL;
+
 impl<E: Env> Runner<'_, E> {
     fn db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Fail> {
         let conn = self
@@ -133,6 +138,20 @@ impl<E: Env> Runner<'_, E> {
                 _ => {}
             }
             let rollout = self.load(id)?;
+            let planned = rollout.plan.steps.len();
+            // Steps beyond the plan are a rollback decided before this
+            // console took over: carry it on, never retry the failed step
+            // instead (that would roll forward, then revert the group at
+            // the end). A console that died between recording a failure
+            // and deciding the rollback decides it now.
+            if rollout.steps.iter().any(|s| s.step.seq >= planned) {
+                return self.roll_back(id);
+            }
+            if rollout.plan.auto_rollback
+                && let Some(halt) = halting_step(&rollout).filter(|s| !s.step.group.is_empty())
+            {
+                return self.failed(&rollout, halt, &halt.message);
+            }
             let Some(first) = rollout
                 .steps
                 .iter()
@@ -147,35 +166,31 @@ impl<E: Env> Runner<'_, E> {
                 let message = drift.filter(|m| m.starts_with("drift")).unwrap_or_default();
                 return self.finish(id, State::Done, Ending::Done, &message);
             };
-            let head = &rollout.steps[first];
-            // Member steps of one kind and group run as one batch.
-            let batch: Vec<&StepRow> = if head.step.kind.per_member() {
-                rollout.steps[first..]
-                    .iter()
-                    .take_while(|s| {
-                        s.step.kind == head.step.kind && s.step.group == head.step.group
-                    })
-                    .filter(|s| s.state != StepState::Done)
-                    .collect()
-            } else {
-                vec![head]
-            };
+            let batch = batch_at(&rollout.steps, first);
             if let Err(message) = self.run_batch(&rollout, &batch) {
-                return self.failed(&rollout, head, &message);
+                return self.failed(&rollout, &rollout.steps[first], &message);
             }
         }
     }
 
+    /// Runs the steps of `batch` that are not done yet.
     fn run_batch(&self, rollout: &Rollout, batch: &[&StepRow]) -> Result<(), Fail> {
         let plan = &rollout.plan;
-        let head = batch[0];
+        let Some(head) = batch.iter().copied().find(|s| s.state != StepState::Done) else {
+            return Ok(());
+        };
         if head.step.kind == StepKind::Drain {
-            self.wait_others_healthy(rollout, &head.step.group)?;
+            // The halt is recorded on the step it stops, so status shows
+            // where and why and a resume tries it again.
+            if let Err(message) = self.wait_others_healthy(rollout, &head.step.group) {
+                self.step(rollout.id, head, StepState::Failed, &message)?;
+                return Err(message);
+            }
         }
         if !head.step.kind.per_member() {
             self.step(rollout.id, head, StepState::Running, "")?;
             let result = match head.step.kind {
-                StepKind::Preflight => self.preflight(plan),
+                StepKind::Preflight => self.preflight(rollout.id, plan),
                 StepKind::HookBefore | StepKind::HookAfter => {
                     self.env.hook(&head.step.command, plan)
                 }
@@ -191,10 +206,41 @@ impl<E: Env> Runner<'_, E> {
                 }
             };
         }
+        // A revert undoes what this rollout changed: patches a member had
+        // applied before it started stay (an uninstall puts back only what
+        // the member had). Without a record, every patch of the plan.
+        let before = if head.step.kind == StepKind::Revert {
+            self.db(|c| journal::before(c, rollout.id))?
+        } else {
+            Default::default()
+        };
+        let revert_plan = |node: &str| -> Plan {
+            let Some(had) = before.get(node) else {
+                return plan.clone();
+            };
+            let patches = plan
+                .patches
+                .iter()
+                .filter(|p| had.contains(p) == plan.uninstall)
+                .cloned()
+                .collect();
+            Plan {
+                patches,
+                ..plan.clone()
+            }
+        };
         // Member steps: `parallel` at a time; the first failure is reported
         // after the chunk it was in has finished.
         for chunk in batch.chunks(plan.parallel.max(1)) {
-            for row in chunk {
+            let chunk: Vec<&StepRow> = chunk
+                .iter()
+                .copied()
+                .filter(|s| s.state != StepState::Done)
+                .collect();
+            if chunk.is_empty() {
+                continue;
+            }
+            for row in &chunk {
                 self.step(rollout.id, row, StepState::Running, "")?;
             }
             let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
@@ -211,7 +257,7 @@ impl<E: Env> Runner<'_, E> {
                                     self.env.restore(node, plan).map(|_| String::new())
                                 }
                                 StepKind::Apply => self.env.apply(node, plan),
-                                StepKind::Revert => self.env.revert(node, plan),
+                                StepKind::Revert => self.env.revert(node, &revert_plan(node)),
                                 _ => Ok(String::new()),
                             }
                         })
@@ -243,16 +289,27 @@ impl<E: Env> Runner<'_, E> {
         Ok(())
     }
 
-    fn preflight(&self, plan: &Plan) -> Result<String, Fail> {
+    /// Every member ready and healthy; what each has applied is recorded,
+    /// so a rollback undoes this rollout's change and nothing before it.
+    fn preflight(&self, id: i64, plan: &Plan) -> Result<String, Fail> {
+        let members = plan.all_members();
+        let checked = each_member(&members, |node| {
+            self.env.preflight(node, plan)?;
+            self.env
+                .healthy(node)
+                .map_err(|e| format!("not healthy: {e}"))?;
+            self.env.applied(node)
+        })?;
         let mut problems = Vec::new();
-        for node in plan.all_members() {
-            if let Err(e) = self.env.preflight(&node, plan) {
-                problems.push(format!("{node}: {e}"));
-            } else if let Err(e) = self.env.healthy(&node) {
-                problems.push(format!("{node}: not healthy: {e}"));
+        let mut before = Vec::new();
+        for (node, result) in members.into_iter().zip(checked) {
+            match result {
+                Ok(applied) => before.push((node, applied)),
+                Err(e) => problems.push(format!("{node}: {e}")),
             }
         }
         if problems.is_empty() {
+            self.db(|c| journal::record_before(c, id, &before))?;
             Ok(format!("{} members ready", plan.all_members().len()))
         } else {
             Err(format!(
@@ -273,13 +330,7 @@ impl<E: Env> Runner<'_, E> {
             .collect();
         let deadline = self.env.now() + Duration::from_secs(rollout.plan.health_deadline_secs);
         loop {
-            let sick: Vec<String> = others
-                .iter()
-                .filter_map(|n| match self.env.healthy(n) {
-                    Ok(()) => None,
-                    Err(e) => Some(format!("{n} ({e})")),
-                })
-                .collect();
+            let sick = self.sick(&others)?;
             if sick.is_empty() {
                 return Ok(());
             }
@@ -293,6 +344,16 @@ impl<E: Env> Runner<'_, E> {
         }
     }
 
+    /// The members that are not healthy now, each with the reason.
+    fn sick(&self, members: &[String]) -> Result<Vec<String>, Fail> {
+        let checked = each_member(members, |n| self.env.healthy(n))?;
+        Ok(members
+            .iter()
+            .zip(checked)
+            .filter_map(|(n, r)| r.err().map(|e| format!("{n} ({e})")))
+            .collect())
+    }
+
     /// Healthy within the deadline, then healthy without a break for the
     /// minimum time.
     fn wait_healthy(&self, plan: &Plan, members: &[String]) -> Result<String, Fail> {
@@ -301,10 +362,7 @@ impl<E: Env> Runner<'_, E> {
         let min = Duration::from_secs(plan.min_healthy_secs);
         let mut healthy_since = None;
         loop {
-            let sick: Vec<String> = members
-                .iter()
-                .filter_map(|n| self.env.healthy(n).err().map(|e| format!("{n} ({e})")))
-                .collect();
+            let sick = self.sick(members)?;
             let now = self.env.now();
             if sick.is_empty() {
                 let since = *healthy_since.get_or_insert(now);
@@ -329,9 +387,11 @@ impl<E: Env> Runner<'_, E> {
     }
 
     fn consistency(&self, plan: &Plan) -> Result<String, Fail> {
+        let members = plan.all_members();
+        let applied = each_member(&members, |node| self.env.applied(node))?;
         let mut sets: Vec<(String, Vec<String>)> = Vec::new();
-        for node in plan.all_members() {
-            let mut applied = self.env.applied(&node)?;
+        for (node, applied) in members.into_iter().zip(applied) {
+            let mut applied = applied?;
             applied.sort();
             sets.push((node, applied));
         }
@@ -357,7 +417,8 @@ impl<E: Env> Runner<'_, E> {
     }
 
     /// Halts on a failed step: with auto-rollback, the failed group's
-    /// members are reverted, restored and waited for.
+    /// members that were changed are drained (if serving), reverted,
+    /// restored and waited for.
     fn failed(&self, rollout: &Rollout, head: &StepRow, message: &str) -> Result<Ending, Fail> {
         let group = head.step.group.clone();
         if !rollout.plan.auto_rollback || group.is_empty() {
@@ -368,100 +429,184 @@ impl<E: Env> Runner<'_, E> {
             );
             return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
         }
-        let members = rollout.plan.members(&group);
+        // What the failed batch did is in the journal, not in `rollout`.
+        let current = self.load(rollout.id)?;
+        let steps = self.rollback_steps(&current, &group);
+        if steps.is_empty() {
+            let m = format!(
+                "halted at step {} ({}): {message}; group {group} was not changed and is serving",
+                head.step.seq,
+                head.step.kind.as_str()
+            );
+            return self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m);
+        }
+        self.db(|c| journal::append(c, rollout.id, &steps))?;
+        self.roll_back(rollout.id)
+    }
+
+    /// Runs the rollback steps that are not done yet, in order; the
+    /// rollout ends rolled back, or failed if a rollback step fails (a
+    /// resume then carries the rollback on).
+    fn roll_back(&self, id: i64) -> Result<Ending, Fail> {
+        loop {
+            let r = self.load(id)?;
+            let planned = r.plan.steps.len();
+            let (halted, group) = match halting_step(&r) {
+                Some(h) => {
+                    let what = match h.step.node.as_str() {
+                        "" => h.step.kind.as_str().to_string(),
+                        node => format!("{} {node}", h.step.kind.as_str()),
+                    };
+                    (
+                        format!("halted at step {} ({what}): {}", h.step.seq, h.message),
+                        h.step.group.clone(),
+                    )
+                }
+                None => ("halted".to_string(), String::new()),
+            };
+            let Some(first) = r
+                .steps
+                .iter()
+                .position(|s| s.step.seq >= planned && s.state != StepState::Done)
+            else {
+                let m = format!("{halted}; group {group} rolled back and serving");
+                return self.finish(id, State::Aborted, Ending::RolledBack, &m);
+            };
+            let batch = batch_at(&r.steps, first);
+            if let Err(e) = self.run_batch(&r, &batch) {
+                let m = format!("{halted}; rolling group {group} back failed too: {e}");
+                return self.finish(id, State::Failed, Ending::Failed, &m);
+            }
+        }
+    }
+
+    /// The steps that roll a failed group back. Only members whose apply
+    /// ran (or was running when a console stopped) can have changed; they
+    /// are reverted, drained first if they already serve again, because
+    /// nothing changes on a member while it carries traffic. Members left
+    /// out of service are restored, and the group is waited for.
+    fn rollback_steps(
+        &self,
+        rollout: &Rollout,
+        group: &str,
+    ) -> Vec<(StepKind, String, String, String)> {
+        let members = rollout.plan.members(group);
+        let touched: Vec<&String> = members
+            .iter()
+            .filter(|n| {
+                rollout.steps.iter().any(|s| {
+                    s.step.kind == StepKind::Apply
+                        && &s.step.node == *n
+                        && s.state != StepState::Pending
+                })
+            })
+            .collect();
+        let serving: Vec<&String> = members.iter().filter(|n| self.env.in_service(n)).collect();
         let mut steps = Vec::new();
-        for n in &members {
-            steps.push((
+        let step = |kind: StepKind, n: &str, command: String| {
+            (kind, group.to_string(), n.to_string(), command)
+        };
+        for n in touched.iter().filter(|n| serving.contains(n)) {
+            steps.push(step(
+                StepKind::Drain,
+                n,
+                format!("drain {n}: service down, to roll it back"),
+            ));
+        }
+        for n in &touched {
+            steps.push(step(
                 StepKind::Revert,
-                group.clone(),
-                n.clone(),
+                n,
                 format!("revert this rollout's change on {n}"),
             ));
         }
-        for n in &members {
-            steps.push((
+        for n in members
+            .iter()
+            .filter(|n| touched.contains(n) || !serving.contains(n))
+        {
+            steps.push(step(
                 StepKind::Restore,
-                group.clone(),
-                n.clone(),
+                n,
                 format!("restore {n}: service up"),
             ));
         }
-        steps.push((
-            StepKind::Healthy,
-            group.clone(),
-            String::new(),
-            format!("wait until group {group} is healthy again"),
-        ));
-        let seqs = self.db(|c| journal::append(c, rollout.id, &steps))?;
-        let reloaded = self.load(rollout.id)?;
-        let appended: Vec<&StepRow> = reloaded
-            .steps
-            .iter()
-            .filter(|s| seqs.contains(&s.step.seq))
-            .collect();
-        let reverts: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Revert)
-            .collect();
-        let restores: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Restore)
-            .collect();
-        let wait: Vec<&StepRow> = appended
-            .iter()
-            .copied()
-            .filter(|s| s.step.kind == StepKind::Healthy)
-            .collect();
-        for batch in [reverts, restores, wait] {
-            if let Err(e) = self.run_batch(&reloaded, &batch) {
-                let m = format!(
-                    "halted at step {}: {message}; rolling group {group} back failed too: {e}",
-                    head.step.seq
-                );
-                return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
-            }
+        if !steps.is_empty() {
+            steps.push(step(
+                StepKind::Healthy,
+                "",
+                format!("wait until group {group} is healthy again"),
+            ));
         }
-        let m = format!(
-            "halted at step {} ({}): {message}; group {group} rolled back and serving",
-            head.step.seq,
-            head.step.kind.as_str()
-        );
-        self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m)
+        steps
     }
 
     /// Stops, bringing every member this rollout drained back into service.
+    /// The request is journaled first, so a console that dies while
+    /// aborting finishes the abort when resumed. Every drained member is
+    /// tried; if one cannot be restored the rollout stays failed with the
+    /// abort still requested, and aborting (or resuming) again retries.
     pub fn abort(&self, id: i64) -> Result<Ending, Fail> {
+        self.db(|c| journal::request(c, id, "abort"))?;
         let rollout = self.load(id)?;
+        let planned = rollout.plan.steps.len();
         let drained: Vec<String> = rollout
             .plan
             .all_members()
             .into_iter()
             .filter(|n| !self.env.in_service(n))
             .collect();
-        if !drained.is_empty() {
-            let steps: Vec<_> = drained
+        // Restores an interrupted abort (or rollback) left are reused.
+        let pending = |r: &Rollout, n: &str| -> Option<usize> {
+            r.steps
                 .iter()
-                .map(|n| {
-                    (
-                        StepKind::Restore,
-                        group_of(&rollout.plan, n),
-                        n.clone(),
-                        format!("restore {n}: service up (abort)"),
-                    )
+                .find(|s| {
+                    s.step.seq >= planned
+                        && s.step.kind == StepKind::Restore
+                        && s.step.node == n
+                        && s.state != StepState::Done
                 })
-                .collect();
-            let seqs = self.db(|c| journal::append(c, id, &steps))?;
-            let reloaded = self.load(id)?;
-            let batch: Vec<&StepRow> = reloaded
-                .steps
-                .iter()
-                .filter(|s| seqs.contains(&s.step.seq))
-                .collect();
-            for row in batch {
-                self.run_batch(&reloaded, &[row])?;
+                .map(|s| s.step.seq)
+        };
+        let missing: Vec<_> = drained
+            .iter()
+            .filter(|n| pending(&rollout, n).is_none())
+            .map(|n| {
+                (
+                    StepKind::Restore,
+                    group_of(&rollout.plan, n),
+                    n.clone(),
+                    format!("restore {n}: service up (abort)"),
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.db(|c| journal::append(c, id, &missing))?;
+        }
+        let reloaded = self.load(id)?;
+        let mut failures = Vec::new();
+        for n in &drained {
+            let Some(row) = pending(&reloaded, n)
+                .and_then(|seq| reloaded.steps.iter().find(|s| s.step.seq == seq))
+            else {
+                continue;
+            };
+            if let Err(e) = self.run_batch(&reloaded, &[row]) {
+                failures.push(e);
             }
+        }
+        if !failures.is_empty() {
+            let m = format!(
+                "abort incomplete: {}; `patchdeck rollout abort {id}` tries again",
+                failures.join("; ")
+            );
+            self.db(|c| {
+                let tx = c.unchecked_transaction()?;
+                journal::set_state(&tx, id, State::Failed, &m)?;
+                journal::request(&tx, id, "abort")?;
+                tx.commit()
+            })?;
+            self.emit_rollout(id, State::Failed.as_str(), &m);
+            return Ok(Ending::Failed);
         }
         let message = if drained.is_empty() {
             "aborted; every group is serving".to_string()
@@ -473,6 +618,66 @@ impl<E: Env> Runner<'_, E> {
         };
         self.finish(id, State::Aborted, Ending::Aborted, &message)
     }
+}
+
+/// Runs a read-only check on every member, several at once (members are
+/// separate machines, and a 1,000-member cluster checked one by one waits
+/// on each in turn); results come back in member order. A check that
+/// panicked is an error, never a silently missing result.
+fn each_member<T: Send>(
+    members: &[String],
+    check: impl Fn(&str) -> T + Sync,
+) -> Result<Vec<T>, Fail> {
+    let next = AtomicUsize::new(0);
+    let workers = CHECKS_AT_ONCE.clamp(1, members.len().max(1));
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(m) = members.get(i) else { break };
+                        mine.push((i, check(m)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if results.len() != members.len() {
+        return Err("a member check panicked".into());
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, t)| t).collect())
+}
+
+/// The step a rollout halted at: the first step of the plan that failed.
+fn halting_step(r: &Rollout) -> Option<&StepRow> {
+    r.steps
+        .iter()
+        .filter(|s| s.step.seq < r.plan.steps.len())
+        .find(|s| s.state == StepState::Failed)
+}
+
+/// The steps run together with step `first`: for member steps, every step
+/// of that kind and group (done ones included, so `parallel` chunks are
+/// always the same members, resumed or not); else the one step.
+fn batch_at(steps: &[StepRow], first: usize) -> Vec<&StepRow> {
+    let head = &steps[first];
+    if !head.step.kind.per_member() {
+        return vec![head];
+    }
+    let same = |s: &StepRow| s.step.kind == head.step.kind && s.step.group == head.step.group;
+    let start = steps[..first]
+        .iter()
+        .rposition(|s| !same(s))
+        .map_or(0, |i| i + 1);
+    steps[start..].iter().take_while(|s| same(s)).collect()
 }
 
 fn group_of(plan: &Plan, node: &str) -> String {

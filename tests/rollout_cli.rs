@@ -1,0 +1,734 @@
+//! Rollouts end to end: the real binary on a demo lab, its `edge` cluster
+//! (members edge-1_1..1_4 on site 1 form group A, edge-2_1..2_4 on site 2
+//! group B, two at a time). Dry run, a full run, a failure with and without
+//! auto-rollback, abort, pause and resume from another process, two
+//! consoles starting at once, and a console killed at random moments.
+//!
+//! Node states are compared by `Node::digest` (files and database meaning,
+//! no timestamps). The lab's clusters get `min_healthy_secs = 0` and a short
+//! health deadline so runs take well under a second unless a member is
+//! slowed down on purpose with the `slow_ms` demo knob.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use patchdeck::engine::node::{Node, Service};
+
+const A: [&str; 4] = ["edge-1_1", "edge-1_2", "edge-1_3", "edge-1_4"];
+const B: [&str; 4] = ["edge-2_1", "edge-2_2", "edge-2_3", "edge-2_4"];
+
+fn members() -> Vec<&'static str> {
+    A.iter().chain(B.iter()).copied().collect()
+}
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_patchdeck")
+}
+
+fn run(lab: &Path, args: &[&str]) -> Output {
+    Command::cargo_bin("patchdeck")
+        .expect("binary")
+        .env_remove("PATCHDECK_LAB")
+        .args(args)
+        .arg("--lab")
+        .arg(lab)
+        .output()
+        .expect("run patchdeck")
+}
+
+/// Starts the binary without waiting for it.
+fn spawn(lab: &Path, args: &[&str]) -> Child {
+    std::process::Command::new(exe())
+        .env_remove("PATCHDECK_LAB")
+        .args(args)
+        .arg("--lab")
+        .arg(lab)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn patchdeck")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+/// A demo lab whose `edge` members all have a plain gateway patch staged.
+/// Returns the lab and the patch id.
+fn lab_with_patch(dir: &Path) -> (PathBuf, String) {
+    let lab = dir.join("lab");
+    let out = Command::cargo_bin("patchdeck")
+        .expect("binary")
+        .arg("demo")
+        .arg("--lab")
+        .arg(&lab)
+        .args(["--patches", "120"])
+        .output()
+        .expect("demo");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fleet = lab.join("fleet.toml");
+    let t = std::fs::read_to_string(&fleet).expect("fleet");
+    assert!(t.contains("min_healthy_secs = 2") && t.contains("health_deadline_secs = 60"));
+    let t = t
+        .replace("min_healthy_secs = 2", "min_healthy_secs = 0")
+        .replace("health_deadline_secs = 60", "health_deadline_secs = 3");
+    std::fs::write(&fleet, t).expect("fleet");
+    let patch = plain_gateway_patch(&lab);
+    let out = run(
+        &lab,
+        &[
+            "replicate",
+            &patch,
+            "--nodes",
+            &members().join(","),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (lab, patch)
+}
+
+/// A gateway patch with no prerequisites, base version or supersedes.
+fn plain_gateway_patch(lab: &Path) -> String {
+    let rows = json(&run(
+        lab,
+        &["depot", "list", "--json", "--filter", "gateway"],
+    ));
+    rows.as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| {
+            r["requires"].as_array().is_some_and(|a| a.is_empty())
+                && r.get("base_version").is_none()
+                && r["supersedes"].as_array().is_some_and(|a| a.is_empty())
+        })
+        .and_then(|r| r["id"].as_str())
+        .expect("a plain gateway patch")
+        .to_string()
+}
+
+/// Adds `[node.demo]` knobs (e.g. `slow_ms = 200`) to nodes of fleet.toml.
+fn knobs(lab: &Path, nodes: &[&str], knob: &str) {
+    let path = lab.join("fleet.toml");
+    let t = std::fs::read_to_string(&path).expect("fleet");
+    let mut out = String::new();
+    for (i, block) in t.split("[[node]]").enumerate() {
+        if i > 0 {
+            out.push_str("[[node]]");
+        }
+        out.push_str(block);
+        if nodes
+            .iter()
+            .any(|n| block.contains(&format!("id = \"{n}\"\n")))
+        {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            if !block.contains("[node.demo]") {
+                out.push_str("\n[node.demo]\n");
+            }
+            out.push_str(knob);
+            out.push_str("\n\n");
+        }
+    }
+    std::fs::write(&path, out).expect("fleet");
+    assert!(
+        run(lab, &["nodes"]).status.success(),
+        "fleet.toml still parses"
+    );
+}
+
+/// Sets keys of the `edge` cluster (e.g. a drain command).
+fn cluster_keys(lab: &Path, lines: &str) {
+    let path = lab.join("fleet.toml");
+    let t = std::fs::read_to_string(&path).expect("fleet");
+    let t = t.replacen("id = \"edge\"\n", &format!("id = \"edge\"\n{lines}\n"), 1);
+    std::fs::write(&path, t).expect("fleet");
+    assert!(run(lab, &["nodes"]).status.success());
+}
+
+fn node_root(lab: &Path, node: &str) -> PathBuf {
+    lab.join("nodes").join(node)
+}
+
+fn digest(lab: &Path, node: &str) -> String {
+    Node::open(&node_root(lab, node), node)
+        .and_then(|n| n.digest())
+        .expect("digest")
+}
+
+fn digests(lab: &Path, nodes: &[&str]) -> BTreeMap<String, String> {
+    nodes
+        .iter()
+        .map(|n| (n.to_string(), digest(lab, n)))
+        .collect()
+}
+
+/// Service state of each node, from `nodes --json`.
+fn services(lab: &Path) -> BTreeMap<String, String> {
+    json(&run(lab, &["nodes", "--json"]))
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or_default().to_string(),
+                n["service"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The patch's state on each node.
+fn states(lab: &Path, patch: &str) -> BTreeMap<String, String> {
+    let list = json(&run(
+        lab,
+        &["list", "--nodes", &members().join(","), "--json"],
+    ));
+    members()
+        .iter()
+        .map(|n| {
+            let state = list
+                .as_array()
+                .expect("list")
+                .iter()
+                .find(|r| r["node"] == *n && r["patch"] == patch)
+                .and_then(|r| r["state"].as_str())
+                .unwrap_or("none")
+                .to_string();
+            (n.to_string(), state)
+        })
+        .collect()
+}
+
+fn status(lab: &Path) -> Value {
+    let out = run(lab, &["rollout", "status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    json(&out)
+}
+
+/// Kind, node and state of every step.
+fn steps(st: &Value) -> Vec<(String, String, String)> {
+    st["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap_or_default().to_string(),
+                s.get("node")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                s["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait(child: Child) -> Output {
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    let before = digests(&lab, &members());
+    let out = run(
+        &lab,
+        &["rollout", "start", "--cluster", "edge", &patch, "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("group A: {}", A.join(" ")))
+            && s.contains(&format!("group B: {}", B.join(" ")))
+            && s.contains(&format!("patchdeck install {patch} --nodes edge-2_4"))
+            && s.contains("drain edge-1_1")
+            && s.contains("healthy")
+            && s.contains("dry run: nothing was changed"),
+        "{s}"
+    );
+    // Group A is drained, patched and restored before group B's first drain.
+    let line = |needle: &str| {
+        s.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in the plan:\n{s}"))
+    };
+    assert!(line("restore edge-1_4") < line("drain edge-2_1"), "{s}");
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            &patch,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    let plan = json(&out);
+    assert_eq!(plan["cluster"], "edge");
+    assert_eq!(plan["groups"].as_array().map(Vec::len), Some(2));
+    assert!(plan["steps"].as_array().is_some_and(|s| s.len() > 20));
+
+    assert_eq!(digests(&lab, &members()), before, "no node changed");
+    assert!(services(&lab).values().all(|s| s == "up"));
+    let out = run(&lab, &["rollout", "status"]);
+    assert_eq!(out.status.code(), Some(1), "no rollout was recorded");
+    assert!(text(&out.stderr).contains("no rollout"));
+}
+
+#[test]
+fn a_full_rollout_ends_done_with_every_member_patched_and_serving() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("rollout 1 on edge: done"));
+    assert!(states(&lab, &patch).values().all(|s| s == "applied"));
+    assert!(services(&lab).values().all(|s| s == "up"));
+
+    let st = status(&lab);
+    assert_eq!(st["id"], 1);
+    assert_eq!(st["cluster"], "edge");
+    assert_eq!(st["state"], "done");
+    assert_eq!(st["patches"], serde_json::json!([patch]));
+    let groups = st["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["name"], "A");
+    assert_eq!(groups[0]["members"], serde_json::json!(A));
+    assert_eq!(groups[1]["members"], serde_json::json!(B));
+    assert!(groups.iter().all(|g| g["state"] == "done"));
+    let all = st["steps"].as_array().expect("steps");
+    for (i, s) in all.iter().enumerate() {
+        assert_eq!(s["seq"], i, "steps in order");
+        for key in ["kind", "command", "state", "started_at", "ended_at"] {
+            assert!(s.get(key).is_some(), "step {i} lacks {key}: {s}");
+        }
+        assert_eq!(s["state"], "done");
+    }
+    // Every member: drained, applied, restored, once each.
+    for n in members() {
+        for kind in ["drain", "apply", "restore"] {
+            let count = steps(&st)
+                .iter()
+                .filter(|(k, node, _)| k == kind && node == n)
+                .count();
+            assert_eq!(count, 1, "{kind} {n}");
+        }
+    }
+    // The journal is readable by status in text too.
+    let out = run(&lab, &["rollout", "status"]);
+    assert!(text(&out.stdout).contains("group B: 13/13 steps, done"));
+}
+
+#[test]
+fn a_failure_halts_the_group_and_abort_restores_service() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &["edge-2_2"], "fail_install = true");
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("halted"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let st = status(&lab);
+    assert_eq!(st["state"], "failed");
+    let all = steps(&st);
+    let state_of = |kind: &str, node: &str| {
+        all.iter()
+            .find(|(k, n, _)| k == kind && n == node)
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_default()
+    };
+    for n in A {
+        assert_eq!(state_of("restore", n), "done", "group A is done");
+    }
+    assert_eq!(state_of("apply", "edge-2_2"), "failed");
+    // Two at a time: edge-2_1 was patched along with the failing member;
+    // the next pair was never started.
+    assert_eq!(state_of("apply", "edge-2_1"), "done");
+    for n in ["edge-2_3", "edge-2_4"] {
+        assert_eq!(state_of("apply", n), "pending");
+    }
+    for n in B {
+        assert_eq!(state_of("restore", n), "pending");
+    }
+    assert_eq!(state_of("consistency", ""), "pending");
+    let groups = st["groups"].as_array().expect("groups");
+    assert_eq!(
+        (groups[0]["state"].as_str(), groups[1]["state"].as_str()),
+        (Some("done"), Some("failed"))
+    );
+    let svc = services(&lab);
+    assert!(A.iter().all(|n| svc[*n] == "up"));
+    assert!(
+        B.iter().all(|n| svc[*n] == "down"),
+        "B stays drained: {svc:?}"
+    );
+    let p = states(&lab, &patch);
+    assert!(A.iter().all(|n| p[*n] == "applied"));
+    assert_eq!(p["edge-2_2"], "staged");
+
+    // A second rollout is refused while this one is unfinished.
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unfinished rollout 1") && err.contains("failed"),
+        "{err}"
+    );
+
+    let out = run(&lab, &["rollout", "abort"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(services(&lab).values().all(|s| s == "up"));
+    assert_eq!(status(&lab)["state"], "aborted");
+    let out = run(&lab, &["rollout", "resume"]);
+    assert_eq!(out.status.code(), Some(1), "an aborted rollout is over");
+}
+
+#[test]
+fn auto_rollback_puts_the_failed_group_back_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    // B is patched two at a time: edge-2_1 and edge-2_2 get the patch,
+    // then edge-2_3 fails next to edge-2_4, which had the patch before the
+    // rollout (installed by hand) and must keep it.
+    let out = run(&lab, &["install", &patch, "--nodes", "edge-2_4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Its install asked for a service restart, which any restore (the
+    // rollout's too) carries out: restart it now, so "before" is settled.
+    Node::open(&node_root(&lab, "edge-2_4"), "edge-2_4")
+        .and_then(|mut n| n.set_service(Service::Up))
+        .expect("restart");
+    knobs(&lab, &["edge-2_3"], "fail_install = true");
+    let before = digests(&lab, &members());
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            &patch,
+            "--auto-rollback",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let st = status(&lab);
+    assert_eq!(st["state"], "aborted");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("edge-2_3") && message.contains("rolled back"),
+        "{message}"
+    );
+    let after = digests(&lab, &B);
+    for n in B {
+        assert_eq!(after[n], before[n], "{n} is exactly as before the rollout");
+    }
+    for n in A {
+        assert_ne!(digest(&lab, n), before[n], "{n} keeps the patch");
+    }
+    let p = states(&lab, &patch);
+    assert!(A.iter().all(|n| p[*n] == "applied"));
+    assert_eq!(p["edge-2_4"], "applied", "installed before the rollout");
+    assert!(
+        ["edge-2_1", "edge-2_2", "edge-2_3"]
+            .iter()
+            .all(|n| p[*n] == "staged")
+    );
+    assert!(services(&lab).values().all(|s| s == "up"));
+    // The rollback's steps are journaled after the plan, all done.
+    let all = steps(&st);
+    let reverts: Vec<&(String, String, String)> =
+        all.iter().filter(|(k, _, _)| k == "revert").collect();
+    assert!(
+        !reverts.is_empty()
+            && reverts
+                .iter()
+                .all(|(_, n, s)| B.contains(&n.as_str()) && s == "done")
+    );
+}
+
+/// Waits until the newest rollout's journal satisfies `ok`.
+fn wait_for(lab: &Path, what: &str, ok: impl Fn(&Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let out = run(lab, &["rollout", "status", "--json"]);
+        if out.status.success() && ok(&json(&out)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pause_from_another_process_then_resume_finishes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &members(), "slow_ms = 150");
+    let first = spawn(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    wait_for(&lab, "group A's first drain", |st| {
+        steps(st)
+            .iter()
+            .any(|(k, _, s)| k == "drain" && s == "done")
+    });
+    let out = run(&lab, &["rollout", "pause"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("pause requested"));
+    let out = wait(first);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rollout 1 on edge: paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let st = status(&lab);
+    assert_eq!(st["state"], "paused");
+    assert!(
+        steps(&st).iter().any(|(_, _, s)| s == "pending"),
+        "paused before the end"
+    );
+    // Paused holds the cluster: another start is refused, naming it.
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unfinished rollout 1 (paused)") && err.contains("rollout resume 1"),
+        "{err}"
+    );
+    let out = run(&lab, &["rollout", "resume"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let st = status(&lab);
+    assert_eq!(st["state"], "done");
+    assert!(steps(&st).iter().all(|(_, _, s)| s == "done"));
+    assert!(states(&lab, &patch).values().all(|s| s == "applied"));
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
+
+#[test]
+fn two_consoles_starting_at_once_exactly_one_proceeds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &members(), "slow_ms = 100");
+    let args = ["rollout", "start", "--cluster", "edge", patch.as_str()];
+    let (one, two) = (spawn(&lab, &args), spawn(&lab, &args));
+    let pids = [one.id(), two.id()];
+    let outs = [wait(one), wait(two)];
+    let winners: Vec<usize> = (0..2).filter(|&i| outs[i].status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one proceeds: {:?} / {:?}",
+        text(&outs[0].stderr),
+        text(&outs[1].stderr)
+    );
+    let (w, l) = (winners[0], 1 - winners[0]);
+    assert_eq!(outs[l].status.code(), Some(1));
+    let err = text(&outs[l].stderr);
+    assert!(
+        err.contains("rollout 1") && err.contains(&format!("pid {}", pids[w])),
+        "the refusal names the holder: {err}"
+    );
+    // Only one rollout was recorded, and it finished.
+    let st = status(&lab);
+    assert_eq!(
+        (st["id"].as_i64(), st["state"].as_str()),
+        (Some(1), Some("done"))
+    );
+    assert!(states(&lab, &patch).values().all(|s| s == "applied"));
+}
+
+/// Each member's drain and restore command appends a line to this log.
+fn count_log(log: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        *counts.entry(line.trim().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The install seq of `patch` on a node (1: the node's first install).
+fn install_seq(lab: &Path, node: &str, patch: &str) -> Option<i64> {
+    let db = rusqlite::Connection::open(node_root(lab, node).join("var/lib/patchdeck/ipd.sqlite"))
+        .expect("ipd");
+    db.query_row("SELECT seq FROM patch WHERE id=?1", [patch], |r| r.get(0))
+        .expect("seq")
+}
+
+/// Runs a rollout to its end, killing the console (SIGKILL) at random
+/// moments and resuming it each time. Returns the kills, and for each
+/// member step, how many kills caught it running (it may run again).
+/// `id` is the rollout `start` creates (older ones are finished).
+fn run_with_kills(
+    lab: &Path,
+    start: &[&str],
+    id: i64,
+    rng: &mut ChaCha8Rng,
+) -> (usize, BTreeMap<(String, String), usize>) {
+    let mut kills = 0;
+    let mut interrupted: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for attempt in 0.. {
+        assert!(attempt < 80, "the rollout never finished");
+        let latest = run(lab, &["rollout", "status", "--json"]);
+        let started = latest.status.success() && json(&latest)["id"].as_i64() == Some(id);
+        let args: Vec<String> = if started {
+            let st = json(&latest);
+            if st["state"] == "done" {
+                return (kills, interrupted);
+            }
+            assert_eq!(st["state"], "running", "only killed, never halted: {st}");
+            vec!["rollout".into(), "resume".into(), st["id"].to_string()]
+        } else {
+            start.iter().map(|s| s.to_string()).collect()
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = spawn(lab, &args);
+        // Later attempts live longer, so a slow machine still finishes.
+        let delay = Duration::from_millis(rng.random_range(20..500) + 40 * attempt);
+        std::thread::sleep(delay);
+        match child.try_wait().expect("try_wait") {
+            Some(_) => {
+                let out = wait(child);
+                assert!(
+                    out.status.success(),
+                    "{args:?}: {}\n{}",
+                    text(&out.stdout),
+                    text(&out.stderr)
+                );
+            }
+            None => {
+                child.kill().expect("kill");
+                let _ = wait(child);
+                kills += 1;
+                let st = run(lab, &["rollout", "status", "--json"]);
+                if st.status.success() {
+                    for (kind, node, state) in steps(&json(&st)) {
+                        if state == "running" {
+                            *interrupted.entry((kind, node)).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_console_killed_at_random_moments_resumes_to_the_same_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &members(), "slow_ms = 120");
+    let log = tmp.path().join("service.log");
+    cluster_keys(
+        &lab,
+        &format!(
+            "drain = \"echo drain {{node}} >> {0}\"\nrestore = \"echo restore {{node}} >> {0}\"",
+            log.display()
+        ),
+    );
+    // An identical lab, rolled out without interruption.
+    let twin = tmp.path().join("twin");
+    let status_cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&lab)
+        .arg(&twin)
+        .status()
+        .expect("cp");
+    assert!(status_cp.success());
+    let start = ["rollout", "start", "--cluster", "edge", patch.as_str()];
+    let out = run(&twin, &start);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let uninstall = [
+        "rollout",
+        "start",
+        "--cluster",
+        "edge",
+        patch.as_str(),
+        "--uninstall",
+    ];
+    let expected_installed = digests(&twin, &members());
+    std::fs::remove_file(&log).ok();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(0x6b11);
+    let (kills, interrupted) = run_with_kills(&lab, &start, 1, &mut rng);
+    assert_eq!(
+        digests(&lab, &members()),
+        expected_installed,
+        "killed {kills} times, the members end exactly as after an uninterrupted rollout"
+    );
+    assert!(services(&lab).values().all(|s| s == "up"));
+    // No finished step ran again: each member was installed once (its
+    // first install), and drained and restored once, plus once more for
+    // each kill that caught that very step running.
+    let counts = count_log(&log);
+    for n in members() {
+        assert_eq!(install_seq(&lab, n, &patch), Some(1), "{n}");
+        for kind in ["drain", "restore"] {
+            let ran = counts.get(&format!("{kind} {n}")).copied().unwrap_or(0);
+            let may = 1 + interrupted
+                .get(&(kind.to_string(), n.to_string()))
+                .copied()
+                .unwrap_or(0);
+            assert!(
+                (1..=may).contains(&ran),
+                "{kind} {n} ran {ran} times (allowed {may})"
+            );
+        }
+    }
+    let st = status(&lab);
+    assert_eq!(
+        st["steps"].as_array().map(Vec::len),
+        status(&twin)["steps"].as_array().map(Vec::len),
+        "no step was added or repeated"
+    );
+
+    // The same machinery backwards: uninstall, killed at random moments.
+    let out = run(&twin, &uninstall);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected_removed = digests(&twin, &members());
+    let (more, _) = run_with_kills(&lab, &uninstall, 2, &mut rng);
+    assert_eq!(digests(&lab, &members()), expected_removed);
+    assert!(states(&lab, &patch).values().all(|s| s == "staged"));
+    assert!(services(&lab).values().all(|s| s == "up"));
+    eprintln!("console killed {kills} times installing, {more} times uninstalling");
+    assert!(kills + more >= 10, "only {} kills", kills + more);
+}
