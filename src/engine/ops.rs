@@ -181,15 +181,17 @@ fn remote(command: &str, node: &str) -> Result<Box<dyn Transport>, NodeError> {
     )?))
 }
 
-/// Runs `work` for every node, at most `parallel` at once; results come
-/// back in node order.
-pub fn for_each_node<T: Send>(
-    nodes: &[&fleet::Node],
+/// Maps `work` over `items`, at most `parallel` at a time (each item is a
+/// separate machine, so waiting on them one by one wastes the wall clock);
+/// results come back in item order. A worker that panicked is an error,
+/// never a silently missing result.
+pub fn bounded_map<I: Sync, T: Send>(
+    items: &[I],
     parallel: usize,
-    work: impl Fn(&fleet::Node) -> T + Sync,
-) -> Vec<T> {
+    work: impl Fn(&I) -> T + Sync,
+) -> Result<Vec<T>, String> {
     let next = AtomicUsize::new(0);
-    let workers = parallel.clamp(1, nodes.len().max(1));
+    let workers = parallel.clamp(1, items.len().max(1));
     let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -197,8 +199,8 @@ pub fn for_each_node<T: Send>(
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(node) = nodes.get(i) else { break };
-                        mine.push((i, work(node)));
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, work(item)));
                     }
                     mine
                 })
@@ -209,8 +211,24 @@ pub fn for_each_node<T: Send>(
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
+    if results.len() != items.len() {
+        return Err("a worker panicked".into());
+    }
     results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, t)| t).collect()
+    Ok(results.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Runs `work` for every node, at most `parallel` at once; results come
+/// back in node order. A panicking worker is a bug and panics here too.
+pub fn for_each_node<T: Send>(
+    nodes: &[&fleet::Node],
+    parallel: usize,
+    work: impl Fn(&fleet::Node) -> T + Sync,
+) -> Vec<T> {
+    match bounded_map(nodes, parallel, |n| work(n)) {
+        Ok(results) => results,
+        Err(e) => panic!("working on nodes: {e}"),
+    }
 }
 
 /// What to do, to which patches, with which depot.

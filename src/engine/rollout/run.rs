@@ -4,7 +4,6 @@
 //! goes through [`Env`], so a simulated cluster can check the rules.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -628,32 +627,8 @@ fn each_member<T: Send>(
     members: &[String],
     check: impl Fn(&str) -> T + Sync,
 ) -> Result<Vec<T>, Fail> {
-    let next = AtomicUsize::new(0);
-    let workers = CHECKS_AT_ONCE.clamp(1, members.len().max(1));
-    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(m) = members.get(i) else { break };
-                        mine.push((i, check(m)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    if results.len() != members.len() {
-        return Err("a member check panicked".into());
-    }
-    results.sort_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, t)| t).collect())
+    crate::engine::ops::bounded_map(members, CHECKS_AT_ONCE, |m| check(m))
+        .map_err(|e| format!("a member check failed: {e}"))
 }
 
 /// The step a rollout halted at: the first step of the plan that failed.
