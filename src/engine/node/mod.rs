@@ -494,12 +494,7 @@ impl Node {
 
     /// Deletes a staged patch: `staged → none`. Any other state is refused.
     pub fn remove(&mut self, id: &str) -> Result<Report> {
-        let _lock = self.lock("remove", id)?;
-        self.recover()?;
-        let row = self.require(id)?;
-        if row.state != PatchState::Staged {
-            return Err(self.refusal("remove", &row));
-        }
+        let (_lock, _) = self.start("remove", id, PatchState::Staged)?;
         let tx = self.db(self.conn.unchecked_transaction())?;
         self.db(tx.execute("DELETE FROM patch WHERE id=?1", [id]))?;
         self.db(store::begin_intent(&tx, "remove", id, "cleanup"))?;
@@ -523,6 +518,19 @@ impl Node {
             paths::remove_file(&self.staged_path(id)),
         )?;
         self.db(store::end_intent(&self.conn))
+    }
+
+    /// What every lifecycle operation does first: take the node, finish or
+    /// undo an interrupted operation, and check the patch is in the state
+    /// `op` works from (else refuse, saying what would allow it).
+    fn start(&mut self, op: &str, id: &str, from: PatchState) -> Result<(NodeLock, PatchRow)> {
+        let lock = self.lock(op, id)?;
+        self.recover()?;
+        let row = self.require(id)?;
+        if row.state != from {
+            return Err(self.refusal(op, &row));
+        }
+        Ok((lock, row))
     }
 
     /// Why `op` cannot run on a patch in this state, and what would allow it.
@@ -590,12 +598,7 @@ impl Node {
     /// false, which goes straight to committed), writes its files, and marks
     /// the patches it supersedes.
     pub fn install(&mut self, id: &str, save: bool) -> Result<Report> {
-        let _lock = self.lock("install", id)?;
-        self.recover()?;
-        let row = self.require(id)?;
-        if row.state != PatchState::Staged {
-            return Err(self.refusal("install", &row));
-        }
+        let (_lock, row) = self.start("install", id, PatchState::Staged)?;
         let manifest = row.manifest.clone();
         self.check_base(id, &manifest)?;
         self.check_prerequisites(id, &manifest)?;
@@ -1003,12 +1006,7 @@ impl Node {
     /// what it created: `applied → staged`. A patch it had superseded
     /// returns to its former state.
     pub fn rollback(&mut self, id: &str) -> Result<Report> {
-        let _lock = self.lock("rollback", id)?;
-        self.recover()?;
-        let row = self.require(id)?;
-        if row.state != PatchState::Applied {
-            return Err(self.refusal("rollback", &row));
-        }
+        let (_lock, row) = self.start("rollback", id, PatchState::Applied)?;
         let files = self.db(store::files(&self.conn, id))?;
         // A later patch that rewrote one of these files must go first.
         for other in self.db(store::patches(&self.conn))? {
@@ -1245,12 +1243,7 @@ impl Node {
     /// Drops an applied patch's saved files: `applied → committed`, and the
     /// patches it superseded are committed too.
     pub fn commit(&mut self, id: &str) -> Result<Report> {
-        let _lock = self.lock("commit", id)?;
-        self.recover()?;
-        let row = self.require(id)?;
-        if row.state != PatchState::Applied {
-            return Err(self.refusal("commit", &row));
-        }
+        let (_lock, _) = self.start("commit", id, PatchState::Applied)?;
         let rows = self.db(store::patches(&self.conn))?;
         let chain: Vec<String> = rows
             .iter()
