@@ -374,18 +374,24 @@ fn a_node_speaking_another_version_is_refused_clearly() {
     );
 }
 
+/// Runs `patchdeck node --root ROOT` with `input` on its standard input.
+fn node_session(root: &Path, input: &str) -> std::process::Output {
+    assert_cmd::Command::new(EXE)
+        .args(["node", "--root"])
+        .arg(root)
+        .write_stdin(input.to_string())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_node_verb_refuses_another_version_and_exits() {
     let tmp = tempfile::tempdir().unwrap();
     let root = node_root(tmp.path());
-    let out = assert_cmd::Command::new(EXE)
-        .args(["node", "--root"])
-        .arg(&root)
-        .write_stdin(
-            "{\"id\":0,\"op\":\"hello\",\"protocol\":2,\"client\":\"patchdeck 2.0.0\"}\n{\"id\":1,\"op\":\"list\"}\n",
-        )
-        .output()
-        .unwrap();
+    let out = node_session(
+        &root,
+        "{\"id\":0,\"op\":\"hello\",\"protocol\":2,\"client\":\"patchdeck 2.0.0\"}\n{\"id\":1,\"op\":\"list\"}\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout
@@ -411,14 +417,10 @@ fn the_node_verb_refuses_another_version_and_exits() {
 fn the_node_verb_writes_only_protocol_lines_and_ends_at_eof() {
     let tmp = tempfile::tempdir().unwrap();
     let root = node_root(tmp.path());
-    let out = assert_cmd::Command::new(EXE)
-        .args(["node", "--root"])
-        .arg(&root)
-        .write_stdin(
-            "{\"id\":0,\"op\":\"hello\",\"protocol\":1}\nnonsense\n{\"id\":1,\"op\":\"inventory\"}\n",
-        )
-        .output()
-        .unwrap();
+    let out = node_session(
+        &root,
+        "{\"id\":0,\"op\":\"hello\",\"protocol\":1}\nnonsense\n{\"id\":1,\"op\":\"inventory\"}\n",
+    );
     assert_eq!(
         out.status.code(),
         Some(0),

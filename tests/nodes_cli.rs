@@ -17,6 +17,17 @@ fn run(lab: &str, args: &[&str]) -> Output {
     common::patchdeck(&all)
 }
 
+/// Runs a verb that must succeed, showing its output when it does not.
+fn ok(lab: &str, args: &[&str]) {
+    let out = run(lab, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn demo(dir: &Path) -> String {
     common::demo_lab(dir)
 }
@@ -123,21 +134,9 @@ fn stage_install_list_rollback_commit_remove() {
         "{msg}"
     );
 
-    assert!(
-        run(&lab, &["rollback", &patch, "--nodes", "edge-1_1"])
-            .status
-            .success()
-    );
-    assert!(
-        run(&lab, &["remove", &patch, "--nodes", "edge-1_1"])
-            .status
-            .success()
-    );
-    assert!(
-        run(&lab, &["commit", &patch, "--nodes", "edge-2_1"])
-            .status
-            .success()
-    );
+    ok(&lab, &["rollback", &patch, "--nodes", "edge-1_1"]);
+    ok(&lab, &["remove", &patch, "--nodes", "edge-1_1"]);
+    ok(&lab, &["commit", &patch, "--nodes", "edge-2_1"]);
     let list = json(&run(&lab, &["list", "--json"]));
     let state = |node: &str| {
         list.as_array()
@@ -293,21 +292,9 @@ fn verify_reports_drift_and_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo(tmp.path());
     let (patch, _) = plain_gateway_patch(&lab);
-    assert!(
-        run(&lab, &["stage", &patch, "--nodes", "gw-east-1"])
-            .status
-            .success()
-    );
-    assert!(
-        run(&lab, &["install", &patch, "--nodes", "gw-east-1"])
-            .status
-            .success()
-    );
-    assert!(
-        run(&lab, &["verify", "--nodes", "gw-east-1"])
-            .status
-            .success()
-    );
+    ok(&lab, &["stage", &patch, "--nodes", "gw-east-1"]);
+    ok(&lab, &["install", &patch, "--nodes", "gw-east-1"]);
+    ok(&lab, &["verify", "--nodes", "gw-east-1"]);
     let nodes = json(&run(&lab, &["nodes", "--json"]));
     let root = nodes
         .as_array()
