@@ -62,10 +62,9 @@ pub fn spawn(
                     next.replication = replication;
                     next.rollouts = rollouts;
                 }
-                // Node states cost a visit to every node: less often, and at once
-                // when a rollout or replication moved.
-                let moved = next.rollouts != last.rollouts || next.replication != last.replication;
-                if fleet_at.is_none_or(|t| t.elapsed() >= fleet_every) || moved {
+                // Node states cost a visit to every node, so they refresh at
+                // their own pace; what a rollout does to a member, the journal says.
+                if fleet_at.is_none_or(|t| t.elapsed() >= fleet_every) {
                     next.fleet = FleetView::take(&lab, &fleet);
                     fleet_at = Some(Instant::now());
                 }

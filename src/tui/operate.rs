@@ -128,6 +128,11 @@ pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'s
                 (StepState::Running, StepKind::Apply) => return "installing",
                 (StepState::Running, StepKind::Revert) => return "rolling back",
                 (StepState::Running, StepKind::Restore) => return "restoring",
+                // Drained by this rollout and not yet restored: the journal
+                // knows without asking the node.
+                (StepState::Done, StepKind::Drain | StepKind::Apply | StepKind::Revert) => {
+                    return "drained";
+                }
                 _ => {}
             }
         }
