@@ -10,11 +10,11 @@ use patchdeck::engine::fleet::Fleet;
 use patchdeck::engine::fuzzy::Searcher;
 use patchdeck::engine::lab::Lab;
 use patchdeck::tui::app::App;
-use patchdeck::tui::operate::OpsState;
+use patchdeck::tui::state::OpsState;
 use patchdeck::tui::term::{self, Glyph, Screen, SerialBackend};
 use patchdeck::tui::theme::Theme;
 use patchdeck::tui::view;
-use patchdeck::tui::{ConsoleArgs, Profile};
+use patchdeck::tui::{ConsoleOptions, Profile};
 use proptest::prelude::*;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
@@ -189,8 +189,8 @@ fn vt220_only(bytes: &[u8]) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // The console itself.
 
-fn args() -> ConsoleArgs {
-    ConsoleArgs {
+fn args() -> ConsoleOptions {
+    ConsoleOptions {
         theme: None,
         serial: false,
         refresh_ms: None,

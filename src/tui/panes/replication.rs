@@ -9,7 +9,8 @@ use ratatui::widgets::Paragraph;
 
 use super::pane_block;
 use crate::engine::replicate::Status;
-use crate::tui::app::{App, Pane};
+use crate::tui::app::App;
+use crate::tui::state::Pane;
 use crate::tui::text::fit;
 
 /// `[####------]` in ASCII, so it draws on any terminal.
