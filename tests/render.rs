@@ -110,11 +110,25 @@ fn console_with_operations() -> Console {
         backoff: std::time::Duration::from_millis(1),
         ..Default::default()
     };
-    replicate::replicate(&lab, &depot, &[patch.clone()], &nodes, quick, &|_| {}).unwrap();
+    replicate::replicate(
+        &lab,
+        &depot,
+        std::slice::from_ref(&patch),
+        &nodes,
+        quick,
+        &|_| {},
+    )
+    .unwrap();
     for cluster in ["edge", "db"] {
         let config = fleet.clusters.iter().find(|k| k.id == cluster).unwrap();
         let partition = groups::partition(&fleet, cluster, None).unwrap();
-        let plan = Plan::new(config, &partition, &[patch.clone()], false, false);
+        let plan = Plan::new(
+            config,
+            &partition,
+            std::slice::from_ref(&patch),
+            false,
+            false,
+        );
         let conn = Mutex::new(console::open(&lab).unwrap());
         let id = journal::create(&conn.lock().unwrap(), &plan)
             .unwrap()

@@ -15,7 +15,7 @@ use crate::tui::text::fit;
 
 /// `[####------]` in ASCII, so it draws on any terminal.
 pub fn gauge(done: usize, total: usize, width: usize) -> String {
-    let filled = if total == 0 { 0 } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(0);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
