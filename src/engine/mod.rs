@@ -19,6 +19,7 @@ pub mod ops;
 pub mod patch;
 pub mod protocol;
 pub mod replicate;
+pub mod requirement;
 pub mod rollout;
 pub mod select;
 pub mod sqlite;

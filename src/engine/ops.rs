@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use crate::engine::depot::Depot;
 use crate::engine::fleet;
-use crate::engine::inventory::PatchState;
+use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::lab::Lab;
 use crate::engine::manifest::Restart;
 use crate::engine::node::{ErrorKind, NodeError, Report};
+use crate::engine::requirement::{self, Supersession};
 use crate::engine::select::{self, Request};
 use crate::engine::transport::{Local, Transport};
 
@@ -340,19 +341,37 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
                 }
                 return out;
             }
+            // The whole plan is checked first: if any patch cannot go, none is installed.
+            let ids: Vec<String> = selection.patches.iter().map(|e| e.id.clone()).collect();
+            let roots: Vec<&str> = inv
+                .patches
+                .keys()
+                .map(String::as_str)
+                .chain(ids.iter().map(String::as_str))
+                .collect();
+            let known = Supersession::from_depot(&req.depot.patches, roots);
+            if let Err(refusal) = check_install_plan(&inv, &ids, req.depot, &known) {
+                let reason = selection
+                    .patches
+                    .iter()
+                    .find(|e| e.id == refusal.patch)
+                    .map(|e| format!(" ({})", e.reason))
+                    .unwrap_or_default();
+                let e = refused(
+                    &node,
+                    &format!(
+                        "nothing installed: {}{reason} cannot go: {}",
+                        refusal.patch, refusal.why
+                    ),
+                );
+                push(
+                    Outcome::failed(Op::Install, &node, &refusal.patch, &e),
+                    &mut out,
+                );
+                return out;
+            }
             for entry in &selection.patches {
-                if inv.state(&entry.id) != PatchState::Staged {
-                    let e = refused(
-                        &node,
-                        &format!(
-                            "{} ({}) is not staged here; stage or replicate it first",
-                            entry.id, entry.reason
-                        ),
-                    );
-                    push(Outcome::failed(Op::Install, &node, &entry.id, &e), &mut out);
-                    return out;
-                }
-                let o = match t.install(&entry.id, req.save) {
+                let o = match t.install_with(&entry.id, req.save, &known) {
                     Ok(r) => Outcome::done(Op::Install, r),
                     Err(e) => Outcome::failed(Op::Install, &node, &entry.id, &e),
                 };
@@ -390,6 +409,78 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         }
     }
     out
+}
+
+/// Why a patch of an install plan cannot go on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{patch} cannot go: {why}")]
+pub struct PlanRefusal {
+    pub patch: String,
+    pub why: String,
+}
+
+/// Checks a whole install plan (`plan`: patch ids in install order) against
+/// a node's inventory before anything is installed: each patch must be
+/// staged there, its product and base version installed, and each of its
+/// requirements met by what is installed or installed earlier in the plan
+/// (the one rule of [`requirement`], over the depot's supersession edges in
+/// `known`). The first patch that cannot go is the error.
+pub fn check_install_plan(
+    inv: &Inventory,
+    plan: &[String],
+    depot: &Depot,
+    known: &Supersession,
+) -> Result<(), PlanRefusal> {
+    let mut installed: Vec<&str> = inv
+        .patches
+        .iter()
+        .filter(|(_, s)| s.is_installed())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for id in plan {
+        let refuse = |why: String| PlanRefusal {
+            patch: id.clone(),
+            why,
+        };
+        if inv.state(id) != PatchState::Staged {
+            return Err(refuse(format!(
+                "it is not staged here; stage or replicate {id} first"
+            )));
+        }
+        let Some(patch) = depot.get(id) else {
+            return Err(refuse("it is not in the depot".to_string()));
+        };
+        let m = &patch.manifest;
+        match inv.products.get(&m.product) {
+            None => {
+                return Err(refuse(format!(
+                    "product {} is not installed here",
+                    m.product
+                )));
+            }
+            Some(have) => {
+                if let Some(base) = &m.base_version {
+                    if select::base_version_satisfied(base, have) != Some(true) {
+                        return Err(refuse(format!(
+                            "it needs {} {base}, and {have} is installed",
+                            m.product
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some(r) = requirement::unmet(known, &m.requires, installed.iter().copied())
+            .into_iter()
+            .next()
+        {
+            return Err(refuse(format!(
+                "it requires {r}, which is neither installed here nor planned before it, \
+                 nor superseded by anything that is"
+            )));
+        }
+        installed.push(id);
+    }
+    Ok(())
 }
 
 fn refused(node: &str, message: &str) -> NodeError {

@@ -144,6 +144,9 @@ enum Request {
     Install {
         patch: String,
         save: bool,
+        /// Supersession edges from the console's depot (optional).
+        #[serde(default)]
+        known: crate::engine::requirement::Supersession,
     },
     Rollback {
         patch: String,
@@ -439,9 +442,9 @@ impl<W: Write> Server<'_, W> {
                 size,
                 sha256,
             } => self.stage(id, &patch, size, &sha256)?,
-            Request::Install { patch, save } => {
+            Request::Install { patch, save, known } => {
                 self.progress(id, 0, 1)?;
-                let r = self.with_node(|n| n.install(&patch, save));
+                let r = self.with_node(|n| n.install_with(&patch, save, &known));
                 self.progress(id, 1, 1)?;
                 self.answer(id, r)?;
             }
@@ -1029,8 +1032,18 @@ impl Transport for Remote {
         Ok(report)
     }
 
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
-        self.patch_call("install", id, &[("save", save.into())])
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &crate::engine::requirement::Supersession,
+    ) -> Result<Report, NodeError> {
+        let mut extra = vec![("save", Value::from(save))];
+        // Only when there is something to say, so the line stays as before.
+        if !known.is_empty() {
+            extra.push(("known", serde_json::to_value(known).unwrap_or_default()));
+        }
+        self.patch_call("install", id, &extra)
     }
 
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
 use crate::engine::node::{Drift, Listed, Node, NodeError, Report, Service, ServiceStatus};
+use crate::engine::requirement::Supersession;
 
 /// Progress of a long step: bytes or files done of total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -16,7 +17,18 @@ pub trait Transport: Send {
     fn node(&self) -> &str;
     /// Copies `file` (a verified depot patch) to the node and stages it.
     fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError>;
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError>;
+    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
+        self.install_with(id, save, &Supersession::default())
+    }
+    /// Installs, telling the node the supersession edges `known` first (the
+    /// chains of what it holds and installs, from the console's depot), so
+    /// it can see a requirement met through patches it never held.
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &Supersession,
+    ) -> Result<Report, NodeError>;
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError>;
     fn commit(&mut self, id: &str) -> Result<Report, NodeError>;
     fn remove(&mut self, id: &str) -> Result<Report, NodeError>;
@@ -57,8 +69,13 @@ impl Transport for Local {
         Ok(report)
     }
 
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
-        self.node.install(id, save)
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &Supersession,
+    ) -> Result<Report, NodeError> {
+        self.node.install_with(id, save, known)
     }
 
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError> {
