@@ -9,6 +9,7 @@ pub mod filter;
 pub mod fleet;
 pub mod fuzzy;
 pub mod groups;
+pub mod guard;
 pub mod index;
 pub mod inventory;
 pub mod journal;

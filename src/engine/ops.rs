@@ -14,7 +14,7 @@ use crate::engine::fleet;
 use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::lab::Lab;
 use crate::engine::manifest::Restart;
-use crate::engine::node::{ErrorKind, NodeError, Report};
+use crate::engine::node::{ErrorKind, NodeError, Recovery, Report};
 use crate::engine::requirement::{self, Supersession};
 use crate::engine::select::{self, Request};
 use crate::engine::transport::{Local, Transport};
@@ -61,6 +61,9 @@ pub struct Outcome {
     /// Not attempted: the node was not ready (e.g. replication incomplete).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// Interrupted operations the node's recovery settled before this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<Recovery>,
 }
 
 impl Outcome {
@@ -75,6 +78,7 @@ impl Outcome {
             message: r.message,
             error: None,
             skipped: false,
+            recovered: r.recovered,
         }
     }
 
@@ -89,6 +93,7 @@ impl Outcome {
             message: e.to_string(),
             error: Some(e.kind),
             skipped: false,
+            recovered: Vec::new(),
         }
     }
 
@@ -104,6 +109,7 @@ impl Outcome {
             message,
             error: None,
             skipped: false,
+            recovered: Vec::new(),
         }
     }
 
@@ -119,6 +125,7 @@ impl Outcome {
             message,
             error: None,
             skipped: true,
+            recovered: Vec::new(),
         }
     }
 }
