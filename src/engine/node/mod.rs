@@ -836,7 +836,7 @@ impl Node {
         {
             return Err(self.err(
                 ErrorKind::Refused,
-                format!("cannot install {id}: it requires {req}, which is not installed here, nor any patch known to supersede it; install {req} or a patch superseding it first"),
+                format!("cannot install {id}: it requires {req}, which is not installed here, nor any patch known to supersede it; install {req} first (or a patch superseding it)"),
             ));
         }
         Ok(())
