@@ -542,3 +542,45 @@ fn a_rollout_owns_its_cluster() {
     ok(&lab, &["stage", "LC_A1", "--nodes", "gw-east-1"]);
     ok(&lab, &["install", "LC_A1", "--nodes", "gw-east-1"]);
 }
+
+#[test]
+fn every_install_a_rollout_makes_is_in_the_history() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    // Health is settled at once in the demo; no need to wait for it.
+    let fleet = Path::new(&lab).join("fleet.toml");
+    let t = std::fs::read_to_string(&fleet).expect("fleet");
+    std::fs::write(
+        &fleet,
+        t.replace("min_healthy_secs = 2", "min_healthy_secs = 0"),
+    )
+    .expect("fleet");
+    let members = [
+        "edge-1_1", "edge-1_2", "edge-1_3", "edge-1_4", "edge-2_1", "edge-2_2", "edge-2_3",
+        "edge-2_4",
+    ];
+    ok(&lab, &["stage", "LC_A1", "--nodes", &members.join(",")]);
+    ok(&lab, &["rollout", "start", "--cluster", "edge", "LC_A1"]);
+    let rows = history(&lab, &["--rollout", "1"]);
+    for m in members {
+        let row = rows
+            .iter()
+            .find(|r| r["node"] == m && r["op"] == "install")
+            .unwrap_or_else(|| panic!("{m}: {rows:?}"));
+        assert_eq!(row["source"], "rollout");
+        assert_eq!(row["rollout"], 1);
+        assert_eq!(row["ok"], true);
+        assert!(row["patch"].as_str().is_some_and(|p| p.contains("LC_A1")));
+        assert!(row["operator"].as_str().is_some_and(|o| o.contains('@')));
+    }
+    // The rollout's own steps are there too, and nothing else is.
+    assert!(rows.iter().any(|r| r["op"] == "drain"));
+    assert!(rows.iter().all(|r| r["rollout"] == 1));
+    let list = json(&ok(&lab, &["list", "--nodes", "edge-2_4", "--json"]));
+    let by = list
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["patch"] == "LC_A1"))
+        .map(|r| r["by"].clone())
+        .unwrap_or_default();
+    assert!(by.as_str().is_some_and(|o| o.contains('@')), "{list}");
+}

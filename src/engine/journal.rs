@@ -368,19 +368,22 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
         }
     }
     {
-        let mut who: HashMap<i64, (String, Option<String>, String)> = HashMap::new();
-        let mut stmt = conn.prepare("SELECT id, operator, sudo_user, plan FROM rollout")?;
+        type Who = (String, Option<String>, String, String);
+        let mut who: HashMap<i64, Who> = HashMap::new();
+        let mut stmt =
+            conn.prepare("SELECT id, operator, sudo_user, plan, cluster FROM rollout")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
             ))
         })?;
         for row in rows {
-            let (id, operator, sudo, plan) = row?;
-            who.insert(id, (operator, sudo, plan));
+            let (id, operator, sudo, plan, cluster) = row?;
+            who.insert(id, (operator, sudo, plan, cluster));
         }
         let mut stmt = conn.prepare(
             "SELECT rollout, seq, node, kind, state, message, started_at, ended_at FROM rollout_step
@@ -400,7 +403,10 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
         })?;
         for row in rows {
             let (rollout, seq, node, kind, state, message, started, ended) = row?;
-            let (operator, sudo_user, plan) = who.get(&rollout).cloned().unwrap_or_default();
+            let (operator, sudo_user, plan, cluster) =
+                who.get(&rollout).cloned().unwrap_or_default();
+            // A step of the whole cluster (hooks, health) is shown on it.
+            let node = if node.is_empty() { cluster } else { node };
             let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
             let uninstall = plan["uninstall"].as_bool().unwrap_or(false);
             let patches: Vec<&str> = plan["patches"]

@@ -487,6 +487,50 @@ pub fn check_install_plan(
     Ok(())
 }
 
+/// What stops taking `leaving` (patch ids) off a node whose inventory is
+/// `inv`: the installed patches outside `leaving` whose requirement only a
+/// leaving patch meets, by the one rule of [`requirement`] over the depot's
+/// manifests. Empty when they can all go. For uninstall rollouts to refuse
+/// in their preflight, before a group is drained; the node refuses each
+/// rollback on its own as well.
+pub fn removal_blocked_by(
+    inv: &Inventory,
+    depot: &Depot,
+    leaving: &[String],
+) -> Vec<requirement::Dependent> {
+    let installed: Vec<&str> = inv
+        .patches
+        .iter()
+        .filter(|(_, s)| s.is_installed())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let known = Supersession::from_depot(&depot.patches, installed.iter().copied());
+    let after: Vec<&str> = installed
+        .iter()
+        .copied()
+        .filter(|id| !leaving.iter().any(|l| l == id))
+        .collect();
+    let mut out = Vec::new();
+    for (id, state) in &inv.patches {
+        if !matches!(state, PatchState::Applied | PatchState::Committed)
+            || leaving.iter().any(|l| l == id)
+        {
+            continue;
+        }
+        let Some(p) = depot.get(id) else { continue };
+        for r in &p.manifest.requires {
+            let before = requirement::met_by(&known, r, installed.iter().copied()).is_some();
+            if before && requirement::met_by(&known, r, after.iter().copied()).is_none() {
+                out.push(requirement::Dependent {
+                    dependent: id.clone(),
+                    requirement: r.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 fn refused(node: &str, message: &str) -> NodeError {
     NodeError {
         node: node.into(),
