@@ -463,6 +463,14 @@ fn a_journal_write_failure_is_a_failure_and_nothing_is_done() {
         "staged",
         "nothing was done"
     );
+    // Replication too changes nodes: the same rule.
+    let out = run(
+        &lab,
+        &["replicate", "LC_A2", "--nodes", "gw-east-1", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("console.sqlite"));
+    assert_eq!(state(&lab, "gw-east-1", "LC_A2"), "none", "nothing copied");
     // A database that cannot even be opened: the same.
     std::fs::remove_file(&db).expect("rm");
     for side in ["-wal", "-shm"] {
