@@ -38,14 +38,13 @@ pub enum Refusal {
     },
     /// Several members of one cluster at once, with patches that are not hot.
     #[error(
-        "{op} on {count} members of cluster {cluster} ({members}) would take them out of \
+        "{op} on several members of cluster {cluster} ({members}) would take them out of \
          service together, and {not_hot} not hot. Do it group by group: `{command}` \
          (or override with --all-at-once --reason TEXT)"
     )]
     AllAtOnce {
         op: String,
         cluster: String,
-        count: usize,
         members: String,
         not_hot: String,
         command: String,
@@ -154,7 +153,6 @@ pub fn never_all_at_once(
     Err(Refusal::AllAtOnce {
         op: op.as_str().into(),
         cluster: (*cluster).into(),
-        count: members.len(),
         members: members.join(", "),
         not_hot: format!(
             "{}{} {}",

@@ -89,10 +89,11 @@ fn user_name() -> String {
     unsafe {
         let uid = libc::geteuid();
         let pw = libc::getpwuid(uid);
-        if !pw.is_null() && !(*pw).pw_name.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
-                return name.to_string();
-            }
+        if !pw.is_null()
+            && !(*pw).pw_name.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str()
+        {
+            return name.to_string();
         }
         std::env::var("USER").unwrap_or_else(|_| format!("uid{uid}"))
     }
@@ -104,10 +105,10 @@ fn host_name() -> String {
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     if rc == 0 {
         let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        if let Ok(h) = std::str::from_utf8(&buf[..end]) {
-            if !h.is_empty() {
-                return h.to_string();
-            }
+        if let Some(h) = buf.get(..end).and_then(|b| std::str::from_utf8(b).ok())
+            && !h.is_empty()
+        {
+            return h.to_string();
         }
     }
     "localhost".to_string()
@@ -440,7 +441,7 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
         }
     }
     out.retain(|(_, _, c)| {
-        (q.nodes.is_empty() || q.nodes.iter().any(|n| *n == c.node))
+        (q.nodes.is_empty() || q.nodes.contains(&c.node))
             && q.patch
                 .as_ref()
                 .is_none_or(|p| c.patch.split(',').any(|x| x == p))

@@ -150,10 +150,10 @@ pub struct Dependent {
 /// Which patches of `holders` (id, requirements) would lose a requirement
 /// if `leaving` were no longer installed: met with `installed` as it is,
 /// unmet without `leaving`. Empty when `leaving` can go.
-pub fn dependents_of<'a, S: AsRef<str>>(
+pub fn dependents_of<S: AsRef<str>>(
     graph: &impl Graph,
     leaving: &str,
-    installed: &[&'a str],
+    installed: &[&str],
     holders: &[(&str, &[S])],
 ) -> Vec<Dependent> {
     let after: Vec<&str> = installed
