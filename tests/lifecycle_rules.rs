@@ -401,6 +401,18 @@ fn every_change_is_journaled_with_who_and_from_where() {
     assert!(history(&lab, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
     let out = run(&lab, &["history", "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "a bad TIME is bad input");
+    // A verb the console runs is attributed to the console.
+    let out = assert_cmd::Command::cargo_bin("patchdeck")
+        .expect("binary")
+        .env_remove("PATCHDECK_LAB")
+        .env("PATCHDECK_SOURCE", "console")
+        .args(["stage", "LC_A2", "--nodes", "gw-east-1", "--lab", &lab])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = history(&lab, &["--patch", "LC_A2"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["source"], "console");
 }
 
 #[test]
