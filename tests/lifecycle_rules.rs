@@ -174,7 +174,7 @@ fn an_install_plan_is_checked_whole_and_nothing_goes_when_one_cannot() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let said = text(&out.stdout) + &text(&out.stderr);
     assert!(
-        said.contains("LC_C") && said.contains("LC_NOWHERE"),
+        said.contains("nothing installed") && said.contains("LC_C") && said.contains("LC_NOWHERE"),
         "{said}"
     );
     for id in ["LC_A3", "LC_B", "LC_C"] {

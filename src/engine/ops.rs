@@ -338,7 +338,7 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
             if !selection.problems.is_empty() {
                 for p in &selection.problems {
                     let o = Outcome {
-                        message: p.message.clone(),
+                        message: format!("node {node}: nothing installed: {}", p.message),
                         ..Outcome::failed(Op::Install, &node, &p.id, &refused(&node, ""))
                     };
                     push(o, &mut out);
