@@ -415,41 +415,65 @@ fn every_change_is_journaled_with_who_and_from_where() {
     assert_eq!(rows[0]["source"], "console");
 }
 
+/// Runs `install PATCH` on gw-east-1, killed at fault point `point` (as
+/// kill -9 would).
+fn install_killed_at(lab: &str, patch: &str, point: &str) {
+    let out = assert_cmd::Command::cargo_bin("patchdeck")
+        .expect("binary")
+        .env_remove("PATCHDECK_LAB")
+        .env("PATCHDECK_FAULT", point)
+        .args(["install", patch, "--nodes", "gw-east-1", "--lab", lab])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the fault point was reached");
+}
+
+fn recover_rows(lab: &str, patch: &str) -> Vec<Value> {
+    history(lab, &["--nodes", "gw-east-1", "--patch", patch])
+        .into_iter()
+        .filter(|r| r["op"] == "recover")
+        .collect()
+}
+
 #[test]
 fn a_change_finished_by_recovery_is_journaled() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = lab_with(tmp.path(), CHAIN);
-    ok(&lab, &["stage", "LC_A1", "--nodes", "gw-east-1"]);
+    ok(&lab, &["stage", "LC_A1", "LC_A2", "--nodes", "gw-east-1"]);
     // Killed past the point of no return (fault point 14): recovery
-    // finishes the install.
-    let out = assert_cmd::Command::cargo_bin("patchdeck")
-        .expect("binary")
-        .env_remove("PATCHDECK_LAB")
-        .env("PATCHDECK_FAULT", "14")
-        .args(["install", "LC_A1", "--nodes", "gw-east-1", "--lab", &lab])
-        .output()
-        .expect("run");
-    assert!(!out.status.success(), "the fault point was reached");
-    // The next change to the node settles the interrupted one first.
-    ok(&lab, &["stage", "LC_A2", "--nodes", "gw-east-1"]);
+    // finishes the install when the node is next opened.
+    install_killed_at(&lab, "LC_A1", "14");
+    // The operator runs the same install again: already done.
+    ok(&lab, &["install", "LC_A1", "--nodes", "gw-east-1"]);
     assert_eq!(state(&lab, "gw-east-1", "LC_A1"), "applied");
-    let rows = history(&lab, &["--nodes", "gw-east-1", "--patch", "LC_A1"]);
-    let recover = rows
-        .iter()
-        .find(|r| r["op"] == "recover")
-        .unwrap_or_else(|| panic!("a recover row: {rows:?}"));
-    assert_eq!(recover["ok"], true);
-    let message = recover["message"].as_str().unwrap_or_default();
+    let rows = recover_rows(&lab, "LC_A1");
+    assert_eq!(rows.len(), 1, "one recover row: {rows:?}");
+    assert_eq!(rows[0]["ok"], true);
+    let message = rows[0]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("install") && message.contains("finished"),
         "{message}"
     );
     // The killed command's intent shows it never reported an outcome.
+    let all = history(&lab, &["--nodes", "gw-east-1", "--patch", "LC_A1"]);
     assert!(
-        rows.iter()
-            .any(|r| r["op"] == "install" && r["ok"] == false),
+        all.iter().any(|r| r["op"] == "install" && r["ok"] == false),
+        "{all:?}"
+    );
+    // Killed before the point of no return, then only read: recovery undoes
+    // the install, and even a reading verb journals that.
+    install_killed_at(&lab, "LC_A2", "13");
+    ok(&lab, &["list", "--nodes", "gw-east-1"]);
+    let rows = recover_rows(&lab, "LC_A2");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("undone")),
         "{rows:?}"
     );
+    assert_eq!(state(&lab, "gw-east-1", "LC_A2"), "staged");
+    assert_eq!(recover_rows(&lab, "LC_A2").len(), 1, "journaled once");
 }
 
 #[test]

@@ -240,19 +240,6 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
     };
     let live = !args.json;
     let seen = |o: &ops::Outcome| {
-        for r in &o.recovered {
-            let message = format!(
-                "recovery {} the {} of {} interrupted earlier (at {})",
-                r.outcome, r.op, r.patch, r.at
-            );
-            write(&|j| j.record(&o.node, &r.patch, "recover", true, &message));
-            if live {
-                println!(
-                    "ok   {:<12} {:<10} {:<8} {message}",
-                    o.node, r.patch, "recover"
-                );
-            }
-        }
         write(&|j| j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message));
         if live {
             let mark = if o.ok {
@@ -444,16 +431,33 @@ where
         None => fleet.nodes.iter().collect(),
     };
     let results = ops::for_each_node(&chosen, ops::DEFAULT_PARALLEL, |n| {
-        ops::connect(&lab, n)
-            .and_then(|mut t| read(t.as_mut()))
-            .map(|items| (n.id.clone(), items))
+        ops::connect(&lab, n).and_then(|mut t| {
+            let items = read(t.as_mut())?;
+            Ok((n.id.clone(), items, ops::recoveries(t.as_mut())))
+        })
     });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
+    let mut recovered = Vec::new();
     for r in results {
         match r {
-            Ok((node, items)) => rows.extend(items.into_iter().map(|item| row(node.clone(), item))),
+            Ok((node, items, notes)) => {
+                rows.extend(items.into_iter().map(|item| row(node.clone(), item)));
+                recovered.extend(notes);
+            }
             Err(e) => failed.push(e.to_string()),
+        }
+    }
+    // Opening a node settles what a crash interrupted there: a change,
+    // so it is journaled even by a verb that only reads.
+    if !recovered.is_empty() {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
+        for o in &recovered {
+            eprintln!("patchdeck: {}", o.message);
+            journal
+                .record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
+                .map_err(|e| Failure::Failed(e.to_string()))?;
         }
     }
     Ok((rows, failed, chosen.len()))

@@ -15,6 +15,38 @@ use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::lab::Lab;
 use crate::engine::manifest::Restart;
 use crate::engine::node::{ErrorKind, NodeError, Recovery, Report};
+
+impl Outcome {
+    /// What a node's recovery did to an operation a crash interrupted.
+    pub fn recovered(node: &str, r: &Recovery) -> Outcome {
+        Outcome {
+            node: node.into(),
+            patch: r.patch.clone(),
+            op: Op::Recover,
+            ok: true,
+            state: None,
+            restart: Restart::None,
+            message: format!(
+                "node {node}: recovery {} the {} of {} a crash interrupted (at {})",
+                r.outcome, r.op, r.patch, r.at
+            ),
+            error: None,
+            skipped: false,
+        }
+    }
+}
+
+/// Takes the notes of what the node's recovery settled (it ran when the
+/// node was opened), as outcomes to journal. A node too old to keep notes
+/// has none to give.
+pub fn recoveries(t: &mut dyn Transport) -> Vec<Outcome> {
+    let node = t.node().to_string();
+    t.recovered()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| Outcome::recovered(&node, r))
+        .collect()
+}
 use crate::engine::requirement::{self, Supersession};
 use crate::engine::select::{self, Request};
 use crate::engine::transport::{Local, Transport};
@@ -30,6 +62,8 @@ pub enum Op {
     Rollback,
     Commit,
     Remove,
+    /// Not asked for: an interrupted operation the node's recovery settled.
+    Recover,
 }
 
 impl Op {
@@ -40,6 +74,7 @@ impl Op {
             Op::Rollback => "rollback",
             Op::Commit => "commit",
             Op::Remove => "remove",
+            Op::Recover => "recover",
         }
     }
 }
@@ -61,9 +96,6 @@ pub struct Outcome {
     /// Not attempted: the node was not ready (e.g. replication incomplete).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
-    /// Interrupted operations the node's recovery settled before this one.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub recovered: Vec<Recovery>,
 }
 
 impl Outcome {
@@ -78,7 +110,6 @@ impl Outcome {
             message: r.message,
             error: None,
             skipped: false,
-            recovered: r.recovered,
         }
     }
 
@@ -93,7 +124,6 @@ impl Outcome {
             message: e.to_string(),
             error: Some(e.kind),
             skipped: false,
-            recovered: Vec::new(),
         }
     }
 
@@ -109,7 +139,6 @@ impl Outcome {
             message,
             error: None,
             skipped: false,
-            recovered: Vec::new(),
         }
     }
 
@@ -125,7 +154,6 @@ impl Outcome {
             message,
             error: None,
             skipped: true,
-            recovered: Vec::new(),
         }
     }
 }
@@ -283,7 +311,13 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         out.push(o);
         ok
     };
+    // Opening the node finished or undid what a crash interrupted: that
+    // is a change too, and goes in the journal first.
+    for o in recoveries(t) {
+        push(o, &mut out);
+    }
     match req.op {
+        Op::Recover => {}
         Op::Stage => {
             for id in expand(req) {
                 let Some(path) = depot_file(req.depot, &id) else {

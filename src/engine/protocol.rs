@@ -160,6 +160,7 @@ enum Request {
     List {},
     Inventory {},
     Verify {},
+    Recovered {},
     /// Reads the service state; with `state`, drains or restores first.
     Service {
         #[serde(default)]
@@ -474,6 +475,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Verify {} => {
                 let r = node.verify();
+                self.answer(id, r)?;
+            }
+            Request::Recovered {} => {
+                let r = node.take_recovered();
                 self.answer(id, r)?;
             }
             Request::Service { state } => {
@@ -1068,6 +1073,10 @@ impl Transport for Remote {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.plain_call("verify")
+    }
+
+    fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {
+        self.plain_call("recovered")
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

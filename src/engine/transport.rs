@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
-use crate::engine::node::{Drift, Listed, Node, NodeError, Report, Service, ServiceStatus};
+use crate::engine::node::{
+    Drift, Listed, Node, NodeError, Recovery, Report, Service, ServiceStatus,
+};
 use crate::engine::requirement::Supersession;
 
 /// Progress of a long step: bytes or files done of total.
@@ -35,6 +37,9 @@ pub trait Transport: Send {
     fn list(&mut self) -> Result<Vec<Listed>, NodeError>;
     fn inventory(&mut self) -> Result<Inventory, NodeError>;
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
+    /// Takes the node's notes of interrupted operations its recovery
+    /// settled, for the journal (each is given out once).
+    fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError>;
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
 }
@@ -100,6 +105,10 @@ impl Transport for Local {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.node.verify()
+    }
+
+    fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError> {
+        self.node.take_recovered()
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

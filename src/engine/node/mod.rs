@@ -76,10 +76,6 @@ pub struct Report {
     /// What must restart for the change to take effect.
     pub restart: Restart,
     pub message: String,
-    /// Operations a crash interrupted that recovery finished or undid on
-    /// this node since the last report (so the console can journal them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recovered: Vec<Recovery>,
 }
 
 /// An interrupted operation that recovery settled.
@@ -456,6 +452,22 @@ impl Node {
         Ok(requirement::dependents_of(&graph, id, &installed, &holders))
     }
 
+    /// Takes the notes of operations a crash interrupted that recovery
+    /// finished or undid here (whoever opened the node), oldest first, so
+    /// the console journals each once. Taken notes are gone from the node.
+    pub fn take_recovered(&mut self) -> Result<Vec<Recovery>> {
+        Ok(self
+            .db(store::take_recovered(&self.conn))?
+            .into_iter()
+            .map(|(at, op, patch, outcome)| Recovery {
+                at,
+                op,
+                patch,
+                outcome,
+            })
+            .collect())
+    }
+
     fn require(&self, id: &str) -> Result<PatchRow> {
         self.db(store::patch(&self.conn, id))?.ok_or_else(|| {
             self.err(
@@ -696,17 +708,6 @@ impl Node {
         restart: Restart,
         message: &str,
     ) -> Report {
-        // Best effort: a note that cannot be read now is reported next time.
-        let recovered = store::take_recovered(&self.conn)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(at, op, patch, outcome)| Recovery {
-                at,
-                op,
-                patch,
-                outcome,
-            })
-            .collect();
         Report {
             node: self.name.clone(),
             op: op.into(),
@@ -715,7 +716,6 @@ impl Node {
             also,
             restart,
             message: message.into(),
-            recovered,
         }
     }
 
