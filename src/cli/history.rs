@@ -52,9 +52,11 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
     if args.json {
         return print_json(&changes);
     }
+    // Narrow enough for an 80-column console: the message goes last and
+    // wraps; --json has every field in full.
     println!(
-        "{:<24} {:<12} {:<10} {:<11} {:<4} {:<20} MESSAGE",
-        "TIME", "NODE", "PATCH", "OP", "OK", "BY"
+        "{:<19} {:<10} {:<10} {:<11} {:<4} BY (FROM): MESSAGE",
+        "TIME (UTC)", "NODE", "PATCH", "OP", "OK"
     );
     for c in &changes {
         let by = Operator::display(
@@ -69,14 +71,18 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
             Some(id) => format!("rollout {id}"),
             None => c.source.clone(),
         };
+        let time: String = c
+            .time
+            .chars()
+            .take(19)
+            .collect::<String>()
+            .replace('T', " ");
         println!(
-            "{:<24} {:<12} {:<10} {:<11} {:<4} {:<20} {} [{from}]",
-            c.time,
+            "{time:<19} {:<10} {:<10} {:<11} {:<4} {by} ({from}): {}",
             c.node,
             c.patch,
             c.op,
             if c.ok { "ok" } else { "FAIL" },
-            by,
             c.message
         );
     }
