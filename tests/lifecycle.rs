@@ -187,6 +187,21 @@ fn a_requirement_is_met_through_a_chain_the_console_knows(
         "{e}"
     );
     assert!(t.verify().unwrap().is_empty());
+    // The same answer before an uninstall starts: alone GW_3 cannot go,
+    // with GW_9 it can.
+    let blocked = t.removal_blocked(&["GW_3".to_string()]).unwrap();
+    assert_eq!(
+        blocked
+            .iter()
+            .map(|d| (d.dependent.as_str(), d.requirement.as_str()))
+            .collect::<Vec<_>>(),
+        [("GW_9", "GW_1")]
+    );
+    assert!(
+        t.removal_blocked(&["GW_3".to_string(), "GW_9".to_string()])
+            .unwrap()
+            .is_empty()
+    );
     t.rollback("GW_9").unwrap();
     t.rollback("GW_3").unwrap();
 }

@@ -539,30 +539,18 @@ pub fn removal_blocked_by(
         .map(|(id, _)| id.as_str())
         .collect();
     let known = Supersession::from_depot(&depot.patches, installed.iter().copied());
-    let after: Vec<&str> = installed
+    let holders: Vec<(&str, &[String])> = inv
+        .patches
         .iter()
-        .copied()
-        .filter(|id| !leaving.iter().any(|l| l == id))
+        .filter(|(_, s)| matches!(s, PatchState::Applied | PatchState::Committed))
+        .filter_map(|(id, _)| {
+            depot
+                .get(id)
+                .map(|p| (id.as_str(), p.manifest.requires.as_slice()))
+        })
         .collect();
-    let mut out = Vec::new();
-    for (id, state) in &inv.patches {
-        if !matches!(state, PatchState::Applied | PatchState::Committed)
-            || leaving.iter().any(|l| l == id)
-        {
-            continue;
-        }
-        let Some(p) = depot.get(id) else { continue };
-        for r in &p.manifest.requires {
-            let before = requirement::met_by(&known, r, installed.iter().copied()).is_some();
-            if before && requirement::met_by(&known, r, after.iter().copied()).is_none() {
-                out.push(requirement::Dependent {
-                    dependent: id.clone(),
-                    requirement: r.clone(),
-                });
-            }
-        }
-    }
-    out
+    let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
+    requirement::dependents_of(&known, &leaving, &installed, &holders)
 }
 
 fn refused(node: &str, message: &str) -> NodeError {

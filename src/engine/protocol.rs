@@ -161,6 +161,10 @@ enum Request {
     Inventory {},
     Verify {},
     Recovered {},
+    /// Who would lose a requirement if `patches` were rolled back.
+    Blocked {
+        patches: Vec<String>,
+    },
     /// Reads the service state; with `state`, drains or restores first.
     Service {
         #[serde(default)]
@@ -479,6 +483,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Recovered {} => {
                 let r = node.take_recovered();
+                self.answer(id, r)?;
+            }
+            Request::Blocked { patches } => {
+                let r = node.removal_blocked(&patches);
                 self.answer(id, r)?;
             }
             Request::Service { state } => {
@@ -1077,6 +1085,16 @@ impl Transport for Remote {
 
     fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {
         self.plain_call("recovered")
+    }
+
+    fn removal_blocked(
+        &mut self,
+        leaving: &[String],
+    ) -> Result<Vec<crate::engine::requirement::Dependent>, NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), leaving.into());
+        let value = self.call("blocked", "blocked", body, &mut |_, _| {})?;
+        self.decode("blocked", value)
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

@@ -148,22 +148,23 @@ pub struct Dependent {
 }
 
 /// Which patches of `holders` (id, requirements) would lose a requirement
-/// if `leaving` were no longer installed: met with `installed` as it is,
-/// unmet without `leaving`. Empty when `leaving` can go.
+/// if the patches `leaving` were no longer installed: met with `installed`
+/// as it is, unmet without them. Holders that are leaving themselves do
+/// not count. Empty when they can all go.
 pub fn dependents_of<S: AsRef<str>>(
     graph: &impl Graph,
-    leaving: &str,
+    leaving: &[&str],
     installed: &[&str],
     holders: &[(&str, &[S])],
 ) -> Vec<Dependent> {
     let after: Vec<&str> = installed
         .iter()
         .copied()
-        .filter(|i| *i != leaving)
+        .filter(|i| !leaving.contains(i))
         .collect();
     let mut out = Vec::new();
     for (id, requires) in holders {
-        if *id == leaving {
+        if leaving.contains(id) {
             continue;
         }
         for r in requires.iter().map(AsRef::as_ref) {
@@ -207,7 +208,7 @@ mod tests {
     fn taking_away_the_only_provider_names_the_dependent() {
         let g = chain();
         let holders: Vec<(&str, &[&str])> = vec![("D", &["A"]), ("E", &["Q"])];
-        let d = dependents_of(&g, "C", &["C", "D"], &holders);
+        let d = dependents_of(&g, &["C"], &["C", "D"], &holders);
         assert_eq!(
             d,
             vec![Dependent {
@@ -216,6 +217,8 @@ mod tests {
             }]
         );
         // Another provider left: nothing lost.
-        assert!(dependents_of(&g, "C", &["C", "B", "D"], &holders).is_empty());
+        assert!(dependents_of(&g, &["C"], &["C", "B", "D"], &holders).is_empty());
+        // Leaving together with its dependent: nothing lost.
+        assert!(dependents_of(&g, &["C", "D"], &["C", "D"], &holders).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use crate::engine::inventory::Inventory;
 use crate::engine::node::{
     Drift, Listed, Node, NodeError, Recovery, Report, Service, ServiceStatus,
 };
-use crate::engine::requirement::Supersession;
+use crate::engine::requirement::{Dependent, Supersession};
 
 /// Progress of a long step: bytes or files done of total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -37,6 +37,10 @@ pub trait Transport: Send {
     fn list(&mut self) -> Result<Vec<Listed>, NodeError>;
     fn inventory(&mut self) -> Result<Inventory, NodeError>;
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
+    /// The applied patches that would lose a requirement if all of
+    /// `leaving` were rolled back, by the node's own knowledge (see
+    /// `Node::removal_blocked`); empty when they can go.
+    fn removal_blocked(&mut self, leaving: &[String]) -> Result<Vec<Dependent>, NodeError>;
     /// Takes the node's notes of interrupted operations its recovery
     /// settled, for the journal (each is given out once).
     fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError>;
@@ -109,6 +113,10 @@ impl Transport for Local {
 
     fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError> {
         self.node.take_recovered()
+    }
+
+    fn removal_blocked(&mut self, leaving: &[String]) -> Result<Vec<Dependent>, NodeError> {
+        self.node.removal_blocked(leaving)
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

@@ -441,6 +441,15 @@ impl Node {
 
     /// The patches that would lose a requirement if `id` left the node.
     fn dependents(&self, id: &str) -> Result<Vec<requirement::Dependent>> {
+        self.removal_blocked(&[id.to_string()])
+    }
+
+    /// The applied or committed patches outside `leaving` that would lose
+    /// a requirement if every patch of `leaving` left this node (by what
+    /// the node knows: its manifests and the edges it was told). Empty
+    /// when they can all go. For an uninstall to refuse before it starts.
+    pub fn removal_blocked(&self, leaving: &[String]) -> Result<Vec<requirement::Dependent>> {
+        let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
         let rows = self.db(store::patches(&self.conn))?;
         let graph = self.graph(&rows)?;
         let installed = installed_ids(&rows);
@@ -449,7 +458,9 @@ impl Node {
             .filter(|r| holds_requirements(r.state))
             .map(|r| (r.id.as_str(), r.manifest.requires.as_slice()))
             .collect();
-        Ok(requirement::dependents_of(&graph, id, &installed, &holders))
+        Ok(requirement::dependents_of(
+            &graph, &leaving, &installed, &holders,
+        ))
     }
 
     /// Takes the notes of operations a crash interrupted that recovery
