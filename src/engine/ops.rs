@@ -324,7 +324,10 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
                     continue;
                 };
                 let o = match t.stage(&id, &path, &mut |_, _| {}) {
-                    Ok(r) => Outcome::done(Op::Stage, r),
+                    Ok(r) => {
+                        teach(t, req.depot, &id);
+                        Outcome::done(Op::Stage, r)
+                    }
                     Err(e) => Outcome::failed(Op::Stage, &node, &id, &e),
                 };
                 push(o, &mut out);
@@ -447,6 +450,17 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         }
     }
     out
+}
+
+/// Tells a node the depot's supersession chain below `id`, which it has
+/// just staged, so any later install of a patch that requires something in
+/// that chain (a rollout's too) sees the requirement met. Best effort: a
+/// node too old for it learns at install time instead.
+pub fn teach(t: &mut dyn Transport, depot: &Depot, id: &str) {
+    let known = Supersession::from_depot(&depot.patches, [id]);
+    if let Err(e) = t.learn(&known) {
+        tracing::debug!(node = %t.node(), patch = %id, error = %e, "the node did not learn the chain");
+    }
 }
 
 /// Why a patch of an install plan cannot go on a node.

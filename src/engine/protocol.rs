@@ -161,6 +161,11 @@ enum Request {
     Inventory {},
     Verify {},
     Recovered {},
+    /// Supersession edges to keep.
+    Learn {
+        #[serde(default)]
+        known: crate::engine::requirement::Supersession,
+    },
     /// Who would lose a requirement if `patches` were rolled back.
     Blocked {
         patches: Vec<String>,
@@ -483,6 +488,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Recovered {} => {
                 let r = node.take_recovered();
+                self.answer(id, r)?;
+            }
+            Request::Learn { known } => {
+                let r = node.learn(&known);
                 self.answer(id, r)?;
             }
             Request::Blocked { patches } => {
@@ -1085,6 +1094,19 @@ impl Transport for Remote {
 
     fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {
         self.plain_call("recovered")
+    }
+
+    fn learn(&mut self, known: &crate::engine::requirement::Supersession) -> Result<(), NodeError> {
+        if known.is_empty() {
+            return Ok(());
+        }
+        let mut body = Map::new();
+        body.insert(
+            "known".into(),
+            serde_json::to_value(known).unwrap_or_default(),
+        );
+        let value = self.call("learn", "learn", body, &mut |_, _| {})?;
+        self.decode("learn", value)
     }
 
     fn removal_blocked(

@@ -37,6 +37,9 @@ pub trait Transport: Send {
     fn list(&mut self) -> Result<Vec<Listed>, NodeError>;
     fn inventory(&mut self) -> Result<Inventory, NodeError>;
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
+    /// Tells the node supersession edges from the console's depot (the
+    /// chain below a patch it stages), which it keeps.
+    fn learn(&mut self, known: &Supersession) -> Result<(), NodeError>;
     /// The applied patches that would lose a requirement if all of
     /// `leaving` were rolled back, by the node's own knowledge (see
     /// `Node::removal_blocked`); empty when they can go.
@@ -117,6 +120,10 @@ impl Transport for Local {
 
     fn removal_blocked(&mut self, leaving: &[String]) -> Result<Vec<Dependent>, NodeError> {
         self.node.removal_blocked(leaving)
+    }
+
+    fn learn(&mut self, known: &Supersession) -> Result<(), NodeError> {
+        self.node.learn(known)
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

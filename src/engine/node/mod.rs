@@ -439,6 +439,16 @@ impl Node {
         Ok(g)
     }
 
+    /// Keeps supersession edges the console knows (from its depot), so the
+    /// node can follow chains through patches it never holds. Knowledge,
+    /// not state: no lock, no intent.
+    pub fn learn(&mut self, known: &Supersession) -> Result<()> {
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.db(store::learn_supersedes(&self.conn, known.edges()))
+    }
+
     /// The patches that would lose a requirement if `id` left the node.
     fn dependents(&self, id: &str) -> Result<Vec<requirement::Dependent>> {
         self.removal_blocked(&[id.to_string()])
@@ -744,9 +754,7 @@ impl Node {
     /// this node never held is seen as met, now and by later rollbacks.
     pub fn install_with(&mut self, id: &str, save: bool, known: &Supersession) -> Result<Report> {
         let (_lock, row) = self.start("install", id, PatchState::Staged)?;
-        if !known.is_empty() {
-            self.db(store::learn_supersedes(&self.conn, known.edges()))?;
-        }
+        self.learn(known)?;
         let manifest = row.manifest.clone();
         self.check_base(id, &manifest)?;
         self.check_prerequisites(id, &manifest)?;
