@@ -591,18 +591,8 @@ fn a_rollout_owns_its_cluster() {
 fn every_install_a_rollout_makes_is_in_the_history() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = lab_with(tmp.path(), CHAIN);
-    // Health is settled at once in the demo; no need to wait for it.
-    let fleet = Path::new(&lab).join("fleet.toml");
-    let t = std::fs::read_to_string(&fleet).expect("fleet");
-    std::fs::write(
-        &fleet,
-        t.replace("min_healthy_secs = 2", "min_healthy_secs = 0"),
-    )
-    .expect("fleet");
-    let members = [
-        "edge-1_1", "edge-1_2", "edge-1_3", "edge-1_4", "edge-2_1", "edge-2_2", "edge-2_3",
-        "edge-2_4",
-    ];
+    quick_rollouts(&lab);
+    let members = EDGE;
     ok(&lab, &["stage", "LC_A1", "--nodes", &members.join(",")]);
     ok(&lab, &["rollout", "start", "--cluster", "edge", "LC_A1"]);
     let rows = history(&lab, &["--rollout", "1"]);
@@ -627,4 +617,72 @@ fn every_install_a_rollout_makes_is_in_the_history() {
         .map(|r| r["by"].clone())
         .unwrap_or_default();
     assert!(by.as_str().is_some_and(|o| o.contains('@')), "{list}");
+}
+
+/// The eight members of the demo's edge cluster.
+const EDGE: [&str; 8] = [
+    "edge-1_1", "edge-1_2", "edge-1_3", "edge-1_4", "edge-2_1", "edge-2_2", "edge-2_3", "edge-2_4",
+];
+
+/// A lab whose rollouts do not wait for health to settle.
+fn quick_rollouts(lab: &str) {
+    let fleet = Path::new(lab).join("fleet.toml");
+    let t = std::fs::read_to_string(&fleet).expect("fleet");
+    std::fs::write(
+        &fleet,
+        t.replace("min_healthy_secs = 2", "min_healthy_secs = 0"),
+    )
+    .expect("fleet");
+}
+
+#[test]
+fn a_rollout_installs_a_prerequisite_met_through_a_chain() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    quick_rollouts(&lab);
+    // Replicated, not staged by hand: the chain below LC_A3 travels with it.
+    ok(
+        &lab,
+        &[
+            "replicate",
+            "LC_A3",
+            "LC_B",
+            "--nodes",
+            &EDGE.join(","),
+            "--wait",
+        ],
+    );
+    ok(
+        &lab,
+        &["rollout", "start", "--cluster", "edge", "LC_A3", "LC_B"],
+    );
+    for m in EDGE {
+        assert_eq!(state(&lab, m, "LC_B"), "applied", "{m}");
+    }
+    // An uninstall of the prerequisite alone is refused before anything
+    // changes, naming who needs it.
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            "LC_A3",
+            "--uninstall",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("LC_B") && said.contains("LC_A1"), "{said}");
+    let nodes = json(&ok(&lab, &["nodes", "--json"]));
+    for m in EDGE {
+        assert_eq!(state(&lab, m, "LC_A3"), "applied", "{m}: {said}");
+        let service = nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == m))
+            .map(|r| r["service"].clone())
+            .unwrap_or_default();
+        assert_eq!(service, "up", "{m} was never drained");
+    }
 }
