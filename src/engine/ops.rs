@@ -390,7 +390,7 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
                 .map(String::as_str)
                 .chain(ids.iter().map(String::as_str))
                 .collect();
-            let known = Supersession::from_depot(&req.depot.patches, roots);
+            let known = Supersession::from_depot(|id| req.depot.get(id), roots);
             if let Err(refusal) = check_install_plan(&inv, &ids, req.depot, &known) {
                 let reason = selection
                     .patches
@@ -457,7 +457,7 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
 /// that chain (a rollout's too) sees the requirement met. Best effort: a
 /// node too old for it learns at install time instead.
 pub fn teach(t: &mut dyn Transport, depot: &Depot, id: &str) {
-    let known = Supersession::from_depot(&depot.patches, [id]);
+    let known = Supersession::from_depot(|p| depot.get(p), [id]);
     if let Err(e) = t.learn(&known) {
         tracing::debug!(node = %t.node(), patch = %id, error = %e, "the node did not learn the chain");
     }
@@ -552,7 +552,7 @@ pub fn removal_blocked_by(
         .filter(|(_, s)| s.is_installed())
         .map(|(id, _)| id.as_str())
         .collect();
-    let known = Supersession::from_depot(&depot.patches, installed.iter().copied());
+    let known = Supersession::from_depot(|id| depot.get(id), installed.iter().copied());
     let holders: Vec<(&str, &[String])> = inv
         .patches
         .iter()

@@ -44,24 +44,30 @@ impl Supersession {
         self.0.values().all(BTreeSet::is_empty)
     }
 
-    /// The edges of the depot's `patches` reachable from `roots`: what a node
+    /// The edges of the depot's patches reachable from `roots`: what a node
     /// holding `roots` needs to know to follow their chains to the end.
-    pub fn from_depot<'a>(patches: &[Patch], roots: impl IntoIterator<Item = &'a str>) -> Self {
-        let by_id: std::collections::HashMap<&str, &Patch> =
-            patches.iter().map(|p| (p.id.as_str(), p)).collect();
+    /// `patch` looks a patch up by id (the depot's index, so no per-call
+    /// map of a large depot is built).
+    pub fn from_depot<'a, 'p>(
+        patch: impl Fn(&str) -> Option<&'p Patch>,
+        roots: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let mut out = Supersession::default();
-        let mut seen = HashSet::new();
-        let mut stack: Vec<&str> = roots.into_iter().collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut stack: Vec<String> = roots.into_iter().map(str::to_string).collect();
         while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
+            if seen.contains(&id) {
                 continue;
             }
-            let Some(p) = by_id.get(id) else { continue };
-            if p.manifest.supersedes.is_empty() {
+            let Some(p) = patch(&id) else {
+                seen.insert(id);
                 continue;
+            };
+            if !p.manifest.supersedes.is_empty() {
+                out.add(&id, &p.manifest.supersedes);
+                stack.extend(p.manifest.supersedes.iter().cloned());
             }
-            out.add(id, &p.manifest.supersedes);
-            stack.extend(p.manifest.supersedes.iter().map(String::as_str));
+            seen.insert(id);
         }
         out
     }
