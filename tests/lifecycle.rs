@@ -235,7 +235,7 @@ fn supersession_and_commit(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     let e = t.rollback("GW_1").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused);
     assert!(
-        e.message.contains("superseded by GW_2") && e.message.contains("roll GW_2 back first"),
+        e.message.contains("superseded by GW_2") && e.message.contains("roll back GW_2 first"),
         "{e}"
     );
 
@@ -264,7 +264,7 @@ fn supersession_and_commit(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     assert!(
         e.message.contains("superseded, committed")
             && e.message.contains("install a patch that supersedes GW_2")
-            && !e.message.contains("roll GW_2 back"),
+            && !e.message.contains("roll back GW_2"),
         "{e}"
     );
 }

@@ -266,7 +266,7 @@ fn a_patch_committed_with_its_superseder_gets_advice_that_can_be_followed() {
         // LC_A2 is committed: telling the operator to roll it back would be
         // advice that cannot be followed.
         assert!(
-            !message.contains("roll LC_A2 back") && !message.contains("roll that one back"),
+            !message.contains("roll back LC_A2") && !message.contains("roll LC_A2 back"),
             "{verb}: {message}"
         );
         assert!(
@@ -685,4 +685,37 @@ fn a_rollout_installs_a_prerequisite_met_through_a_chain() {
             .unwrap_or_default();
         assert_eq!(service, "up", "{m} was never drained");
     }
+}
+
+#[test]
+fn advice_on_a_superseded_patch_follows_the_chain_to_its_top() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    ok(
+        &lab,
+        &["stage", "LC_A1", "LC_A2", "LC_A3", "--nodes", "gw-east-1"],
+    );
+    for id in ["LC_A1", "LC_A2", "LC_A3"] {
+        ok(&lab, &["install", id, "--nodes", "gw-east-1"]);
+    }
+    let refusal = |verb: &str, id: &str| {
+        let out = run(&lab, &[verb, id, "--nodes", "gw-east-1", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{verb} {id}");
+        json(&out)[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // LC_A2, its superseder, is itself superseded: the advice starts at the top.
+    let m = refusal("rollback", "LC_A1");
+    assert!(m.contains("roll back LC_A3, then LC_A2 first"), "{m}");
+    let m = refusal("commit", "LC_A1");
+    assert!(m.contains("commit LC_A3"), "{m}");
+    // Following it works.
+    ok(&lab, &["commit", "LC_A3", "--nodes", "gw-east-1"]);
+    let m = refusal("rollback", "LC_A1");
+    assert!(
+        m.contains("install a patch that supersedes LC_A3") && !m.contains("roll back"),
+        "{m}"
+    );
 }

@@ -643,13 +643,29 @@ impl Node {
     fn refusal(&self, op: &str, row: &PatchRow) -> NodeError {
         let id = &row.id;
         let by = row.superseded_by.as_deref().unwrap_or("a later patch");
-        // Whether the superseder can still be rolled back (it is applied,
-        // not committed): only then is "roll that one back" advice.
-        let by_rollbackable = row
-            .superseded_by
-            .as_deref()
-            .and_then(|b| self.db(store::patch(&self.conn, b)).ok().flatten())
-            .is_some_and(|b| b.state == PatchState::Applied);
+        // The patches above it, from its superseder to the top of the
+        // chain: "roll back" is advice only if none of them is committed.
+        let rows = self.db(store::patches(&self.conn)).unwrap_or_default();
+        let mut above: Vec<&PatchRow> = Vec::new();
+        let mut next = row.superseded_by.as_deref();
+        while let Some(n) = next {
+            match rows.iter().find(|r| r.id == n) {
+                Some(r) if !above.iter().any(|a| a.id == r.id) => {
+                    above.push(r);
+                    next = r.superseded_by.as_deref();
+                }
+                _ => break,
+            }
+        }
+        let top = above.last().map_or(by, |r| r.id.as_str());
+        let committed_above = above.iter().find(|r| r.committed).map(|r| r.id.as_str());
+        let by_rollbackable = !above.is_empty() && committed_above.is_none();
+        let roll_back_above = above
+            .iter()
+            .rev()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", then ");
         let why = match (op, row.state) {
             ("remove", PatchState::Applied) => {
                 let deps = self.dependents(id).unwrap_or_default();
@@ -670,13 +686,13 @@ impl Node {
                 format!("it was committed already (it is superseded by {by})")
             }
             ("commit", PatchState::Superseded) => {
-                format!("it is superseded by {by}; commit {by}, which commits this one too")
+                format!("it is superseded by {by}; commit {top}, which commits this one too")
             }
             ("remove" | "rollback", PatchState::Superseded) if row.committed => {
                 if by_rollbackable {
                     format!(
                         "it is committed (its saved files were dropped) and superseded by {by}; \
-                         it cannot be {}; rolling {by} back returns it to committed",
+                         it cannot be {}; rolling back {roll_back_above} returns it to committed",
                         if op == "remove" {
                             "removed"
                         } else {
@@ -687,17 +703,18 @@ impl Node {
                     format!(
                         "it was committed together with {by}, which superseded it, so neither \
                          can be rolled back or removed; to change it, install a patch that \
-                         supersedes {by}"
+                         supersedes {top}"
                     )
                 }
             }
             ("remove" | "rollback", PatchState::Superseded) => {
                 if by_rollbackable {
-                    format!("it is superseded by {by}; roll {by} back first")
+                    format!("it is superseded by {by}; roll back {roll_back_above} first")
                 } else {
                     format!(
-                        "it is superseded by {by}, which is committed and cannot be rolled \
-                         back; to change it, install a patch that supersedes {by}"
+                        "it is superseded by {by}, and {} is committed and cannot be rolled \
+                         back; to change it, install a patch that supersedes {top}",
+                        committed_above.unwrap_or(by)
                     )
                 }
             }
