@@ -370,6 +370,22 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
 }
 
 #[test]
+fn command_line_refuses_verbs_that_rewrite_the_lab() {
+    let mut c = console();
+    for line in ["demo --force", "demo --lab /tmp/x --force", "node --root /"] {
+        c.keys(":");
+        c.keys(line);
+        let effect = c
+            .app
+            .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(effect, patchdeck::tui::state::Effect::None, "{line}");
+        let screen = c.screen(80, 24);
+        assert!(screen.contains("inside the console"), "{screen}");
+        c.key(KeyCode::Esc);
+    }
+}
+
+#[test]
 fn command_line_previews_an_install_with_order_skips_and_restarts() {
     let mut c = console_with_operations();
     let kernel = c.app.ops.snapshot.replication[0].patch.clone();
