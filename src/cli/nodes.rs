@@ -187,17 +187,9 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
     }
     let depot = open_depot(&lab.depot_dir())?;
     if matches!(op, Op::Stage | Op::Install) {
-        for spec in &args.patches {
-            let product = spec.split('.').next().unwrap_or(spec);
-            if depot.get(spec).is_none()
-                && !depot.patches.iter().any(|p| p.manifest.product == product)
-            {
-                return Err(Failure::Input(format!(
-                    "{spec} is neither a patch nor a product in the depot {}",
-                    depot.root.display()
-                )));
-            }
-        }
+        depot
+            .check_specs(&args.patches)
+            .map_err(|e| Failure::Input(e.to_string()))?;
     }
     // Cluster guards: decided in the engine, the same for every front end.
     if op != Op::Stage {
