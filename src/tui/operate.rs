@@ -426,7 +426,7 @@ impl App {
         let Some(config) = fleet.clusters.iter().find(|c| c.id == cluster.id) else {
             return Effect::None;
         };
-        let plan = Plan::new(config, partition, &patches, false, false);
+        let plan = Plan::new(config, partition, &patches, false, config.on_failure);
         let mut lines = vec![format!(
             "Install {} on cluster {}, one group at a time:",
             patches.join(" "),

@@ -13,6 +13,7 @@
 pub mod fleet_env;
 pub mod journal;
 pub mod plan;
+pub mod prepare;
 pub mod run;
 
 use std::path::PathBuf;
@@ -63,9 +64,29 @@ fn busy(cluster: &str, holder: Option<Holder>) -> String {
     }
 }
 
+/// Whether a rollout is still being worked on by a live process: taken up
+/// by its runner (or about to be) and that process alive. A `running`
+/// rollout whose process died is interrupted, not running.
+pub fn is_running(r: &Rollout) -> bool {
+    matches!(r.state, State::Pending | State::Running) && alive(r.pid)
+}
+
 /// Whether a process is still alive (to tell an interrupted rollout from a
 /// running one).
 pub fn alive(pid: i64) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+    let exists = pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    // A killed runner whose parent has not reaped it yet still exists, as
+    // a zombie; it runs nothing.
+    exists && !zombie(pid)
+}
+
+fn zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
