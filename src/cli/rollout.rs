@@ -35,6 +35,8 @@ pub enum RolloutCommand {
     Resume(IdArgs),
     /// Stop and bring every drained member back into service.
     Abort(IdArgs),
+    /// Roll one group of a rollout back (draining it first if it serves).
+    Rollback(RollbackArgs),
     /// Run a recorded rollout in this process (what `start` and `resume`
     /// start in the background).
     #[command(hide = true)]
@@ -55,6 +57,17 @@ pub struct ListArgs {
     /// Only this cluster's rollouts.
     #[arg(long, value_name = "C")]
     cluster: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Rollout id (default: the newest).
+    id: Option<i64>,
+    /// The group to roll back (A, B, ...).
+    #[arg(long, value_name = "G")]
+    group: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -116,6 +129,7 @@ impl RolloutCommand {
         match self {
             RolloutCommand::Start(a) => a.json,
             RolloutCommand::List(a) => a.json,
+            RolloutCommand::Rollback(a) => a.json,
             RolloutCommand::Run(a) => a.json,
             RolloutCommand::Status(a)
             | RolloutCommand::Pause(a)
@@ -133,6 +147,7 @@ pub fn run(global: &Global, command: RolloutCommand) -> Outcome {
         RolloutCommand::Resume(args) => resume(global, args),
         RolloutCommand::Abort(args) => abort(global, args),
         RolloutCommand::List(args) => list(global, args),
+        RolloutCommand::Rollback(args) => rollback_group(global, args),
         RolloutCommand::Run(args) => {
             let lab = global.lab();
             let fleet = load_fleet(&lab)?;
@@ -733,5 +748,40 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
         // Some drained member could not be restored: the rollout stays
         // failed with the abort requested, and says which and why.
         _ => Err(Failure::Failed(load(&lab, Some(r.id))?.message)),
+    }
+}
+
+fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
+    let lab = global.lab();
+    let r = load(&lab, args.id)?;
+    if rollout::is_running(&r) {
+        return Err(Failure::Failed(format!(
+            "rollout {} is running; pause or abort it before rolling a group back",
+            r.id
+        )));
+    }
+    let fleet = load_fleet(&lab)?;
+    let conn = Mutex::new(console::open(&lab).map_err(db_err(&lab))?);
+    let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
+    let env = FleetEnv::new(&lab, &fleet, r.id);
+    let print = |e: &Event| print_event(e, args.json);
+    let runner = Runner {
+        conn: &conn,
+        env: &env,
+        events: &print,
+        poll: Duration::from_millis(200),
+    };
+    let ending = runner
+        .roll_back_group(r.id, &args.group)
+        .map_err(Failure::Failed)?;
+    let after = load(&lab, Some(r.id))?;
+    match ending {
+        Ending::RolledBack => {
+            if !args.json {
+                println!("rollout {}: {}", r.id, after.message);
+            }
+            Ok(())
+        }
+        _ => Err(Failure::Failed(after.message)),
     }
 }

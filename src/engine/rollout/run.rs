@@ -600,6 +600,82 @@ impl<E: Env> Runner<'_, E> {
         }
     }
 
+    /// Rolls one group of a rollout that is not running back, on the
+    /// operator's request: the members the rollout changed are drained if
+    /// they serve (only while every other group is healthy), their change
+    /// is undone, they are restored and the group is waited for; members
+    /// it did not change are left alone. A halted (failed) rollout then
+    /// ends rolled back; an ended one keeps its state, and its status shows
+    /// the group rolled back.
+    ///
+    /// Errors: no such group, the rollout still running or paused, or
+    /// nothing of the rollout left to roll back on that group.
+    pub fn roll_back_group(&self, id: i64, group: &str) -> Result<Ending, Fail> {
+        let rollout = self.load(id)?;
+        if !rollout.plan.groups.iter().any(|g| g.name == group) {
+            let names: Vec<&str> = rollout
+                .plan
+                .groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect();
+            return Err(format!(
+                "rollout {id} has no group {group}; its groups are {}",
+                names.join(", ")
+            ));
+        }
+        if matches!(
+            rollout.state,
+            State::Pending | State::Running | State::Paused
+        ) {
+            return Err(format!(
+                "rollout {id} is {}; abort it (or let it end) before rolling a group back",
+                rollout.state.as_str()
+            ));
+        }
+        let steps = self.rollback_steps(&rollout, group);
+        if steps.is_empty() {
+            return Err(format!(
+                "group {group} of rollout {id} has nothing of it to roll back"
+            ));
+        }
+        let seqs = self.db(|c| journal::append(c, id, &steps))?;
+        loop {
+            let r = self.load(id)?;
+            let Some(first) = r
+                .steps
+                .iter()
+                .position(|s| seqs.contains(&s.step.seq) && s.state != StepState::Done)
+            else {
+                break;
+            };
+            let batch = batch_at(&r.steps, first);
+            if let Err((seq, e)) = self.run_batch(&r, &batch) {
+                let m = format!(
+                    "rolling group {group} back failed at step {seq}: {e}; `patchdeck rollout abort {id}` restores drained members"
+                );
+                return self.finish(id, State::Failed, Ending::Failed, &m);
+            }
+        }
+        let m = format!("group {group} rolled back and serving");
+        match rollout.state {
+            State::Failed => {
+                let m = format!("{}; {m}", rollout.message);
+                self.finish(id, State::RolledBack, Ending::RolledBack, &m)
+            }
+            state => {
+                let m = if rollout.message.is_empty() {
+                    m
+                } else {
+                    format!("{}; {m}", rollout.message)
+                };
+                self.db(|c| journal::set_state(c, id, state, &m))?;
+                self.emit_rollout(id, state.as_str(), &m);
+                Ok(Ending::RolledBack)
+            }
+        }
+    }
+
     /// The steps that roll a failed group back. Only members whose apply
     /// ran (or was running when a console stopped) can have changed; they
     /// are reverted, drained first if they already serve again, because
@@ -618,6 +694,14 @@ impl<E: Env> Runner<'_, E> {
                     s.step.kind == StepKind::Apply
                         && &s.step.node == *n
                         && s.state != StepState::Pending
+                })
+            })
+            // Already rolled back by an earlier rollback of this group.
+            .filter(|n| {
+                !rollout.steps.iter().any(|s| {
+                    s.step.kind == StepKind::Revert
+                        && &s.step.node == *n
+                        && s.state == StepState::Done
                 })
             })
             .collect();

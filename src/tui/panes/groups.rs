@@ -118,12 +118,14 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             _ if r.message.is_empty() => r.state.as_str().to_string(),
             _ => format!("{}: {}", r.state.as_str(), r.message),
         };
-        let style = if r.state == State::Failed {
+        let style = if matches!(r.state, State::Failed | State::RolledBack) {
             theme.error
         } else {
             theme.dim
         };
-        lines.push(Line::styled(fit(&step, width), style));
+        // The whole message, wrapped: a halt names the group left drained
+        // and the command that restores it.
+        lines.push(Line::styled(step, style));
     } else {
         lines.push(Line::styled(
             "no rollout yet: mark patches in the depot (1), then r here",
@@ -136,8 +138,12 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             .unwrap_or_default();
         let done = steps.iter().filter(|s| s.state == StepState::Done).count();
         let mark = if gi == app.ops.group { ">" } else { " " };
+        let live = rollout.is_some_and(crate::engine::rollout::is_running);
+        let word = rollout
+            .map(|r| format!(" {}", r.group_state(&g.name, live)))
+            .unwrap_or_default();
         let head = format!(
-            "{mark}group {} {} {}/{}",
+            "{mark}group {} {} {}/{}{word}",
             g.name,
             gauge(done, steps.len().max(1), 8),
             done,
