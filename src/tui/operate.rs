@@ -419,10 +419,14 @@ impl App {
             }
         };
         let plan = &prepared.plan;
-        let mut lines = vec![format!(
-            "Install {} on cluster {cluster}, one group at a time:",
-            plan.patches.join(" ")
-        )];
+        // The answer it waits for first, so a long preview never hides it.
+        let mut lines = vec![
+            format!("Type {cluster} and Enter to start; Esc cancels; arrows scroll."),
+            format!(
+                "Install {} on cluster {cluster}, one group at a time:",
+                plan.patches.join(" ")
+            ),
+        ];
         for p in &prepared.patches {
             lines.push(format!("  {}: {}", p.id, p.reason));
         }
@@ -473,17 +477,15 @@ impl App {
             ));
         }
         lines.push(format!("Steps ({}):", plan.steps.len()));
-        for s in plan.steps.iter().take(6) {
+        for s in plan.steps.iter().take(4) {
             lines.push(format!("  {:>2}. {}", s.seq, s.command));
         }
-        if plan.steps.len() > 6 {
+        if plan.steps.len() > 4 {
             lines.push(format!(
                 "  ... {} more; each group: drain, install, restore, wait healthy",
-                plan.steps.len() - 6
+                plan.steps.len() - 4
             ));
         }
-        lines.push(String::new());
-        lines.push(format!("Type {cluster} and Enter to start; Esc cancels."));
         let mut args = vec![
             "rollout".to_string(),
             "start".into(),
