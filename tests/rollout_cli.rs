@@ -1250,3 +1250,56 @@ fn rolling_back_a_group_drains_it_first_and_status_shows_it_rolled_back() {
     let t = text(&run(&lab, &["rollout", "status"]).stdout);
     assert!(t.contains("group B") && t.contains("rolled back"), "{t}");
 }
+
+#[test]
+fn restarts_happen_inside_the_rollout_while_the_group_is_drained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, _) = lab_with_patch(tmp.path());
+    // A patch that needs a reboot, with nothing else to install first.
+    let rows = json(&run(&lab, &["depot", "list", "--json"]));
+    let patch = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| {
+            r["restart"] == "reboot"
+                && r["hot"] == false
+                && r["requires"].as_array().is_some_and(|a| a.is_empty())
+                && r.get("base_version").is_none_or(|b| b.is_null())
+                && (r["product"] == "kernel" || r["product"] == "gateway")
+        })
+        .and_then(|r| r["id"].as_str())
+        .expect("a reboot patch")
+        .to_string();
+    let out = run(
+        &lab,
+        &["replicate", &patch, "--nodes", &members().join(",")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let list = json(&run(
+        &lab,
+        &["list", "--nodes", &members().join(","), "--json"],
+    ));
+    let rows: Vec<&Value> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["patch"] == patch.as_str())
+        .collect();
+    assert_eq!(rows.len(), 8);
+    for r in rows {
+        assert_eq!(r["state"], "applied", "{r}");
+        assert!(
+            r["pending_restart"].is_null(),
+            "the reboot happened while drained, not left for a serving member: {r}"
+        );
+    }
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
