@@ -1187,6 +1187,13 @@ fn groups_on_a_multi_site_cluster_gets_a_warning() {
         err.contains("warning") && err.contains("--groups 3") && err.contains("site"),
         "{err}"
     );
+    let out = run(&lab, &["groups", "--cluster", "edge", "--groups", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
     // Honoured where it can be: no warning.
     let out = run(
         &lab,

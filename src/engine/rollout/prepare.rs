@@ -119,16 +119,9 @@ pub fn prepare(fleet: &Fleet, depot: &Depot, request: &Request) -> Result<Prepar
         })?;
     let partition =
         groups::partition(fleet, &cluster.id, request.groups).map_err(PrepareError::Cluster)?;
-    let mut warnings = Vec::new();
-    if let Some(asked) = request.groups
-        && asked != partition.groups.len()
-    {
-        warnings.push(format!(
-            "--groups {asked} is not used: the members of {} span {} sites, and a cluster on several sites is rolled out one group per site",
-            cluster.id,
-            partition.groups.len()
-        ));
-    }
+    let warnings: Vec<String> = groups::unused_count(&partition, request.groups)
+        .into_iter()
+        .collect();
     let patches = needs(depot, &request.specs, request.uninstall)?;
     let ids: Vec<String> = patches.iter().map(|s| s.id.clone()).collect();
     let on_failure = request.on_failure.unwrap_or(cluster.on_failure);
