@@ -10,7 +10,7 @@ use patchdeck::engine::lab::Lab;
 use std::sync::Mutex;
 
 use patchdeck::engine::console;
-use patchdeck::engine::fleet::Fleet;
+use patchdeck::engine::fleet::{Fleet, OnFailure};
 use patchdeck::engine::groups;
 use patchdeck::engine::replicate;
 use patchdeck::engine::rollout::fleet_env::FleetEnv;
@@ -127,7 +127,7 @@ fn console_with_operations() -> Console {
             &partition,
             std::slice::from_ref(&patch),
             false,
-            false,
+            OnFailure::Halt,
         );
         let conn = Mutex::new(console::open(&lab).unwrap());
         let id = journal::create(&conn.lock().unwrap(), &plan)
@@ -363,7 +363,10 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
     {
         patchdeck::tui::state::Effect::Run { args, detached, .. } => {
             assert_eq!(&args[..4], ["rollout", "start", "--cluster", "edge"]);
-            assert!(detached);
+            // The command returns once the rollout runs on its own (or
+            // with its refusal, which the console then shows).
+            assert!(args.iter().any(|a| a == "--detach"), "{args:?}");
+            assert!(!detached);
         }
         other => panic!("expected a run, got {other:?}"),
     }

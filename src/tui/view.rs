@@ -85,7 +85,7 @@ pub fn render(app: &mut App, frame: &mut Frame) {
 
 fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
     let Some(d) = &app.ops.dialog else { return };
-    let room = area.height.saturating_sub(3) as usize;
+    let room = area.height.saturating_sub(4) as usize;
     // Wrapped here, to the overlay's inner width, so a long reason is read
     // whole and the prompt below it is never pushed off the screen.
     let inner = (area.width.saturating_sub(4).min(76) as usize)
