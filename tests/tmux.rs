@@ -206,12 +206,12 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
         s.contains("rollout 2 failed") && s.contains("rolled back and serving")
     });
     assert!(s.contains("install failed"), "{s}");
-    assert!(
+    // The pane learns the members' service from its periodic look.
+    t.wait("every db member serving again", |s| {
         ["db-1_1", "db-1_2", "db-1_3"]
             .iter()
-            .all(|n| s.contains(&format!("{n}:serving"))),
-        "every member serves again:\n{s}"
-    );
+            .all(|n| s.contains(&format!("{n}:serving")))
+    });
     let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
         .args(["nodes", "--json", "--lab", &lab])
         .output()
