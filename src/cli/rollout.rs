@@ -272,6 +272,18 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
         let r = load(lab, Some(id))?;
         printer.steps(&r, json);
         if exited {
+            if matches!(r.state, State::Pending | State::Running) {
+                // The runner stopped without a word in the journal: its
+                // log says why (e.g. it could not take the cluster).
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(3).collect();
+                if !tail.is_empty() {
+                    eprintln!(
+                        "rollout {id}: its runner said: {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                    );
+                }
+            }
             return ended(&r, json);
         }
         std::thread::sleep(Duration::from_millis(150));
@@ -380,10 +392,16 @@ fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) 
         let c = conn
             .lock()
             .map_err(|_| Failure::Failed("console database lock poisoned".into()))?;
-        journal::load(&c, id)
+        let r = journal::load(&c, id)
             .map_err(db_err(lab))?
-            .ok_or_else(|| Failure::Input(format!("no rollout {id}")))?
-            .cluster
+            .ok_or_else(|| Failure::Input(format!("no rollout {id}")))?;
+        if r.state.ended() {
+            return Err(Failure::Failed(format!(
+                "rollout {id} is {}; there is nothing left to run",
+                r.state.as_str()
+            )));
+        }
+        r.cluster
     };
     let _lock = ClusterLock::acquire(lab, &cluster, id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(lab, fleet, id);

@@ -254,7 +254,7 @@ impl App {
             .snapshot
             .rollouts
             .iter()
-            .filter(|r| r.state == State::Running)
+            .filter(|r| crate::engine::rollout::is_running(r))
             .map(|r| (r.id, r.cluster.clone()))
             .collect();
         let Some((id, cluster)) = running.first().cloned() else {
@@ -543,8 +543,9 @@ impl App {
             _ => {
                 let lines = vec![
                     format!("Abort rollout {id} on {cluster} ({}).", r.state.as_str()),
-                    "It stops after the step in progress, and every drained member is".into(),
-                    "brought back into service. Installed members keep what they have.".into(),
+                    "No new step starts; once the steps in progress end, every drained".into(),
+                    "member is brought back into service and the after-hooks run.".into(),
+                    "Installed members keep what they have (b rolls a group back).".into(),
                     String::new(),
                     format!("Type {cluster} and Enter to abort; Esc cancels."),
                 ];

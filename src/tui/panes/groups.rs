@@ -49,7 +49,10 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let selected = i == app.ops.cluster_cursor.selected;
         let r = app.ops.rollout_of(&c.id);
         let state = match r {
-            Some(r) if r.state == State::Running && !crate::engine::rollout::alive(r.pid) => {
+            Some(r)
+                if matches!(r.state, State::Running | State::Pending)
+                    && !crate::engine::rollout::is_running(r) =>
+            {
                 format!("rollout {} interrupted", r.id)
             }
             Some(r) => format!("rollout {} {}", r.id, r.state.as_str()),
