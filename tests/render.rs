@@ -328,6 +328,34 @@ fn operations_panes_80x24() {
         "{failed}"
     );
     stable(|| insta::assert_snapshot!("groups_failed_80x24", failed));
+    // With halt, the screen says which group is left drained and how to
+    // restore it, in full.
+    assert!(
+        failed.contains("group B is left drained") && failed.contains("rollout abort 2"),
+        "{failed}"
+    );
+
+    // b on the failed group previews what it changes and what it leaves,
+    // then asks the rollout to roll that group back.
+    c.keys("l");
+    c.keys("b");
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let preview = c.screen(80, 24);
+    assert!(
+        preview.contains("members it changed: db-1_3") && preview.contains("Type db"),
+        "{preview}"
+    );
+    c.keys("db");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::state::Effect::Run { args, .. } => {
+            assert_eq!(args, ["rollout", "rollback", "2", "--group", "B"]);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
+    c.keys("h");
 
     // The depot pane shows where each patch is applied.
     c.keys("1");
