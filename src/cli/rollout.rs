@@ -314,7 +314,7 @@ fn ended(r: &Rollout, json: bool) -> Outcome {
         State::Done | State::Paused | State::Aborted => Ok(()),
         State::Failed | State::RolledBack => Err(Failure::Reported(
             1,
-            format!("rollout {} halted: {}", r.id, r.message),
+            format!("rollout {} failed: {}", r.id, r.message),
         )),
         State::Pending | State::Running => Err(Failure::Failed(format!(
             "rollout {} was interrupted: its runner stopped; `patchdeck rollout resume {}` carries on",
@@ -474,8 +474,12 @@ fn print_event(e: &Event, json: bool) {
         e.group.clone()
     };
     println!(
-        "  [{group}] {:<12} {:<11} {:<7} {}",
-        e.node, e.kind, e.state, e.message
+        "  {:>3}. [{group}] {:<12} {:<11} {:<7} {}",
+        e.seq.unwrap_or_default(),
+        e.node,
+        e.kind,
+        e.state,
+        e.message
     );
 }
 
