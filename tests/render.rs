@@ -377,6 +377,13 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
         "{screen}"
     );
     stable(|| insta::assert_snapshot!("rollout_preview_80x24", screen));
+    // Tab switches the failure policy, Right asks for one more group (which
+    // a cluster on two sites cannot honour, and the preview says so).
+    c.key(KeyCode::Tab);
+    c.key(KeyCode::Right);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("On failure: halt"), "{screen}");
+    assert!(screen.contains("--groups 3 is not used"), "{screen}");
     // A wrong name does nothing; the right one starts the rollout.
     c.keys("edgy");
     let effect = c
@@ -394,6 +401,11 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
             // The command returns once the rollout runs on its own (or
             // with its refusal, which the console then shows).
             assert!(args.iter().any(|a| a == "--detach"), "{args:?}");
+            assert!(
+                args.windows(2).any(|w| w == ["--on-failure", "halt"])
+                    && args.windows(2).any(|w| w == ["--groups", "3"]),
+                "{args:?}"
+            );
             assert!(!detached);
         }
         other => panic!("expected a run, got {other:?}"),
