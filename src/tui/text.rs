@@ -29,7 +29,7 @@ pub fn wrap(s: &str, width: usize) -> Vec<String> {
     for word in s.trim_start_matches(' ').split(' ') {
         let mut word: Vec<char> = word.chars().collect();
         loop {
-            let room = width - len;
+            let room = width.saturating_sub(len);
             let sep = usize::from(len > 0 && !row.trim().is_empty());
             if word.len() + sep <= room {
                 if sep == 1 {
@@ -46,7 +46,7 @@ pub fn wrap(s: &str, width: usize) -> Vec<String> {
                 continue;
             }
             // A word longer than a whole row: cut it.
-            let take = (width - len).max(1).min(word.len());
+            let take = width.saturating_sub(len).max(1).min(word.len());
             row.extend(word.drain(..take));
             len += take;
             if word.is_empty() {
