@@ -756,6 +756,19 @@ fn check(case: &Case, o: &Outcome) -> Result<(), String> {
     if let Some(s) = o.steps.iter().find(|s| s.state == StepState::Running) {
         return fail(format!("step {} left running", s.step.seq));
     }
+    // (f) However it ended, the rollout ran its after-hooks.
+    if o.ending != Ending::Paused
+        && let Some(s) = o.steps.iter().find(|s| {
+            s.step.seq <= o.plan.last_seq()
+                && s.step.kind == StepKind::HookAfter
+                && s.state == StepState::Pending
+        })
+    {
+        return fail(format!(
+            "ended, but after-hook step {} never ran",
+            s.step.seq
+        ));
+    }
     let interrupted_by_abort = o.ending == Ending::Aborted;
     if case.faults.none() && !interrupted_by_abort && o.ending != Ending::Done {
         return fail("no failure was injected, yet the rollout did not finish".into());
