@@ -603,6 +603,11 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
             if !r.message.is_empty() {
                 println!("  {}", r.message);
             }
+            println!(
+                "  on failure: {} ({})",
+                r.plan.on_failure.as_str(),
+                policy_words(r.plan.on_failure)
+            );
             for g in group_lines(&r) {
                 println!(
                     "  group {}: {}/{} steps, {}",
