@@ -789,6 +789,18 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     }
     let fleet = load_fleet(&lab)?;
     let conn = Mutex::new(console::open(&lab).map_err(db_err(&lab))?);
+    {
+        // Another rollout left unfinished owns the cluster now.
+        let c = conn
+            .lock()
+            .map_err(|_| Failure::Failed("console database lock poisoned".into()))?;
+        if let Some(other) = journal::unfinished(&c, &r.cluster)
+            .map_err(db_err(&lab))?
+            .filter(|other| *other != r.id)
+        {
+            return Err(Failure::Failed(held_by(&c, other)));
+        }
+    }
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
