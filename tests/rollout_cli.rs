@@ -606,6 +606,20 @@ fn install_seq(lab: &Path, node: &str, patch: &str) -> Option<i64> {
         .expect("seq")
 }
 
+/// SIGKILL to `pid` if it is a patchdeck process of this lab (a pid read
+/// from a journal or lock file may be stale and reused by now).
+fn kill_runner(lab: &Path, pid: i64) {
+    let ours = pid > 0
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("patchdeck") && c.contains(&*lab.to_string_lossy())
+        });
+    if ours {
+        // SAFETY: a signal to a process this test started (checked above).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
 /// Runs a rollout to its end, killing the console (SIGKILL) at random
 /// moments and resuming it each time. Returns the kills, and for each
 /// member step, how many kills caught it running (it may run again).
@@ -633,9 +647,8 @@ fn run_with_kills(
             );
             if st["interrupted"] == false {
                 // A runner that took over just as its follower was killed.
-                if let Some(pid) = st["pid"].as_i64().filter(|p| *p > 0) {
-                    // SAFETY: SIGKILL to a process this test started.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                if let Some(pid) = st["pid"].as_i64() {
+                    kill_runner(lab, pid);
                 }
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
@@ -662,15 +675,34 @@ fn run_with_kills(
             None => {
                 // The rollout runs in its own process: kill that one (the
                 // command only follows it), then the follower.
-                let st = run(lab, &["rollout", "status", "--json"]);
+                let mut st = run(lab, &["rollout", "status", "--json"]);
+                // Until its runner takes it up, a rollout's pid is the
+                // command's own: wait for the runner.
+                let taking = Instant::now();
+                while st.status.success()
+                    && json(&st)["state"] == "pending"
+                    && json(&st)["interrupted"] == false
+                    && taking.elapsed() < Duration::from_secs(10)
+                {
+                    st = run(lab, &["rollout", "status", "--json"]);
+                }
                 if st.status.success() {
                     let st = json(&st);
                     if st["id"].as_i64() == Some(id)
-                        && let Some(pid) = st["pid"].as_i64().filter(|p| *p > 0)
+                        && let Some(pid) = st["pid"].as_i64()
                     {
-                        // SAFETY: SIGKILL to a process this test started.
-                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                        kill_runner(lab, pid);
                     }
+                }
+                // A runner that took the cluster but has not recorded
+                // itself yet is named by the cluster's lock file.
+                let holder = std::fs::read_to_string(lab.join("locks/rollout-edge.lock"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .and_then(|h| h["pid"].as_i64())
+                    .filter(|p| *p > 0);
+                if let Some(pid) = holder {
+                    kill_runner(lab, pid);
                 }
                 child.kill().expect("kill");
                 let _ = wait(child);

@@ -271,7 +271,12 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
             .is_some();
         let r = load(lab, Some(id))?;
         printer.steps(&r, json);
-        if exited {
+        // Another live process took the rollout (two resumes at once: the
+        // cluster lock let one run): follow that one instead.
+        let elsewhere = (r.state == State::Running && rollout::is_running(&r))
+            || (!r.state.ended()
+                && rollout::lock_holder(lab, &r.cluster).is_some_and(|h| h.pid != child.id()));
+        if exited && !elsewhere {
             if matches!(r.state, State::Pending | State::Running) {
                 // The runner stopped without a word in the journal: its
                 // log says why (e.g. it could not take the cluster).

@@ -64,6 +64,15 @@ fn busy(cluster: &str, holder: Option<Holder>) -> String {
     }
 }
 
+/// The live process holding a cluster's rollout lock, as its lock file
+/// names it (a dead holder's stale name is no holder). It takes the lock
+/// before it records itself in the rollout, so this sees a runner first.
+pub fn lock_holder(lab: &Lab, cluster: &str) -> Option<Holder> {
+    let text = std::fs::read_to_string(lock_path(lab, cluster)).ok()?;
+    let holder: Holder = serde_json::from_str(&text).ok()?;
+    alive(i64::from(holder.pid)).then_some(holder)
+}
+
 /// Whether a rollout is still being worked on by a live process: taken up
 /// by its runner (or about to be) and that process alive. A `running`
 /// rollout whose process died is interrupted, not running.
