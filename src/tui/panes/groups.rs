@@ -130,7 +130,9 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         };
         // The whole message, wrapped: a halt names the group left drained
         // and the command that restores it.
-        lines.push(Line::styled(step, style));
+        for row in crate::tui::text::wrap(&step, width) {
+            lines.push(Line::styled(row, style));
+        }
     } else {
         lines.push(Line::styled(
             "no rollout yet: mark patches in the depot (1), then r here",
