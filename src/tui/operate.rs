@@ -265,7 +265,7 @@ impl App {
             "It runs on its own and is journaled either way.".into(),
             String::new(),
             "c  quit, and let the rollout continue".into(),
-            "p  pause the rollout after its current step, then quit".into(),
+            "p  pause the rollout (no new step starts), then quit".into(),
             "Esc  stay".into(),
         ];
         let confirm = Confirm::Keys(vec![
