@@ -10,7 +10,7 @@ use crate::engine::groups;
 use crate::engine::lab::Lab;
 use crate::engine::select::{self, Reason, Selected};
 
-use super::fleet_env::{FleetEnv, missing_words};
+use super::fleet_env::FleetEnv;
 use super::plan::Plan;
 use super::run::Env;
 
@@ -161,10 +161,12 @@ pub fn readiness(lab: &Lab, fleet: &Fleet, plan: &Plan) -> Vec<Readiness> {
                 };
             }
         };
-        let problem = if !missing.is_empty() {
-            Some(missing_words(&missing, plan.uninstall))
-        } else {
-            env.healthy(node).err().map(|e| format!("not healthy: {e}"))
+        // The runner's own preflight words, so every check it makes
+        // (what is staged, what an uninstall would strand, ...) refuses
+        // here first, before anything is recorded.
+        let problem = match env.preflight(node, plan) {
+            Err(e) => Some(e),
+            Ok(()) => env.healthy(node).err().map(|e| format!("not healthy: {e}")),
         };
         Readiness {
             node: node.clone(),
@@ -230,6 +232,7 @@ pub fn refusal(plan: &Plan, ready: &[Readiness]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::engine::groups::{Group, Partition};
+    use crate::engine::rollout::fleet_env::missing_words;
 
     fn plan() -> Plan {
         let cluster: crate::engine::fleet::Cluster = toml::from_str("id = \"c\"").expect("cluster");
