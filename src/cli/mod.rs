@@ -9,6 +9,7 @@ mod node;
 pub(crate) mod nodes;
 mod rollout;
 mod select;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,11 @@ pub struct Global {
     /// For commands that only read a depot: use this depot directory instead of the lab's.
     #[arg(long, global = true, value_name = "DIR")]
     pub depot: Option<PathBuf>,
+    /// What goes to the log: off, error, warn, info, debug or trace
+    /// (default warn; RUST_LOG, when set, wins). Verbs log to standard
+    /// error; the console logs to LAB/logs/console.log.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
     #[command(flatten)]
     pub console: ConsoleArgs,
 }
@@ -91,6 +97,10 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(shell::CompletionsArgs),
+    /// Write the manual pages (roff) to standard output or a directory.
+    Man(shell::ManArgs),
 }
 
 impl Cli {
@@ -119,6 +129,8 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 
@@ -139,7 +151,7 @@ impl Command {
             | Command::Commit(a)
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
-            Command::Node(_) => false,
+            Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }
