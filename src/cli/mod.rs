@@ -5,6 +5,7 @@
 
 mod cluster;
 mod depot;
+mod history;
 mod node;
 pub(crate) mod nodes;
 mod rollout;
@@ -101,6 +102,8 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// Write the manual pages (roff) to standard output or a directory.
     Man(shell::ManArgs),
+    /// The lab's journal: every change to a node, who made it and from where.
+    History(history::HistoryArgs),
 }
 
 impl Cli {
@@ -131,6 +134,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Node(args) => node::run(args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
+        Command::History(args) => history::run(global, args),
     }
 }
 
@@ -152,6 +156,7 @@ impl Command {
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::History(a) => a.json,
         }
     }
 }
