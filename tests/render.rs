@@ -10,7 +10,7 @@ use patchdeck::engine::lab::Lab;
 use std::sync::Mutex;
 
 use patchdeck::engine::console;
-use patchdeck::engine::fleet::Fleet;
+use patchdeck::engine::fleet::{Fleet, OnFailure};
 use patchdeck::engine::groups;
 use patchdeck::engine::replicate;
 use patchdeck::engine::rollout::fleet_env::FleetEnv;
@@ -127,7 +127,7 @@ fn console_with_operations() -> Console {
             &partition,
             std::slice::from_ref(&patch),
             false,
-            false,
+            OnFailure::Halt,
         );
         let conn = Mutex::new(console::open(&lab).unwrap());
         let id = journal::create(&conn.lock().unwrap(), &plan)
@@ -329,6 +329,34 @@ fn operations_panes_80x24() {
         "{failed}"
     );
     stable(|| insta::assert_snapshot!("groups_failed_80x24", failed));
+    // With halt, the screen says which group is left drained and how to
+    // restore it, in full.
+    assert!(
+        failed.contains("group B is left drained") && failed.contains("rollout abort 2"),
+        "{failed}"
+    );
+
+    // b on the failed group previews what it changes and what it leaves,
+    // then asks the rollout to roll that group back.
+    c.keys("l");
+    c.keys("b");
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let preview = c.screen(80, 24);
+    assert!(
+        preview.contains("members it changed: db-1_3") && preview.contains("Type db"),
+        "{preview}"
+    );
+    c.keys("db");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::state::Effect::Run { args, .. } => {
+            assert_eq!(args, ["rollout", "rollback", "2", "--group", "B"]);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
+    c.keys("h");
 
     // The depot pane shows where each patch is applied.
     c.keys("1");
@@ -350,6 +378,13 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
         "{screen}"
     );
     stable(|| insta::assert_snapshot!("rollout_preview_80x24", screen));
+    // Tab switches the failure policy, Right asks for one more group (which
+    // a cluster on two sites cannot honour, and the preview says so).
+    c.key(KeyCode::Tab);
+    c.key(KeyCode::Right);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("On failure: halt"), "{screen}");
+    assert!(screen.contains("--groups 3 is not used"), "{screen}");
     // A wrong name does nothing; the right one starts the rollout.
     c.keys("edgy");
     let effect = c
@@ -364,7 +399,15 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
     {
         patchdeck::tui::state::Effect::Run { args, detached, .. } => {
             assert_eq!(&args[..4], ["rollout", "start", "--cluster", "edge"]);
-            assert!(detached);
+            // The command returns once the rollout runs on its own (or
+            // with its refusal, which the console then shows).
+            assert!(args.iter().any(|a| a == "--detach"), "{args:?}");
+            assert!(
+                args.windows(2).any(|w| w == ["--on-failure", "halt"])
+                    && args.windows(2).any(|w| w == ["--groups", "3"]),
+                "{args:?}"
+            );
+            assert!(!detached);
         }
         other => panic!("expected a run, got {other:?}"),
     }

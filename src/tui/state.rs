@@ -223,6 +223,9 @@ pub struct Dialog {
     pub confirm: Confirm,
     pub typed: String,
     pub scroll: usize,
+    /// The cluster whose rollout settings (failure policy, group count)
+    /// Tab and Left/Right change while this dialog is open.
+    pub adjusts: Option<String>,
 }
 
 impl Dialog {
@@ -233,6 +236,7 @@ impl Dialog {
             confirm: Confirm::Close,
             typed: String::new(),
             scroll: 0,
+            adjusts: None,
         }
     }
 }
@@ -265,6 +269,16 @@ pub struct OpsState {
     pub history_filter: Editor,
     /// What happened recently, newest last.
     pub log: VecDeque<String>,
+    /// The rollout dialog's choices, before the cluster's defaults.
+    pub rollout_settings: RolloutSettings,
+}
+
+/// What the operator changed in the rollout dialog (`None`: the cluster's
+/// own setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolloutSettings {
+    pub on_failure: Option<crate::engine::fleet::OnFailure>,
+    pub groups: Option<usize>,
 }
 
 const LOG_LINES: usize = 50;
