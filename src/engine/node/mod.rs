@@ -17,6 +17,7 @@
 pub mod fault;
 pub mod lock;
 pub mod paths;
+pub mod space;
 pub mod store;
 
 use std::fs;
@@ -136,6 +137,29 @@ pub struct Node {
     root: PathBuf,
     name: String,
     conn: Connection,
+    /// Bytes the running operation needs free (0: none measured), quoted
+    /// when a write fails on a full disk.
+    need: std::cell::Cell<u64>,
+}
+
+/// The file in a save area that marks an operation being undone. It is an
+/// empty file, which a full disk can still hold where a database write
+/// cannot: recovery that finds it undoes instead of finishing.
+const UNDO_MARK: &str = "undo";
+
+/// Space held in the store while an operation runs, freed before its undo
+/// (or recovery) writes to the database: on a disk the operation filled,
+/// ending its intent still finds room.
+const RESERVE_FILE: &str = "reserve";
+const RESERVE_BYTES: usize = 64 * 1024;
+
+/// The reserve file, removed when dropped.
+struct Reserve(PathBuf);
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 fn io_err(node: &str, what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> NodeError + '_ {
@@ -165,6 +189,7 @@ impl Node {
             root: root.to_path_buf(),
             name: name.to_string(),
             conn,
+            need: std::cell::Cell::new(0),
         };
         // Recover now if nobody else is working on the node.
         if let Ok(Acquired::Held(_lock)) =
@@ -204,11 +229,119 @@ impl Node {
     }
 
     fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| self.err(ErrorKind::Io, format!("database: {e}")))
+        r.map_err(|e| {
+            let full = space::db_is_full(&e);
+            self.err(
+                ErrorKind::Io,
+                format!("database: {e}{}", self.full_note(full)),
+            )
+        })
     }
 
     fn io<T>(&self, what: impl std::fmt::Display, r: io::Result<T>) -> Result<T> {
-        r.map_err(|e| self.err(ErrorKind::Io, format!("{what}: {e}")))
+        r.map_err(|e| {
+            let full = space::is_full(&e);
+            self.err(
+                ErrorKind::Io,
+                format!("{what}: {e}{}", self.full_note(full)),
+            )
+        })
+    }
+
+    /// On a full disk, how much the operation needed and how much is free.
+    fn full_note(&self, full: bool) -> String {
+        if !full {
+            return String::new();
+        }
+        let free = space::free(&self.store_dir())
+            .map(|f| f.bytes.to_string())
+            .unwrap_or_else(|_| "an unknown number of".into());
+        match self.need.get() {
+            0 => format!("; the disk is full ({free} bytes free)"),
+            need => format!(
+                "; the disk is full: this operation needs {need} bytes free, {free} are free"
+            ),
+        }
+    }
+
+    /// Refuses to start an operation that needs `payload` bytes (already
+    /// rounded to blocks) and the margin when the store's file system has
+    /// less free. Remembers the need for later messages.
+    fn check_space(&self, op: &str, id: &str, payload: u64) -> Result<()> {
+        let need = payload.saturating_add(space::MARGIN_BYTES);
+        self.need.set(need);
+        if fault::space_check_disabled() {
+            return Ok(());
+        }
+        let free = self.io("measuring free space", space::free(&self.store_dir()))?;
+        if free.bytes < need {
+            return Err(self.err(
+                ErrorKind::Io,
+                format!(
+                    "not enough free space to {op} {id}: it needs {need} bytes ({payload} for its files and {} kept free for the database and undo), and {} has {} bytes free; nothing was changed",
+                    space::MARGIN_BYTES,
+                    self.root.display(),
+                    free.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn block_size(&self) -> u64 {
+        space::free(&self.store_dir()).map_or(4096, |f| f.block)
+    }
+
+    /// Marks `id`'s save area as being undone, before anything is put back:
+    /// from here recovery undoes rather than finishes. The mark is a file
+    /// (see [`UNDO_MARK`]); the database phase is set too when it can be.
+    fn mark_undo(&self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        let marked = fs::create_dir_all(&save)
+            .and_then(|_| fs::File::create(save.join(UNDO_MARK)))
+            .and_then(|f| f.sync_all())
+            .and_then(|_| paths::sync_dir(&save));
+        // Either record is enough for recovery to undo.
+        let phased = store::set_phase(&self.conn, "undo", None);
+        match (marked, phased) {
+            (Ok(()), _) | (_, Ok(())) => Ok(()),
+            (Err(e), Err(_)) => Err(self.err(
+                ErrorKind::Io,
+                format!(
+                    "the undo could not be recorded ({e}), so the next open of this node completes the operation instead"
+                ),
+            )),
+        }
+    }
+
+    /// Takes [`RESERVE_BYTES`] of the disk for the undo, before an intent
+    /// is recorded; failing here changes nothing.
+    fn reserve(&self) -> Result<Reserve> {
+        let path = self.store_dir().join(RESERVE_FILE);
+        let written = fs::write(&path, [0u8; RESERVE_BYTES])
+            .and_then(|_| fs::File::open(&path))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return self.io("reserving space for an undo", Err(e));
+        }
+        Ok(Reserve(path))
+    }
+
+    fn undo_marked(&self, id: &str) -> bool {
+        self.save_dir(id).join(UNDO_MARK).exists()
+    }
+
+    /// An operation failed with `e` and undoing it failed with `undo`: the
+    /// node is left for recovery, and the message says both.
+    fn undo_failed(&self, e: NodeError, undo: NodeError) -> NodeError {
+        self.err(
+            e.kind,
+            format!(
+                "{}; undoing it failed too ({}); the next operation on this node, or `patchdeck doctor`, finishes the undo",
+                e.message, undo.message
+            ),
+        )
     }
 
     fn lock(&self, op: &str, patch: &str) -> Result<NodeLock> {
@@ -432,16 +565,19 @@ impl Node {
                 )),
             };
         }
+        let size = self.io(source.display(), fs::metadata(source))?.len();
+        self.check_space("stage", id, space::rounded(size, self.block_size()))?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "stage", id, "prepare"))?;
         let temp = target.with_extension("patch.tmp");
         let result = (|| {
-            point(1).map_err(io_err(&self.name, "staging"))?;
-            let mut src = fs::File::open(source).map_err(io_err(&self.name, source.display()))?;
+            self.io("staging", point(1))?;
+            let mut src = self.io(source.display(), fs::File::open(source))?;
             self.io(
                 "copying into staged/",
                 paths::write_file(&temp, &mut src, u64::MAX - 1, 0o644, true),
             )?;
-            point(2).map_err(io_err(&self.name, "staging"))?;
+            self.io("staging", point(2))?;
             let file = self.io("reading the staged copy", fs::File::open(&temp))?;
             let manifest = archive::read_archive(io::BufReader::new(file))
                 .map_err(|e| self.err(ErrorKind::Invalid, format!("{id}: {e}")))?;
@@ -456,20 +592,20 @@ impl Node {
                 "syncing staged/",
                 paths::sync_dir(&self.store_dir().join("staged")),
             )?;
-            point(3).map_err(io_err(&self.name, "staging"))?;
-            Ok(manifest)
+            self.io("staging", point(3))?;
+            let tx = self.db(self.conn.unchecked_transaction())?;
+            self.db(store::insert_staged(&tx, id, &manifest))?;
+            self.db(store::end_intent(&tx))?;
+            self.db(tx.commit())
         })();
-        let manifest = match result {
-            Ok(m) => m,
-            Err(e) => {
-                self.undo_stage(id)?;
-                return Err(e);
-            }
-        };
-        let tx = self.db(self.conn.unchecked_transaction())?;
-        self.db(store::insert_staged(&tx, id, &manifest))?;
-        self.db(store::end_intent(&tx))?;
-        self.db(tx.commit())?;
+        if let Err(e) = result {
+            // Nothing took effect: the row and the intent's end commit together.
+            drop(reserve);
+            return Err(match self.undo_stage(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
+        }
         Ok(self.report(
             "stage",
             id,
@@ -617,22 +753,34 @@ impl Node {
             }
             resolved.push(r);
         }
-
+        self.check_space("install", id, self.install_payload(&manifest, &resolved))?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "install", id, "prepare"))?;
-        if let Err(e) = self.install_prepare(id, &manifest, &resolved, &mut plan) {
-            self.io("abandoning install", paths::remove_tree(&self.save_dir(id)))?;
-            self.db(store::end_intent(&self.conn))?;
-            return Err(e);
+        let prepared = self
+            .install_prepare(id, &manifest, &resolved, &mut plan)
+            .and_then(|_| {
+                let plan_json = serde_json::to_string(&plan).unwrap_or_default();
+                self.db(store::set_phase(&self.conn, "commit", Some(&plan_json)))
+            });
+        if let Err(e) = prepared {
+            drop(reserve);
+            return Err(match self.abandon_install(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
-        let plan_json = serde_json::to_string(&plan).unwrap_or_default();
-        self.db(store::set_phase(&self.conn, "commit", Some(&plan_json)))?;
         if let Err(e) = self
             .io("install", point(14))
             .and_then(|_| self.install_commit(id, &plan))
         {
-            self.db(store::set_phase(&self.conn, "undo", None))?;
-            self.undo_install(id, &plan)?;
-            return Err(e);
+            drop(reserve);
+            let undone = self
+                .mark_undo(id)
+                .and_then(|_| self.undo_install(id, &plan));
+            return Err(match undone {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
         self.install_cleanup(id, &plan)
             .map_err(|e| self.took_effect("install", id, e))?;
@@ -659,6 +807,29 @@ impl Node {
             },
             &message,
         ))
+    }
+
+    /// Drops a prepared install's save area and ends its intent: nothing in
+    /// the node tree had changed.
+    fn abandon_install(&self, id: &str) -> Result<()> {
+        self.io("abandoning install", paths::remove_tree(&self.save_dir(id)))?;
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Bytes, rounded to blocks, an install writes before its point of no
+    /// return: every payload file, and a copy of each original where the
+    /// save area is on another file system than the original (no hard link).
+    fn install_payload(&self, m: &Manifest, resolved: &[paths::Resolved]) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let block = self.block_size();
+        let store_dev = fs::metadata(self.store_dir()).map(|m| m.dev()).ok();
+        let copies = resolved.iter().filter_map(|r| {
+            let meta = fs::metadata(&r.target).ok()?;
+            (r.existing == paths::Existing::File && Some(meta.dev()) != store_dev)
+                .then_some(meta.len())
+        });
+        let sizes: Vec<u64> = m.files.iter().map(|f| f.size).chain(copies).collect();
+        space::install_need(sizes, block) - space::MARGIN_BYTES
     }
 
     fn check_base(&self, id: &str, m: &Manifest) -> Result<()> {
@@ -980,8 +1151,16 @@ impl Node {
             }
         }
         self.remove_dirs(&plan.created_dirs)?;
-        self.io("clearing the save area", paths::remove_tree(&save))?;
-        self.db(store::end_intent(&self.conn))
+        // The undo mark goes last, after the intent: until the intent is
+        // gone, recovery must still know to undo.
+        for part in ["new", "orig"] {
+            self.io(
+                "clearing the save area",
+                paths::remove_tree(&save.join(part)),
+            )?;
+        }
+        self.db(store::end_intent(&self.conn))?;
+        self.io("clearing the save area", paths::remove_tree(&save))
     }
 
     /// Removes directories a patch created, deepest first, if empty.
@@ -1034,9 +1213,34 @@ impl Node {
                 .map_err(|m| self.err(ErrorKind::Invalid, format!("cannot rollback {id}: {m}")))?;
         }
         let save = self.save_dir(id);
+        // Rollback writes no file data (links and renames only); the margin
+        // is for the database.
+        self.check_space("rollback", id, 0)?;
+        // A mark left by an undo that was cut short after its intent ended.
+        self.io(
+            "clearing the save area",
+            paths::remove_file(&save.join(UNDO_MARK)),
+        )?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "rollback", id, "prepare"))?;
         let prepared = (|| {
             self.io("rollback", point(20))?;
+            // The patch's files are kept by hard link too, so an undo puts
+            // them back by rename: no data is written, which a full disk
+            // could refuse.
+            for f in &files {
+                let target = self.root.join(&f.path);
+                if !fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_file()) {
+                    continue;
+                }
+                let kept = save.join("redo").join(&f.path);
+                self.io(
+                    "preparing the rollback",
+                    fs::create_dir_all(kept.parent().unwrap_or(&save)),
+                )?;
+                self.io("preparing the rollback", paths::remove_file(&kept))?;
+                self.io("preparing the rollback", fs::hard_link(&target, &kept))?;
+            }
             for f in &files {
                 let Some(before) = &f.before_sha else {
                     continue;
@@ -1070,22 +1274,24 @@ impl Node {
                 paths::sync_filesystem(&self.store_dir()),
             )
         })();
+        let prepared = prepared.and_then(|_| self.db(store::set_phase(&self.conn, "commit", None)));
         if let Err(e) = prepared {
-            self.io(
-                "abandoning rollback",
-                paths::remove_tree(&save.join("restore")),
-            )?;
-            self.db(store::end_intent(&self.conn))?;
-            return Err(e);
+            drop(reserve);
+            return Err(match self.abandon_rollback(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
-        self.db(store::set_phase(&self.conn, "commit", None))?;
         if let Err(e) = self
             .io("rollback", point(22))
             .and_then(|_| self.rollback_commit(id))
         {
-            self.db(store::set_phase(&self.conn, "undo", None))?;
-            self.undo_rollback(id)?;
-            return Err(e);
+            drop(reserve);
+            let undone = self.mark_undo(id).and_then(|_| self.undo_rollback(id));
+            return Err(match undone {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
         self.rollback_cleanup(id)
             .map_err(|e| self.took_effect("rollback", id, e))?;
@@ -1188,7 +1394,19 @@ impl Node {
         self.db(store::end_intent(&self.conn))
     }
 
-    /// Re-applies the patch after a failed rollback, from the staged copy.
+    /// Drops a prepared rollback's links and ends its intent: nothing in
+    /// the node tree had changed.
+    fn abandon_rollback(&self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        for part in ["restore", "redo"] {
+            self.io("abandoning rollback", paths::remove_tree(&save.join(part)))?;
+        }
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Re-applies the patch after a failed rollback: renames its files back
+    /// from the links kept in `save/ID/redo/` (idempotent: a link already
+    /// moved is gone). Without them, from the staged copy.
     fn undo_rollback(&mut self, id: &str) -> Result<()> {
         let save = self.save_dir(id);
         let files = self.db(store::files(&self.conn, id))?;
@@ -1198,6 +1416,29 @@ impl Node {
             if !dir.is_dir() {
                 self.io(format!("recreating {d}"), fs::create_dir(&dir))?;
             }
+        }
+        let redo = save.join("redo");
+        if redo.is_dir() {
+            for f in &files {
+                let kept = redo.join(&f.path);
+                if fs::symlink_metadata(&kept).is_ok() {
+                    let target = self.root.join(&f.path);
+                    self.io(
+                        format!("re-installing {}", f.path),
+                        fs::rename(&kept, &target),
+                    )?;
+                }
+            }
+            let back = files.iter().map(|f| f.path.as_str());
+            self.io("syncing", paths::sync_parents(&self.root, back))?;
+            for dir in ["restore", "redo"] {
+                self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
+            }
+            self.db(store::end_intent(&self.conn))?;
+            return self.io(
+                "tidying the save area",
+                paths::remove_file(&save.join(UNDO_MARK)),
+            );
         }
         let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
         let mut ar = tar::Archive::new(io::BufReader::new(file));
@@ -1235,7 +1476,11 @@ impl Node {
         for dir in ["restore", "redo"] {
             self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
         }
-        self.db(store::end_intent(&self.conn))
+        self.db(store::end_intent(&self.conn))?;
+        self.io(
+            "tidying the save area",
+            paths::remove_file(&save.join(UNDO_MARK)),
+        )
     }
 
     // ----- commit -----
@@ -1244,6 +1489,9 @@ impl Node {
     /// patches it superseded are committed too.
     pub fn commit(&mut self, id: &str) -> Result<Report> {
         let (_lock, _) = self.start("commit", id, PatchState::Applied)?;
+        // Not checked up front: commit frees space, and its one database
+        // transaction either happens or not. Quoted if that write fails.
+        self.need.set(space::MARGIN_BYTES);
         let rows = self.db(store::patches(&self.conn))?;
         let chain: Vec<String> = rows
             .iter()
@@ -1290,6 +1538,8 @@ impl Node {
 
     /// Finishes or undoes an interrupted operation. Call with the lock held.
     fn recover(&mut self) -> Result<()> {
+        // A reserve left by a killed operation is the room recovery writes in.
+        let _ = paths::remove_file(&self.store_dir().join(RESERVE_FILE));
         let Some(intent) = self.db(store::intent(&self.conn))? else {
             return Ok(());
         };
@@ -1309,6 +1559,7 @@ impl Node {
                 let plan: Plan = serde_json::from_str(intent.plan.as_deref().unwrap_or("{}"))
                     .unwrap_or_default();
                 match phase {
+                    "commit" if self.undo_marked(&id) => self.undo_install(&id, &plan),
                     "commit" => {
                         self.install_commit(&id, &plan)?;
                         self.install_cleanup(&id, &plan)
@@ -1323,13 +1574,8 @@ impl Node {
                     }
                 }
             }
-            ("rollback", "prepare") => {
-                self.io(
-                    "abandoning rollback",
-                    paths::remove_tree(&self.save_dir(&id).join("restore")),
-                )?;
-                self.db(store::end_intent(&self.conn))
-            }
+            ("rollback", "prepare") => self.abandon_rollback(&id),
+            ("rollback", "commit") if self.undo_marked(&id) => self.undo_rollback(&id),
             ("rollback", "commit") => {
                 self.rollback_commit(&id)?;
                 self.rollback_cleanup(&id)
@@ -1382,7 +1628,9 @@ impl Node {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if in_store && (name == "lock" || name.starts_with("ipd.sqlite")) {
+            if in_store
+                && (name == "lock" || name == RESERVE_FILE || name.starts_with("ipd.sqlite"))
+            {
                 continue;
             }
             h.update(rel.as_bytes());
