@@ -726,6 +726,44 @@ fn setuid_and_setgid_bits_are_never_written() {
     assert_eq!(w.outside(), outside);
 }
 
+/// Rollback restores exactly what was there: an original with setuid and
+/// setgid (6755) that a patch replaced comes back 6755, while the patch's
+/// own file, declared 6755, was installed without the bits.
+#[test]
+fn rollback_restores_a_setuid_original_exactly() {
+    let w = World::new();
+    let original = w.root.join("opt/gw/bin/helper");
+    fs::create_dir_all(original.parent().unwrap()).unwrap();
+    fs::write(&original, b"original setuid helper\n").unwrap();
+    fs::set_permissions(&original, fs::Permissions::from_mode(0o6755)).unwrap();
+    let files: &[(&str, &[u8], u32)] = &[("opt/gw/bin/helper", b"patched helper\n", 0o6755)];
+    let entries: Vec<Raw> = files
+        .iter()
+        .map(|(p, d, m)| Raw {
+            mode: *m,
+            ..file(&format!("files/{p}"), d)
+        })
+        .collect();
+    let p = hostile(&w, "GW_1", &files_toml(files), &entries);
+    let before = w.digest();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let mut node = w.node();
+    node.stage("GW_1", &p).unwrap();
+    node.install("GW_1", true).unwrap();
+    assert_eq!(mode(&original), 0o755, "the payload got setuid bits");
+    assert_eq!(fs::read(&original).unwrap(), b"patched helper\n");
+    node.rollback("GW_1").unwrap();
+    assert_eq!(
+        mode(&original),
+        0o6755,
+        "the original's bits did not come back"
+    );
+    assert_eq!(fs::read(&original).unwrap(), b"original setuid helper\n");
+    node.remove("GW_1").unwrap();
+    drop(node);
+    assert_eq!(w.digest(), before);
+}
+
 // ----- harmless oddities -----
 
 /// Directory entries are allowed and ignored, wherever they point: they

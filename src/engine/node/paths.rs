@@ -135,12 +135,16 @@ pub fn write_file(
     Ok((total, hex::encode(hasher.finalize())))
 }
 
-/// Copies `from` to `to` keeping its permission bits, fsynced.
+/// Copies `from` to `to` keeping its whole mode, setuid, setgid and sticky
+/// bits included (an original kept for rollback comes back exactly),
+/// fsynced.
 pub fn copy_file(from: &Path, to: &Path) -> io::Result<(u64, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(from)?.permissions().mode();
     let mut source = fs::File::open(from)?;
-    write_file(to, &mut source, u64::MAX - 1, mode, true)
+    let written = write_file(to, &mut source, u64::MAX - 1, mode, true)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(written)
 }
 
 /// Keeps `from`'s current content at `to` without copying: a hard link to
