@@ -23,5 +23,6 @@ pub mod rollout;
 pub mod select;
 pub mod sqlite;
 pub mod status;
+pub mod tomlspan;
 pub mod transport;
 pub mod version;

@@ -174,16 +174,52 @@ fn io_err(node: &str, what: impl std::fmt::Display) -> impl FnOnce(io::Error) ->
 impl Node {
     /// Opens (creating if needed) the store of the node rooted at `root`,
     /// and finishes or undoes an operation a crash interrupted.
+    ///
+    /// The root must be an existing directory (`Invalid` otherwise: a
+    /// mistyped root is never created). The database is created only where
+    /// none has existed; one that is empty, truncated or damaged, or missing
+    /// while the store still holds staged or saved files, is an `Io` error
+    /// naming the file (`patchdeck doctor` says how to recover).
     pub fn open(root: &Path, name: &str) -> Result<Node> {
+        if !fs::metadata(root).is_ok_and(|m| m.is_dir()) {
+            return Err(NodeError {
+                node: name.into(),
+                kind: ErrorKind::Invalid,
+                message: format!(
+                    "node root {} does not exist or is not a directory",
+                    root.display()
+                ),
+            });
+        }
         let store = root.join(STORE_DIR);
+        let db = store.join("ipd.sqlite");
+        if !db.exists() {
+            if let Some(left) = store_leftovers(&store) {
+                return Err(NodeError {
+                    node: name.into(),
+                    kind: ErrorKind::Io,
+                    message: format!(
+                        "{} is missing, but the store still holds {left}; the node's record of what is installed is lost. Run `patchdeck doctor` before anything else",
+                        db.display()
+                    ),
+                });
+            }
+        }
         for dir in ["staged", "save"] {
             fs::create_dir_all(store.join(dir))
                 .map_err(io_err(name, format!("creating {}", store.display())))?;
         }
-        let conn = store::open(&store.join("ipd.sqlite")).map_err(|e| NodeError {
+        let conn = store::open(&db).map_err(|e| NodeError {
             node: name.into(),
             kind: ErrorKind::Io,
-            message: format!("opening {}/ipd.sqlite: {e}", store.display()),
+            message: match e {
+                rusqlite::Error::SqliteFailure(_, Some(m))
+                    if m.contains(&*db.to_string_lossy()) =>
+                {
+                    format!("{m}; `patchdeck doctor` says how to recover")
+                }
+                e => format!("opening {}: {e}", db.display()),
+            },
         })?;
         let mut node = Node {
             root: root.to_path_buf(),
@@ -1676,6 +1712,25 @@ impl Node {
         }
         Ok(hex::encode(h.finalize()))
     }
+}
+
+/// What a store without its database still holds (staged patches, saved
+/// files, a write-ahead log), named for the error; `None` when nothing.
+pub fn store_leftovers(store: &Path) -> Option<String> {
+    let count = |dir: &str| fs::read_dir(store.join(dir)).map_or(0, |d| d.count());
+    let mut left = Vec::new();
+    match count("staged") {
+        0 => {}
+        n => left.push(format!("{n} staged file(s)")),
+    }
+    match count("save") {
+        0 => {}
+        n => left.push(format!("{n} save area(s)")),
+    }
+    if store.join("ipd.sqlite-wal").exists() {
+        left.push("the database's write-ahead log".to_string());
+    }
+    (!left.is_empty()).then(|| left.join(", "))
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io::Result<()> {
