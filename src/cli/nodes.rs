@@ -10,6 +10,7 @@ use crate::engine::journal::Journal;
 use crate::engine::lab::Lab;
 use crate::engine::node::{Listed, Node, STORE_DIR};
 use crate::engine::ops::{self, Job, Op};
+use crate::engine::text;
 
 /// Which nodes: `--nodes a,b`, `--cluster C`, `--org O`, optionally `--dc D|all`.
 #[derive(Debug, Clone, Args)]
@@ -83,7 +84,7 @@ pub fn load_fleet(lab: &Lab) -> Result<Fleet, Failure> {
             lab.root.display()
         )));
     }
-    Fleet::load(&lab.fleet_path()).map_err(|e| Failure::Input(e.to_string()))
+    Fleet::load_in(&lab.fleet_path(), &lab.root).map_err(|e| Failure::Input(e.to_string()))
 }
 
 /// A row of `nodes`.
@@ -420,17 +421,16 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
     } else {
         for r in &rows {
             let d = &r.drift;
-            let actual = d
-                .actual
-                .as_deref()
-                .map(|a| &a[..12.min(a.len())])
-                .unwrap_or("missing");
+            // Checksums come from the node: short, long or odd, never sliced.
+            let actual = d.actual.as_deref().map_or("missing".into(), |a| {
+                text::neutralise(text::prefix(a, 12)).into_owned()
+            });
             println!(
                 "{:<12} {:<40} written by {:<10} expected {} found {actual}",
-                r.node,
-                d.path,
-                d.patch,
-                &d.expected[..12]
+                text::neutralise(&r.node),
+                text::neutralise(&d.path),
+                text::neutralise(&d.patch),
+                text::neutralise(text::prefix(&d.expected, 12))
             );
         }
         println!(

@@ -23,6 +23,7 @@ pub mod rollout;
 pub mod select;
 pub mod sqlite;
 pub mod status;
+pub mod text;
 pub mod tomlspan;
 pub mod transport;
 pub mod version;

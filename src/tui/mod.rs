@@ -148,7 +148,7 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
         .unwrap_or_else(|| lab.root.display().to_string());
     let mut app = App::new(name, depot, &config, theme);
     if lab.fleet_path().is_file() {
-        let fleet = crate::engine::fleet::Fleet::load(&lab.fleet_path())
+        let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root)
             .map_err(|e| Failure::Input(e.to_string()))?;
         app.ops = state::OpsState::new(lab.clone(), fleet);
     }
