@@ -5,6 +5,7 @@
 
 mod cluster;
 mod depot;
+mod doctor;
 mod node;
 pub(crate) mod nodes;
 mod rollout;
@@ -91,6 +92,8 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Damaged databases and node stores, and how to recover them; exit 1 when any.
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Cli {
@@ -119,6 +122,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Doctor(args) => doctor::run(global, args),
     }
 }
 
@@ -140,6 +144,7 @@ impl Command {
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) => false,
+            Command::Doctor(a) => a.json,
         }
     }
 }

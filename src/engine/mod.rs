@@ -5,6 +5,7 @@ pub mod archive;
 pub mod console;
 pub mod demo;
 pub mod depot;
+pub mod doctor;
 pub mod filter;
 pub mod fleet;
 pub mod fuzzy;
