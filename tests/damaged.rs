@@ -315,3 +315,57 @@ fn verify_reports_short_and_odd_checksums_from_a_node_without_panicking() {
         );
     }
 }
+
+/// A rollout whose console died is judged by its cluster's lock, never by
+/// its pid: here the recorded pid (1) is alive forever, yet with the lock
+/// free the rollout is interrupted and abort acts on it; with the lock
+/// held it is running and abort is only requested.
+#[test]
+fn rollout_liveness_comes_from_the_cluster_lock_not_a_reused_pid() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let id = first_patch_for(&lab, "db-1_1");
+    ok(&["stage", &id, "--lab", &lab, "--cluster", "db"]);
+    ok(&["rollout", "start", "--cluster", "db", &id, "--lab", &lab]);
+    let set_running = || {
+        let conn = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).unwrap();
+        conn.execute("UPDATE rollout SET state='running', pid=1", [])
+            .unwrap();
+    };
+    let status = || {
+        let out = patchdeck(&["rollout", "status", "--lab", &lab, "--json"]);
+        json(&out)
+    };
+
+    set_running();
+    let lock_path = Path::new(&lab).join("locks/rollout-db.lock");
+    fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    assert_eq!(status()["interrupted"], false, "the lock is held");
+    let out = patchdeck(&["rollout", "abort", "--lab", &lab]);
+    assert!(stdout(&out).contains("abort requested"), "{}", stdout(&out));
+    // SAFETY: as above.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+
+    assert_eq!(
+        status()["interrupted"],
+        true,
+        "pid 1 is alive, the lock is free"
+    );
+    let out = patchdeck(&["rollout", "abort", "--lab", &lab]);
+    assert!(
+        !stdout(&out).contains("abort requested"),
+        "abort was only requested from a dead console: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_ne!(status()["state"], "running", "{}", stdout(&out));
+}

@@ -123,32 +123,35 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     let id = match journal::create(&conn, &plan).map_err(db_err(&lab))? {
         Ok(id) => id,
-        Err(existing) => return Err(Failure::Failed(held_by(&conn, existing))),
+        Err(existing) => return Err(Failure::Failed(held_by(&lab, &conn, existing))),
     };
     drop(conn);
     execute(&lab, &fleet, id, args.json)
 }
 
 /// Why a cluster is not free: who holds it, or what is left unfinished.
-fn held_by(conn: &rusqlite::Connection, id: i64) -> String {
+fn held_by(lab: &Lab, conn: &rusqlite::Connection, id: i64) -> String {
     match journal::load(conn, id) {
-        Ok(Some(r)) if r.state == State::Running && rollout::alive(r.pid) => format!(
+        Ok(Some(r)) if rollout::live(lab, &r) => format!(
             "cluster {} is busy: rollout {id} is running in pid {} (since {}); only one rollout runs on a cluster",
             r.cluster, r.pid, r.created_at
         ),
         Ok(Some(r)) => format!(
             "cluster {} has unfinished rollout {id} ({}); `patchdeck rollout resume {id}` or `patchdeck rollout abort {id}` first",
             r.cluster,
-            describe_state(&r)
+            describe_state(lab, &r)
         ),
         _ => format!("cluster has unfinished rollout {id}"),
     }
 }
 
-fn describe_state(r: &Rollout) -> String {
+fn describe_state(lab: &Lab, r: &Rollout) -> String {
     match r.state {
-        State::Running if !rollout::alive(r.pid) => {
-            format!("interrupted: its console, pid {}, died", r.pid)
+        State::Running if !rollout::live(lab, r) => {
+            format!(
+                "interrupted: its console (pid {}) no longer holds the cluster",
+                r.pid
+            )
         }
         s => s.as_str().to_string(),
     }
@@ -318,7 +321,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 .find(|s| s.state != StepState::Done)
                 .map(|s| s.step.seq);
             let body = serde_json::json!({
-                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state == State::Running && !rollout::alive(r.pid),
+                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state == State::Running && !rollout::live(&lab, &r),
                 "message": r.message, "requested": r.requested, "pid": r.pid, "patches": r.plan.patches, "uninstall": r.plan.uninstall,
                 "groups": group_lines(&r), "current_step": current, "steps": r.steps,
             });
@@ -329,7 +332,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 "rollout {} on {}: {} ({})",
                 r.id,
                 r.cluster,
-                describe_state(&r),
+                describe_state(&lab, &r),
                 r.plan.patches.join(" ")
             );
             if !r.message.is_empty() {
@@ -374,7 +377,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
             print_event(&e, args.json);
         }
         shown = finished.len();
-        let live = r.state == State::Running && rollout::alive(r.pid);
+        let live = rollout::live(&lab, &r);
         if !live {
             let e = Event {
                 rollout: r.id,
@@ -382,7 +385,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 kind: "rollout".into(),
                 group: String::new(),
                 node: String::new(),
-                state: describe_state(&r),
+                state: describe_state(&lab, &r),
                 message: r.message.clone(),
             };
             print_event(&e, args.json);
@@ -398,7 +401,7 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
     let r = load(&lab, args.id)?;
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     match r.state {
-        State::Running if rollout::alive(r.pid) => {
+        State::Running if rollout::live(&lab, &r) => {
             journal::request(&conn, r.id, "pause").map_err(db_err(&lab))?;
             println!(
                 "rollout {}: pause requested; it stops after the step in progress",
@@ -432,9 +435,9 @@ fn resume(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if r.state == State::Running && rollout::alive(r.pid) && r.pid != std::process::id() as i64 {
+    if rollout::live(&lab, &r) {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
-        return Err(Failure::Failed(held_by(&conn, r.id)));
+        return Err(Failure::Failed(held_by(&lab, &conn, r.id)));
     }
     let fleet = load_fleet(&lab)?;
     execute(&lab, &fleet, r.id, args.json)
@@ -450,7 +453,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if r.state == State::Running && rollout::alive(r.pid) {
+    if rollout::live(&lab, &r) {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
         journal::request(&conn, r.id, "abort").map_err(db_err(&lab))?;
         println!(

@@ -63,9 +63,28 @@ fn busy(cluster: &str, holder: Option<Holder>) -> String {
     }
 }
 
-/// Whether a process is still alive (to tell an interrupted rollout from a
-/// running one).
-pub fn alive(pid: i64) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+/// Whether rollout `r` is being worked on now: it is running and its
+/// cluster's lock is held, by this process or another. Never judged by a
+/// pid, which the system reuses once its process dies; the kernel releases
+/// a lock with its holder, so a dead console's rollout is free to resume.
+pub fn live(lab: &Lab, r: &Rollout) -> bool {
+    r.state == State::Running && lock_held(&lock_path(lab, &r.cluster))
+}
+
+/// Whether some open file holds `path`'s lock. Probed with a shared lock
+/// on a new descriptor, which conflicts with any exclusive holder, even one
+/// in this process.
+fn lock_held(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        // SAFETY: as above, releasing the probe.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }

@@ -47,7 +47,14 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let selected = i == app.ops.cluster_cursor.selected;
         let r = app.ops.rollout_of(&c.id);
         let state = match r {
-            Some(r) if r.state == State::Running && !crate::engine::rollout::alive(r.pid) => {
+            Some(r)
+                if r.state == State::Running
+                    && !app
+                        .ops
+                        .lab
+                        .as_ref()
+                        .is_some_and(|lab| crate::engine::rollout::live(lab, r)) =>
+            {
                 format!("rollout {} interrupted", r.id)
             }
             Some(r) => format!("rollout {} {}", r.id, r.state.as_str()),
