@@ -150,7 +150,11 @@ fn each_broken_kind_is_named_and_the_rest_still_load() {
         sha(b"ab")
     );
     write_raw(d, "BAD_SIZE", &text, &[("files/a".into(), b"abc".to_vec())]);
-    expected.push(("BAD_SIZE.patch", "the manifest says 2", None));
+    expected.push((
+        "BAD_SIZE.patch",
+        "declared 2 bytes in PATCH.toml, found 3 in the archive",
+        None,
+    ));
 
     write_raw(
         d,
@@ -326,4 +330,124 @@ fn add_verifies_and_copies_atomically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+}
+
+// ----- one archive reader, whatever wrote the archive -----
+
+/// Runs an archiver the suite needs; scripts/test installs them.
+fn archiver(program: &str, args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is needed by this test (scripts/test installs it: tar, libarchive-tools' bsdtar, python3): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Patches written by GNU tar, bsdtar and Python's tarfile, with and
+/// without `./` before every name, are read the same by `depot add`,
+/// `depot check`, staging and install: each installs.
+#[test]
+fn archives_from_gnu_tar_bsdtar_and_python_are_read_the_same_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = common::demo_lab(tmp.path());
+    let work = tmp.path().join("work");
+    let mut ids = Vec::new();
+    for (tool, dotted) in [
+        ("GNU", false),
+        ("GNU", true),
+        ("BSD", false),
+        ("BSD", true),
+        ("PY", false),
+        ("PY", true),
+    ] {
+        let id = format!("{tool}_{}", if dotted { 2 } else { 1 });
+        let src = work.join(&id);
+        let rel = format!("opt/acme/{}", id.to_lowercase());
+        let data = format!("written by {tool}\n");
+        fs::create_dir_all(src.join("files").join(&rel).parent().unwrap()).unwrap();
+        fs::write(src.join("files").join(&rel), &data).unwrap();
+        fs::write(
+            src.join("PATCH.toml"),
+            format!(
+                "{}\n[[files]]\npath = \"{rel}\"\nsha256 = \"{}\"\nsize = {}\nmode = \"0644\"\n",
+                manifest(&id, ""),
+                sha(data.as_bytes()),
+                data.len()
+            ),
+        )
+        .unwrap();
+        let out = work.join(format!("{id}.patch"));
+        let out = out.to_str().unwrap();
+        let (m, f) = if dotted {
+            ("./PATCH.toml", "./files")
+        } else {
+            ("PATCH.toml", "files")
+        };
+        match tool {
+            "GNU" => archiver("tar", &["--format=gnu", "-cf", out, m, f], &src),
+            "BSD" => archiver("bsdtar", &["-cf", out, m, f], &src),
+            _ => archiver(
+                "python3",
+                &[
+                    "-c",
+                    "import sys, tarfile\nwith tarfile.open(sys.argv[1], 'w') as t:\n    for n in sys.argv[2:]: t.add(n)",
+                    out,
+                    m,
+                    f,
+                ],
+                &src,
+            ),
+        }
+        ids.push(id);
+    }
+    let files: Vec<String> = ids
+        .iter()
+        .map(|id| work.join(format!("{id}.patch")).display().to_string())
+        .collect();
+    let run = |args: &[&str]| {
+        let out = common::patchdeck(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let mut add = vec!["depot", "add", "--lab", &lab];
+    add.extend(files.iter().map(String::as_str));
+    run(&add);
+    run(&["depot", "check", "--lab", &lab]);
+    let mut stage = vec!["stage", "--lab", lab.as_str(), "--nodes", "gw-east-1"];
+    stage.extend(ids.iter().map(String::as_str));
+    run(&stage);
+    let mut install = vec!["install", "--lab", lab.as_str(), "--nodes", "gw-east-1"];
+    install.extend(ids.iter().map(String::as_str));
+    run(&install);
+    let listed = common::json(&run(&[
+        "list",
+        "--lab",
+        &lab,
+        "--nodes",
+        "gw-east-1",
+        "--json",
+    ]));
+    let text = listed.to_string();
+    for id in &ids {
+        let rel = format!("opt/acme/{}", id.to_lowercase());
+        assert!(
+            std::path::Path::new(&lab)
+                .join("nodes/gw-east-1")
+                .join(&rel)
+                .is_file(),
+            "{id} was not installed: {text}"
+        );
+    }
 }

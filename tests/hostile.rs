@@ -489,7 +489,21 @@ fn a_payload_larger_than_declared_is_cut_off_and_refused() {
         "1 MiB declared as 10",
         "GW_1",
         &p,
-        "is 11 bytes or more; the manifest says 10",
+        "declared 10 bytes in PATCH.toml, found 1048576 in the archive",
+    );
+    // Shorter than declared: both sizes are named too.
+    let short = b"eleven byte";
+    let p = hostile(
+        &w,
+        "GW_3",
+        &listed("opt/gw/short", &sha(short), 12, 0o644),
+        &[file("files/opt/gw/short", short)],
+    );
+    w.refused_at_stage(
+        "11 bytes declared as 12",
+        "GW_3",
+        &p,
+        "declared 12 bytes in PATCH.toml, found 11 in the archive",
     );
 
     // Staged honestly, then the staged copy is swapped for the oversized one.
@@ -506,7 +520,11 @@ fn a_payload_larger_than_declared_is_cut_off_and_refused() {
     let (outside, digest) = (w.outside(), w.digest());
     let e = w.node().install("GW_2", true).unwrap_err();
     w.check_refusal("tampered staged copy", &e, "fails verification");
-    assert!(e.message.contains("is 11 bytes or more"), "{e}");
+    assert!(
+        e.message
+            .contains("declared 10 bytes in PATCH.toml, found 1048576"),
+        "{e}"
+    );
     w.unchanged("tampered staged copy", &outside, &digest);
     assert!(!w.root.join("opt/gw/big").exists());
     assert!(!w.root.join("var/lib/patchdeck/save/GW_2").exists());

@@ -977,70 +977,32 @@ impl Node {
         self.io("install", point(13))
     }
 
-    /// Extracts the payload into `save/new`, the last check before install.
+    /// Extracts the payload into `save/new`, the last check before install:
+    /// the staged copy is read by the same archive reader that verified it
+    /// at staging, and must still list the files it listed then.
     fn extract_payload(&self, id: &str, m: &Manifest, save: &Path) -> Result<()> {
-        // Extract the payload into the save area. This is the check before
-        // install: every entry must be a listed regular file whose size and
-        // checksum match, and every listed file must be present.
         let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(file));
-        let mut seen = vec![false; m.files.len()];
-        let invalid = |m: String| {
+        let new = save.join("new");
+        // A failed write is an I/O error (a full disk, a fault), not a bad patch.
+        let mut failed: Option<(String, io::Error)> = None;
+        let read = archive::read_archive_with(io::BufReader::new(file), Some(m), |f, data| {
+            let written = paths::write_file(&new.join(&f.path), data, f.size, f.mode, false)
+                .and_then(|w| point(12).map(|_| w));
+            written.map_err(|e| {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                failed = Some((f.path.clone(), e));
+                copy
+            })
+        });
+        if let Some((path, e)) = failed {
+            return self.io(format!("extracting {path}"), Err(e));
+        }
+        read.map_err(|e| {
             self.err(
                 ErrorKind::Invalid,
-                format!("staged {id} fails verification: {m}; remove and stage it again"),
+                format!("staged {id} fails verification: {e}; remove and stage it again"),
             )
-        };
-        for entry in self.io("reading staged patch", ar.entries())? {
-            let mut entry = self.io("reading staged patch", entry)?;
-            let name = self
-                .io("reading staged patch", entry.path())?
-                .to_string_lossy()
-                .into_owned();
-            let kind = entry.header().entry_type();
-            let payload_dir =
-                kind.is_dir() && (name == "files" || name.starts_with(archive::PAYLOAD_DIR));
-            if name == archive::MANIFEST_NAME || payload_dir {
-                continue;
-            }
-            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR) else {
-                return Err(invalid(format!(
-                    "entry {name:?} is outside {}",
-                    archive::PAYLOAD_DIR
-                )));
-            };
-            let Some(i) = m.files.iter().position(|f| f.path == rel) else {
-                return Err(invalid(format!(
-                    "entry {name:?} is not listed in the manifest"
-                )));
-            };
-            if !kind.is_file() {
-                return Err(invalid(format!("entry {name:?} is not a regular file")));
-            }
-            if std::mem::replace(&mut seen[i], true) {
-                return Err(invalid(format!("entry {name:?} appears twice")));
-            }
-            let f = &m.files[i];
-            let dest = save.join("new").join(rel);
-            let written = paths::write_file(&dest, &mut entry, f.size, f.mode, false);
-            let (size, sha) = self.io(format!("extracting {rel}"), written)?;
-            if size != f.size {
-                return Err(invalid(format!(
-                    "payload {rel} is {size} bytes or more; the manifest says {}",
-                    f.size
-                )));
-            }
-            if sha != f.sha256.to_ascii_lowercase() {
-                return Err(invalid(format!(
-                    "payload {rel} has sha256 {sha}; the manifest says {}",
-                    f.sha256
-                )));
-            }
-            self.io("install", point(12))?;
-        }
-        if let Some(i) = seen.iter().position(|s| !s) {
-            return Err(invalid(format!("payload {} is missing", m.files[i].path)));
-        }
+        })?;
         // One flush makes every prepared file durable before the point of no return.
         if save.exists() {
             self.io("syncing the save area", paths::sync_filesystem(save))?;
@@ -1476,39 +1438,41 @@ impl Node {
                 paths::remove_file(&save.join(UNDO_MARK)),
             );
         }
+        // Without the links (an undo begun by an older patchdeck): re-extract
+        // the files that differ from the staged copy, through the one reader.
         let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(file));
-        for entry in self.io("reading staged patch", ar.entries())? {
-            let mut entry = self.io("reading staged patch", entry)?;
-            let name = self
-                .io("reading staged patch", entry.path())?
-                .to_string_lossy()
-                .into_owned();
-            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR).map(str::to_string) else {
-                continue;
+        let mut failed: Option<(String, io::Error)> = None;
+        let read = archive::read_archive_with(io::BufReader::new(file), None, |entry, data| {
+            let mut redo = || -> io::Result<(u64, String)> {
+                let Some(f) = files.iter().find(|f| f.path == entry.path) else {
+                    return hash_all(data);
+                };
+                let target = self.root.join(&f.path);
+                if archive::sha256_file(&target).ok().as_deref() == Some(f.after_sha.as_str()) {
+                    return hash_all(data);
+                }
+                let temp = save.join("redo").join(&f.path);
+                let written = paths::write_file(&temp, data, entry.size, f.after_mode, true)?;
+                if written.1 == f.after_sha {
+                    fs::rename(&temp, &target)?;
+                }
+                Ok(written)
             };
-            let Some(f) = files.iter().find(|f| f.path == rel) else {
-                continue;
-            };
-            let target = self.root.join(&rel);
-            if archive::sha256_file(&target).ok().as_deref() == Some(f.after_sha.as_str()) {
-                continue;
-            }
-            let temp = save.join("redo").join(&rel);
-            let (_, sha) = self.io(
-                format!("re-extracting {rel}"),
-                paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode, true),
-            )?;
-            if sha != f.after_sha {
-                return Err(self.err(
-                    ErrorKind::Invalid,
-                    format!(
-                        "cannot re-apply {rel}: the staged copy no longer matches it (sha256 {sha})"
-                    ),
-                ));
-            }
-            self.io(format!("re-installing {rel}"), fs::rename(&temp, &target))?;
+            redo().map_err(|e| {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                failed = Some((entry.path.clone(), e));
+                copy
+            })
+        });
+        if let Some((path, e)) = failed {
+            return self.io(format!("re-installing {path}"), Err(e));
         }
+        read.map_err(|e| {
+            self.err(
+                ErrorKind::Invalid,
+                format!("cannot re-apply {id} from its staged copy: {e}"),
+            )
+        })?;
         for dir in ["restore", "redo"] {
             self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
         }
@@ -1711,6 +1675,23 @@ impl Node {
             }
         }
         Ok(hex::encode(h.finalize()))
+    }
+}
+
+/// Hashes everything `data` yields: an entry read and not kept.
+fn hash_all(data: &mut dyn io::Read) -> io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match data.read(&mut buf)? {
+            0 => return Ok((total, hex::encode(h.finalize()))),
+            n => {
+                h.update(buf.get(..n).unwrap_or_default());
+                total += n as u64;
+            }
+        }
     }
 }
 

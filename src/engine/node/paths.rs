@@ -92,9 +92,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// most `limit + 1` bytes; fsynced when `sync` is set (otherwise the caller
 /// makes it durable, e.g. with one [`sync_filesystem`] for many files).
 /// Returns the size and SHA-256 written.
-pub fn write_file(
+pub fn write_file<R: io::Read + ?Sized>(
     path: &Path,
-    reader: &mut impl io::Read,
+    reader: &mut R,
     limit: u64,
     mode: u32,
     sync: bool,
