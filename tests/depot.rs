@@ -325,9 +325,11 @@ fn add_verifies_and_copies_atomically() {
     // A broken file is refused and nothing lands in the depot.
     let bad = write_raw(&incoming, "BAD_1", "nonsense", &[]);
     assert!(Depot::add(&depot_dir, &[bad]).is_err());
+    // (The cache index, written when add reads the depot, is not a patch.)
     let names: Vec<_> = fs::read_dir(&depot_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with(".patchdeck-index"))
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
@@ -449,5 +451,220 @@ fn archives_from_gnu_tar_bsdtar_and_python_are_read_the_same_everywhere() {
                 .is_file(),
             "{id} was not installed: {text}"
         );
+    }
+}
+
+// ----- checks that do not trust caches, and depot-wide rules on add -----
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_patchdeck")
+}
+
+fn run_in(umask: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(bin())
+        .args(args)
+        .env_remove("PATCHDECK_LAB")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn depot_check_reads_the_bytes_not_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("depot");
+    fs::create_dir_all(&d).unwrap();
+    let p = good(&d, "GW_1", "");
+    let depot = d.display().to_string();
+    let out = common::patchdeck(&["depot", "list", "--depot", &depot]);
+    assert!(out.status.success());
+    assert!(
+        Depot::open(&d).unwrap().stats.from_index == 1,
+        "the cache index was not written"
+    );
+    // Flip one payload bit, keeping the size and the modification time.
+    let meta = fs::metadata(&p).unwrap();
+    let mut bytes = fs::read(&p).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"payload of").unwrap();
+    bytes[at] ^= 1;
+    fs::write(&p, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), meta.len());
+    let out = common::patchdeck(&["depot", "check", "--depot", &depot]);
+    assert_eq!(out.status.code(), Some(1), "a flipped bit passed the check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("GW_1.patch") && text.contains("sha256"),
+        "{text}"
+    );
+}
+
+fn add(depot: &str, files: &[&std::path::Path]) -> std::process::Output {
+    let mut args = vec![
+        "depot".to_string(),
+        "add".into(),
+        "--depot".into(),
+        depot.into(),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::patchdeck(&args)
+}
+
+#[test]
+fn depot_add_refuses_what_would_break_the_depot_as_it_will_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("depot");
+    let incoming = tmp.path().join("in");
+    fs::create_dir_all(&d).unwrap();
+    fs::create_dir_all(&incoming).unwrap();
+    let depot = d.display().to_string();
+    good(&d, "GW_1", "supersedes = [\"GW_2\"]");
+    good(&d, "KRN_1", "");
+    let before: Vec<String> = Depot::open(&d)
+        .unwrap()
+        .patches
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    assert_eq!(before, ["GW_1", "KRN_1"]);
+
+    // GW_2 superseding GW_1 closes a cycle with the patch already there.
+    let cycle = good(&incoming, "GW_2", "supersedes = [\"GW_1\"]");
+    // krn_1 differs from KRN_1 only in case.
+    let case = good(&incoming, "krn_1", "");
+    // GW_3 -> GW_4 -> GW_3, both new, given together.
+    let three = good(&incoming, "GW_3", "supersedes = [\"GW_4\"]");
+    let four = good(&incoming, "GW_4", "supersedes = [\"GW_3\"]");
+    for (what, files, words) in [
+        (
+            "cycle with the depot",
+            vec![cycle.as_path()],
+            "supersedes cycle",
+        ),
+        (
+            "id differing only in case",
+            vec![case.as_path()],
+            "only in case",
+        ),
+        (
+            "cycle among new files",
+            vec![three.as_path(), four.as_path()],
+            "supersedes cycle",
+        ),
+    ] {
+        let out = add(&depot, &files);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains(words) && err.contains("nothing was added"),
+            "{what}: {err}"
+        );
+        let now: Vec<String> = Depot::open(&d)
+            .unwrap()
+            .patches
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(now, before, "{what}: the depot changed");
+        assert!(Depot::open(&d).unwrap().broken.is_empty(), "{what}");
+    }
+    // A patch that fits is still added.
+    let fine = good(&incoming, "GW_5", "supersedes = [\"GW_1\"]");
+    assert!(add(&depot, &[&fine]).status.success());
+}
+
+#[test]
+fn pack_and_depot_add_honour_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("files/opt")).unwrap();
+    fs::write(src.join("PATCH.toml"), manifest("GW_1", "")).unwrap();
+    fs::write(src.join("files/opt/x"), b"x\n").unwrap();
+    for (umask, mode) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
+        let d = tmp.path().join(format!("depot-{umask}"));
+        fs::create_dir_all(&d).unwrap();
+        let out = tmp.path().join(format!("out-{umask}"));
+        fs::create_dir_all(&out).unwrap();
+        let packed = out.join("GW_1.patch");
+        let o = run_in(
+            umask,
+            &[
+                "pack",
+                src.to_str().unwrap(),
+                "-o",
+                packed.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = fs::metadata(&packed).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, mode, "pack under umask {umask}: {got:o}");
+        let o = run_in(
+            umask,
+            &[
+                "depot",
+                "add",
+                "--depot",
+                d.to_str().unwrap(),
+                packed.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = fs::metadata(d.join("GW_1.patch"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, mode, "depot add under umask {umask}: {got:o}");
+    }
+}
+
+#[test]
+fn depot_add_refuses_a_fifo_or_device_without_opening_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("depot");
+    fs::create_dir_all(&d).unwrap();
+    let fifo = tmp.path().join("GW_1.patch");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let dev = tmp.path().join("NULL_1.patch");
+    symlink("/dev/null", &dev).unwrap();
+    for (what, file) in [("fifo", &fifo), ("device", &dev)] {
+        let mut child = std::process::Command::new(bin())
+            .args([
+                "depot",
+                "add",
+                "--depot",
+                d.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the exit, with a generous deadline so a hang fails
+        // instead of blocking the suite.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("depot add of a {what} hangs");
+            }
+            std::thread::yield_now();
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("not a regular file"), "{what}: {err}");
     }
 }

@@ -12,6 +12,7 @@ use crate::engine::depot::{Depot, DepotError};
 use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{SearchLines, Searcher};
 use crate::engine::patch::Patch;
+use crate::engine::text::neutralise;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -222,14 +223,15 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             Some(fs) => format!("{}.{fs}", p.manifest.product),
             None => p.manifest.product.clone(),
         };
+        // Everything from a manifest is shown, never obeyed by the terminal.
         println!(
             "{:<12} {:<8} {:<20} {:<10} {:<28} {}",
-            p.id,
+            neutralise(&p.id),
             p.manifest.severity.as_str(),
-            product,
-            p.manifest.version,
-            p.categories.join(","),
-            p.manifest.title
+            neutralise(&product),
+            neutralise(&p.manifest.version),
+            neutralise(&p.categories.join(",")),
+            neutralise(&p.manifest.title)
         );
     }
     Ok(())
@@ -246,12 +248,14 @@ fn warn_broken(depot: &Depot) {
 }
 
 fn check(global: &Global, args: CheckArgs) -> Outcome {
-    let depot = open_depot(&global.depot_dir()?)?;
+    // Every byte, not the cache: the cache cannot see a flipped bit.
+    let depot = Depot::check(&global.depot_dir()?, &|_, _| {})
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     if args.json {
         print_json(&serde_json::json!({ "ok": depot.patches.len(), "broken": depot.broken }))?;
     } else {
         for b in &depot.broken {
-            println!("{b}");
+            println!("{}", neutralise(&b.to_string()));
         }
         println!(
             "{} patch(es) ok, {} broken, in {}",

@@ -73,6 +73,12 @@ pub fn id_from_path(path: &Path) -> Result<String, PatchFileError> {
 /// SHA-256, and every listed file present exactly once.
 pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
     let id = id_from_path(path)?;
+    // Never open a fifo or a device: reading one could block or never end.
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return fail("is not a regular file; a patch is a regular file"),
+        Err(e) => return fail(format!("cannot read: {e}")),
+    }
     let file = fs::File::open(path).map_err(|e| PatchFileError {
         line: None,
         message: format!("cannot read: {e}"),
@@ -389,7 +395,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(PackError::io(parent))?;
+    let mut temp = shared_temp(parent).map_err(PackError::io(parent))?;
     {
         let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file_mut()));
         append(&mut builder, MANIFEST_NAME, 0o644, rendered.as_bytes())
@@ -410,6 +416,17 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
         source: e.error,
     })?;
     Ok(manifest)
+}
+
+/// A temporary file in `dir` that becomes a patch file other operators
+/// read: created with mode 0666 less the umask (a plain temporary file is
+/// 0600 whatever the umask, which made another operator's `depot check`
+/// call the patch broken).
+pub fn shared_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".patchdeck-")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
 }
 
 /// Appends one regular file with fixed owner and time, so packing the same
