@@ -1,5 +1,6 @@
 //! `patchdeck doctor [--nodes LIST]`: damaged databases and how to recover.
 
+use crate::front::say;
 use clap::Args;
 
 use super::{Failure, Global, Outcome, print_json};
@@ -53,7 +54,7 @@ pub fn run(global: &Global, args: DoctorArgs) -> Outcome {
         for f in &findings {
             print_finding(f);
         }
-        println!(
+        say!(
             "{} problem(s); lab database and {checked} local node(s) checked",
             findings.len()
         );
@@ -69,7 +70,7 @@ pub fn run(global: &Global, args: DoctorArgs) -> Outcome {
 }
 
 fn print_finding(f: &Finding) {
-    println!("{}: {}", neutralise(&f.subject), neutralise(&f.path));
-    println!("  problem:  {}", neutralise(&f.problem));
-    println!("  recovery: {}", neutralise(&f.recovery));
+    say!("{}: {}", neutralise(&f.subject), neutralise(&f.path));
+    say!("  problem:  {}", neutralise(&f.problem));
+    say!("  recovery: {}", neutralise(&f.recovery));
 }

@@ -1,6 +1,7 @@
 //! `nodes`, `stage`, `install`, `rollback`, `commit`, `remove`, `list`:
 //! the fleet's nodes and the patch lifecycle on them.
 
+use crate::front::{say, shout};
 use clap::Args;
 use serde::Serialize;
 
@@ -140,12 +141,18 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
     if args.json {
         return print_json(&rows);
     }
-    println!(
+    say!(
         "{:<12} {:<6} {:<9} {:<4} {:<8} {:<9} {:<8} REACHED BY",
-        "NODE", "DC", "ORG", "SITE", "CLUSTER", "ROLE", "SERVICE"
+        "NODE",
+        "DC",
+        "ORG",
+        "SITE",
+        "CLUSTER",
+        "ROLE",
+        "SERVICE"
     );
     for r in &rows {
-        println!(
+        say!(
             "{:<12} {:<6} {:<9} {:<4} {:<8} {:<9} {:<8} {}",
             r.id,
             r.dc,
@@ -201,7 +208,7 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
         if let Ok(j) = journal.lock()
             && let Err(e) = j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
         {
-            eprintln!("patchdeck: journal: {e}");
+            shout!("patchdeck: journal: {e}");
         }
         if live {
             let mark = if o.ok {
@@ -211,7 +218,7 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             } else {
                 "FAIL"
             };
-            println!(
+            say!(
                 "{mark} {:<12} {:<10} {:<8} {}",
                 o.node,
                 o.patch,
@@ -245,7 +252,7 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
                     list.join(", ")
                 )));
             }
-            eprintln!(
+            shout!(
                 "patchdeck: warning: not staged and verified on {} node(s), skipping them: {}",
                 not_ready.len(),
                 list.join(", ")
@@ -287,9 +294,9 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
         }
         let restarts: Vec<String> = restarts.iter().map(|(n, r)| format!("{n} ({r})")).collect();
         if !restarts.is_empty() {
-            println!("restart needed on: {}", restarts.join(", "));
+            say!("restart needed on: {}", restarts.join(", "));
         }
-        println!(
+        say!(
             "{} of {} step(s) succeeded on {} node(s){}",
             outcomes.len() - failed - skipped_count,
             outcomes.len() - skipped_count,
@@ -370,13 +377,17 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
     if args.json {
         print_json(&rows)?;
     } else {
-        println!(
+        say!(
             "{:<12} {:<10} {:<10} {:<24} {:<10} RESTART",
-            "NODE", "PATCH", "STATE", "APPLIED", "BY"
+            "NODE",
+            "PATCH",
+            "STATE",
+            "APPLIED",
+            "BY"
         );
         for r in &rows {
             let e = &r.entry;
-            println!(
+            say!(
                 "{:<12} {:<10} {:<10} {:<24} {:<10} {}",
                 r.node,
                 e.patch,
@@ -388,7 +399,7 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
         }
     }
     for f in &failed {
-        eprintln!("patchdeck: {f}");
+        shout!("patchdeck: {f}");
     }
     if failed.is_empty() {
         Ok(())
@@ -425,7 +436,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
             let actual = d.actual.as_deref().map_or("missing".into(), |a| {
                 text::neutralise(text::prefix(a, 12)).into_owned()
             });
-            println!(
+            say!(
                 "{:<12} {:<40} written by {:<10} expected {} found {actual}",
                 text::neutralise(&r.node),
                 text::neutralise(&d.path),
@@ -433,14 +444,14 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
                 text::neutralise(text::prefix(&d.expected, 12))
             );
         }
-        println!(
+        say!(
             "{} drifted file(s) on {} node(s) checked",
             rows.len(),
             count - failed.len()
         );
     }
     for f in &failed {
-        eprintln!("patchdeck: {f}");
+        shout!("patchdeck: {f}");
     }
     match (rows.is_empty(), failed.is_empty()) {
         (true, true) => Ok(()),

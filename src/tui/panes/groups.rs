@@ -125,6 +125,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             _ if r.message.is_empty() => r.state.as_str().to_string(),
             _ => format!("{}: {}", r.state.as_str(), r.message),
         };
+        let step = crate::tui::text::shown(&step);
         let style = if r.state == State::Failed {
             theme.error
         } else {
