@@ -14,6 +14,11 @@ use crate::engine::manifest::{self, FileEntry, Manifest, ManifestError};
 
 pub const MANIFEST_NAME: &str = "PATCH.toml";
 pub const PAYLOAD_DIR: &str = "files/";
+/// The largest patch file patchdeck accepts, in bytes (4 GiB): `depot add`
+/// refuses a larger file, and a node refuses an upload announcing more
+/// before it writes anything.
+pub const MAX_PATCH_BYTES: u64 = 4 << 30;
+
 /// A manifest larger than this is refused rather than read into memory.
 const MANIFEST_LIMIT: u64 = 1 << 20;
 

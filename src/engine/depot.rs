@@ -261,6 +261,14 @@ impl Depot {
                     kind_of(&meta)
                 )));
             }
+            if meta.len() > archive::MAX_PATCH_BYTES {
+                return Err(DepotError::Invalid(format!(
+                    "{}: is {} bytes; a patch may be at most {} bytes",
+                    file.display(),
+                    meta.len(),
+                    archive::MAX_PATCH_BYTES
+                )));
+            }
             let m = archive::read_patch(file).map_err(invalid)?;
             let dest = root.join(format!("{id}.patch"));
             if dest.exists() {
