@@ -29,13 +29,13 @@ pub fn run(global: &Global, args: DoctorArgs) -> Outcome {
     let mut findings = doctor::check_lab(&lab);
     // The fleet as written: a missing root is a finding here, not a refusal.
     let fleet = Fleet::load(&lab.fleet_path()).map_err(|e| Failure::Input(e.to_string()))?;
-    if let Some(ids) = &args.nodes {
-        if let Some(bad) = ids.iter().find(|id| fleet.node(id).is_none()) {
-            return Err(Failure::Input(format!(
-                "unknown node {}; `patchdeck nodes` lists them",
-                crate::engine::text::quoted(bad)
-            )));
-        }
+    if let Some(ids) = &args.nodes
+        && let Some(bad) = ids.iter().find(|id| fleet.node(id).is_none())
+    {
+        return Err(Failure::Input(format!(
+            "unknown node {}; `patchdeck nodes` lists them",
+            crate::engine::text::quoted(bad)
+        )));
     }
     let mut checked = 0;
     for n in &fleet.nodes {

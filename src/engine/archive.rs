@@ -183,10 +183,10 @@ pub fn read_archive_with(
         })?;
         break Manifest::parse(&text)?;
     };
-    if let Some(expected) = expected {
-        if expected.files != manifest.files {
-            return fail("its PATCH.toml no longer lists the files it listed when it was staged");
-        }
+    if let Some(expected) = expected
+        && expected.files != manifest.files
+    {
+        return fail("its PATCH.toml no longer lists the files it listed when it was staged");
     }
     // No path may be a file and, for another file, a directory.
     let listed: std::collections::HashSet<&str> =

@@ -351,17 +351,17 @@ impl Fleet {
                     ),
                 ));
             }
-            if let Some(c) = &n.cluster {
-                if !self.clusters.iter().any(|k| &k.id == c) {
-                    return Err((
-                        At::key("node", i, "cluster"),
-                        format!(
-                            "node {}: unknown cluster {}; declare it in a [[cluster]] table",
-                            q(&n.id),
-                            q(c)
-                        ),
-                    ));
-                }
+            if let Some(c) = &n.cluster
+                && !self.clusters.iter().any(|k| &k.id == c)
+            {
+                return Err((
+                    At::key("node", i, "cluster"),
+                    format!(
+                        "node {}: unknown cluster {}; declare it in a [[cluster]] table",
+                        q(&n.id),
+                        q(c)
+                    ),
+                ));
             }
             match (&n.root, &n.command) {
                 (Some(_), Some(_)) => {

@@ -193,17 +193,17 @@ impl Node {
         }
         let store = root.join(STORE_DIR);
         let db = store.join("ipd.sqlite");
-        if !db.exists() {
-            if let Some(left) = store_leftovers(&store) {
-                return Err(NodeError {
-                    node: name.into(),
-                    kind: ErrorKind::Io,
-                    message: format!(
-                        "{} is missing, but the store still holds {left}; the node's record of what is installed is lost. Run `patchdeck doctor` before anything else",
-                        db.display()
-                    ),
-                });
-            }
+        if !db.exists()
+            && let Some(left) = store_leftovers(&store)
+        {
+            return Err(NodeError {
+                node: name.into(),
+                kind: ErrorKind::Io,
+                message: format!(
+                    "{} is missing, but the store still holds {left}; the node's record of what is installed is lost. Run `patchdeck doctor` before anything else",
+                    db.display()
+                ),
+            });
         }
         for dir in ["staged", "save"] {
             fs::create_dir_all(store.join(dir))
