@@ -668,3 +668,23 @@ fn depot_add_refuses_a_fifo_or_device_without_opening_it() {
         assert!(err.contains("not a regular file"), "{what}: {err}");
     }
 }
+
+#[test]
+fn a_categories_file_that_is_not_utf8_names_line_and_byte_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("depot");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(
+        d.join("categories.toml"),
+        b"security = \"Security\"\nbad = \"caf\xe9\"\n",
+    )
+    .unwrap();
+    let depot = Depot::open(&d).unwrap();
+    let b = depot
+        .broken
+        .iter()
+        .find(|b| b.file == "categories.toml")
+        .unwrap();
+    assert_eq!(b.line, Some(2), "{b}");
+    assert!(b.message.contains("byte offset 32"), "{b}");
+}

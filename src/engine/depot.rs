@@ -564,8 +564,18 @@ fn link(patches: &mut [Patch], preds: &[Vec<usize>]) {
 /// as a broken entry; the depot still opens.
 fn read_categories(root: &Path) -> (BTreeMap<String, String>, Option<Broken>) {
     let path = root.join(CATEGORIES_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
+    let text = match fs::read(&path).map(crate::engine::text::utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err((line, message))) => {
+            return (
+                BTreeMap::new(),
+                Some(Broken {
+                    file: CATEGORIES_FILE.into(),
+                    line: Some(line),
+                    message,
+                }),
+            );
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (BTreeMap::new(), None),
         Err(e) => {
             return (
