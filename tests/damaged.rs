@@ -369,3 +369,81 @@ fn rollout_liveness_comes_from_the_cluster_lock_not_a_reused_pid() {
     );
     assert_ne!(status()["state"], "running", "{}", stdout(&out));
 }
+
+/// A rollout's preflight asks every member for the free space its install
+/// needs (the node's own rule: payload plus margin) before the first group
+/// is drained: a full member stops the rollout with nothing drained.
+#[test]
+fn rollout_preflight_refuses_a_member_without_room_before_draining() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let id = first_patch_for(&lab, "db-1_1");
+    ok(&["stage", &id, "--lab", &lab, "--cluster", "db"]);
+    // db-1_3's root moves onto a small tmpfs, filled to the brim.
+    let root = Path::new(&lab).join("nodes/db-1_3");
+    let keep = tmp.path().join("db-1_3");
+    fs::rename(&root, &keep).unwrap();
+    fs::create_dir(&root).unwrap();
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("this test mounts a tmpfs (run as root): {e}"));
+    assert!(
+        out.status.success(),
+        "this test mounts a tmpfs (run as root, or with CAP_SYS_ADMIN): {}",
+        stderr(&out)
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(root.clone());
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", keep.display()))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let free = patchdeck::engine::node::space::free(&root).unwrap().bytes;
+    fs::write(root.join("filler"), vec![0u8; free as usize]).unwrap_or_default();
+    let out = patchdeck(&["rollout", "start", "--cluster", "db", &id, "--lab", &lab]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("db-1_3") && all.contains("bytes free"),
+        "the refusal does not name the member and the space: {all}"
+    );
+    let nodes = json(&patchdeck(&["nodes", "--lab", &lab, "--json"]));
+    for n in nodes.as_array().unwrap() {
+        assert_ne!(n["service"], "down", "{} was drained: {all}", n["id"]);
+    }
+    // Stopped at the preflight: no member step ran, no member was drained.
+    let status = json(&patchdeck(&["rollout", "status", "--lab", &lab, "--json"]));
+    let steps = status["steps"].as_array().unwrap();
+    let preflight = steps
+        .iter()
+        .find(|s| s["kind"] == "preflight" && s["state"] == "failed")
+        .unwrap_or_else(|| panic!("no failed preflight step: {status}"));
+    assert!(
+        preflight["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("db-1_3"),
+        "{preflight}"
+    );
+    for s in steps {
+        if s["kind"] == "drain" || s["kind"] == "install" {
+            assert_ne!(s["state"], "done", "a member step ran: {s}");
+        }
+    }
+}

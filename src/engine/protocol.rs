@@ -157,6 +157,10 @@ enum Request {
     List {},
     Inventory {},
     Verify {},
+    /// Whether installing `patches` fits in the node's free space.
+    Space {
+        patches: Vec<String>,
+    },
     /// Reads the service state; with `state`, drains or restores first.
     Service {
         #[serde(default)]
@@ -492,6 +496,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Verify {} => {
                 let r = node.verify();
+                self.answer(id, r)?;
+            }
+            Request::Space { patches } => {
+                let r = node.check_install_space(&patches);
                 self.answer(id, r)?;
             }
             Request::Service { state } => {
@@ -1108,6 +1116,13 @@ impl Transport for Remote {
         }
         let value = self.call("service", "service", body, &mut |_, _| {})?;
         self.decode("service", value)
+    }
+
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), patches.into());
+        self.call("space", "space", body, &mut |_, _| {})
+            .map(|_| ())
     }
 }
 

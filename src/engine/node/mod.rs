@@ -868,6 +868,38 @@ impl Node {
         space::install_need(sizes, block) - space::MARGIN_BYTES
     }
 
+    /// Whether installing `ids` one after another (those staged here; the
+    /// others are skipped) fits: their payloads, rounded to blocks, plus
+    /// [`space::MARGIN_BYTES`], the same rule install applies to itself.
+    /// The rollout preflight asks this of every member before it drains the
+    /// first group. `Io` error saying the bytes needed and free, or `Invalid`
+    /// for a payload path that cannot be installed.
+    pub fn check_install_space(&self, ids: &[String]) -> Result<()> {
+        let mut payload = 0u64;
+        let mut which = Vec::new();
+        for id in ids {
+            let Some(row) = self.db(store::patch(&self.conn, id))? else {
+                continue;
+            };
+            if row.state != PatchState::Staged {
+                continue;
+            }
+            let resolved = row
+                .manifest
+                .files
+                .iter()
+                .map(|f| paths::resolve(&self.root, &f.path))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|m| self.err(ErrorKind::Invalid, format!("{id}: {m}")))?;
+            payload = payload.saturating_add(self.install_payload(&row.manifest, &resolved));
+            which.push(id.as_str());
+        }
+        if which.is_empty() {
+            return Ok(());
+        }
+        self.check_space("install", &which.join(", "), payload)
+    }
+
     fn check_base(&self, id: &str, m: &Manifest) -> Result<()> {
         let products: std::collections::HashMap<String, String> =
             self.db(store::products(&self.conn))?.into_iter().collect();

@@ -168,6 +168,12 @@ impl<'a> FleetEnv<'a> {
 
 impl Env for FleetEnv<'_> {
     fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        // Room for the install on every member before any group is drained.
+        if !plan.uninstall {
+            self.with(node, |t| {
+                t.check_space(&plan.patches).map_err(|e| e.to_string())
+            })?;
+        }
         let inv = self.with(node, |t| t.inventory().map_err(|e| e.to_string()))?;
         let missing: Vec<&str> = plan
             .patches
