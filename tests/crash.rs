@@ -957,11 +957,12 @@ fn full_disk_at_every_fill_level_ends_exactly_before_with_the_space_needed() {
 /// With the check on, an operation that would not fit is refused before it
 /// starts, saying how much it needs and how much is free; one that passes
 /// the check has the room to finish, so from the first success on every
-/// larger free space succeeds too.
+/// larger free space succeeds too. (Commit is not checked up front: it
+/// frees space; the sweep above covers it.)
 #[test]
 fn full_disk_is_refused_up_front_with_the_space_needed() {
     let s = build_scenario();
-    for op in FULL_OPS {
+    for op in [Op::Stage, Op::Install, Op::InstallNoSave, Op::Rollback] {
         let case = case(&s, op);
         let fs_ = Tmpfs::mount(16 << 20);
         let mut first_done = None;

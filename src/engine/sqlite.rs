@@ -138,7 +138,18 @@ pub fn check_file(path: &Path) -> Result<(), String> {
             "{name}: has an impossible page size {page_size}; it is damaged"
         ));
     }
-    if len < expected || len % page_size != 0 {
+    // The size in the header counts only when SQLite marked it valid (the
+    // change counter at 24 equals the version-valid-for number at 92), and
+    // only without a write-ahead log: with one, a checkpoint cut short by
+    // a full disk leaves page 1 written and the file not yet extended,
+    // while the log still holds every page.
+    let valid = header.get(24..28) == header.get(92..96);
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let logged = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    if valid && !logged && (len < expected || len % page_size != 0) {
         return Err(format!(
             "{name}: is truncated or damaged: {len} bytes, its header says {pages} pages of {page_size} bytes ({expected})"
         ));
