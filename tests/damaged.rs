@@ -447,3 +447,54 @@ fn rollout_preflight_refuses_a_member_without_room_before_draining() {
         }
     }
 }
+
+/// Doctor compares a node's files with its saved state: a damaged saved
+/// original (rollback would restore the wrong bytes), a staged copy gone,
+/// and a leftover the database does not know, each with a way back; a
+/// healthy node has nothing to report.
+#[test]
+fn doctor_finds_files_that_disagree_with_the_saved_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    ok(&["doctor", "--lab", &lab]);
+    let id = first_patch_for(&lab, NODE);
+    ok(&["stage", &id, "--lab", &lab, "--nodes", NODE]);
+    ok(&["install", &id, "--lab", &lab, "--nodes", NODE]);
+    ok(&["doctor", "--lab", &lab, "--nodes", NODE]);
+    let store = store(&lab, NODE);
+    let orig = store.join("save").join(&id).join("orig");
+    let saved = walk_files(&orig);
+    assert!(!saved.is_empty(), "the install saved no original");
+    // Saved originals are hard links to what was replaced: write a copy.
+    let victim = &saved[0];
+    let bytes = fs::read(victim).unwrap();
+    fs::remove_file(victim).unwrap();
+    fs::write(victim, [bytes.as_slice(), b"tampered"].concat()).unwrap();
+    fs::remove_file(store.join("staged").join(format!("{id}.patch"))).unwrap();
+    fs::write(store.join("staged/STRAY_1.patch"), b"stray").unwrap();
+    let out = patchdeck(&["doctor", "--lab", &lab, "--nodes", NODE, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let findings = json(&out)["findings"].as_array().unwrap().clone();
+    let problem = |words: &str| {
+        findings.iter().any(|f| {
+            f["problem"].as_str().unwrap_or("").contains(words)
+                && !f["recovery"].as_str().unwrap_or("").is_empty()
+        })
+    };
+    assert!(problem("saved original"), "{findings:?}");
+    assert!(problem("staged copy"), "{findings:?}");
+    assert!(problem("STRAY_1.patch"), "{findings:?}");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
