@@ -498,3 +498,34 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A lab's console database deleted after a rollout is lost, not a fresh
+/// start: commands that need it fail naming it, and it is not recreated.
+#[test]
+fn a_missing_lab_database_of_a_used_lab_is_an_error_not_a_fresh_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let id = first_patch_for(&lab, "db-1_1");
+    ok(&["stage", &id, "--lab", &lab, "--cluster", "db"]);
+    ok(&["rollout", "start", "--cluster", "db", &id, "--lab", &lab]);
+    let db = Path::new(&lab).join("console.sqlite");
+    for f in ["console.sqlite", "console.sqlite-wal", "console.sqlite-shm"] {
+        let _ = fs::remove_file(Path::new(&lab).join(f));
+    }
+    let out = patchdeck(&["rollout", "status", "--lab", &lab]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&db.display().to_string()) && stderr(&out).contains("missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!db.exists(), "the lab database was recreated");
+    let doctor = patchdeck(&["doctor", "--lab", &lab, "--nodes", NODE]);
+    assert_eq!(doctor.status.code(), Some(1));
+    assert!(
+        stdout(&doctor).contains("console.sqlite"),
+        "{}",
+        stdout(&doctor)
+    );
+    assert!(!db.exists(), "doctor recreated the lab database");
+}

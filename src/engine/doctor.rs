@@ -33,7 +33,11 @@ pub struct Finding {
 pub fn check_lab(lab: &Lab) -> Vec<Finding> {
     let path = lab.db_path();
     if !path.exists() {
-        return Vec::new();
+        // Missing is fine for a lab never used.
+        return crate::engine::console::lost(lab)
+            .map(|why| lab_damaged(&path, why))
+            .into_iter()
+            .collect();
     }
     match crate::engine::sqlite::integrity(&path) {
         Ok(problems) if problems.is_empty() => Vec::new(),
