@@ -352,3 +352,41 @@ fn escape_sequences_in_metadata_never_reach_the_terminal_raw() {
     let rows = json(&out);
     assert_eq!(rows[0]["title"], "t\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}");
 }
+
+/// Files given on the command line that are not UTF-8 name the line and
+/// the byte offset of the first bad byte.
+#[test]
+fn input_files_that_are_not_utf8_name_line_and_byte_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let inv = tmp.path().join("inventory.json");
+    std::fs::write(&inv, b"{\n  \"node\": \"x\xff\"\n}\n").unwrap();
+    let out = patchdeck(&[
+        "select",
+        "--lab",
+        &lab,
+        "--inventory",
+        inv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("inventory.json:2:") && err.contains("byte offset 14"),
+        "{err}"
+    );
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("PATCH.toml"), b"title = \"a\"\n# \xfe\n").unwrap();
+    let out = patchdeck(&[
+        "pack",
+        src.to_str().unwrap(),
+        "-o",
+        tmp.path().join("X_1.patch").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PATCH.toml: line 2:") && err.contains("byte offset 14"),
+        "{err}"
+    );
+}

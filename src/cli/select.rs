@@ -84,8 +84,7 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
 }
 
 fn read_inventory(path: &PathBuf) -> Result<Inventory, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Input(format!("{}: cannot read: {e}", path.display())))?;
+    let text = crate::engine::text::read_file(path).map_err(Failure::Input)?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::Input(format!(
             "{}:{}:{}: {e}",

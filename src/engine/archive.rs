@@ -372,7 +372,10 @@ impl PackError {
 /// in the manifest is replaced. Writes through a temporary file and renames.
 pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     let manifest_path = dir.join(MANIFEST_NAME);
-    let text = fs::read_to_string(&manifest_path).map_err(PackError::io(&manifest_path))?;
+    let bytes = fs::read(&manifest_path).map_err(PackError::io(&manifest_path))?;
+    let text = crate::engine::text::utf8(bytes).map_err(|(line, message)| {
+        PackError::input(&manifest_path, format!("line {line}: {message}"))
+    })?;
     let mut manifest =
         Manifest::parse(&text).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
     let id = id_from_path(out).map_err(|e| PackError::input(out, e.message))?;

@@ -84,6 +84,13 @@ pub fn utf8(bytes: Vec<u8>) -> Result<String, (usize, String)> {
     })
 }
 
+/// Reads a text file: `path:LINE: not UTF-8 … byte offset N` when it is
+/// not UTF-8, `path: cannot read: …` when it cannot be read.
+pub fn read_file(path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    utf8(bytes).map_err(|(line, message)| format!("{}:{line}: {message}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
