@@ -83,7 +83,7 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
     }
 }
 
-fn read_inventory(path: &PathBuf) -> Result<Inventory, Failure> {
+fn read_inventory(path: &std::path::Path) -> Result<Inventory, Failure> {
     let text = crate::engine::text::read_file(path).map_err(Failure::Input)?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::Input(format!(
