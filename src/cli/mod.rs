@@ -10,6 +10,7 @@ mod node;
 pub(crate) mod nodes;
 mod rollout;
 mod select;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,11 @@ pub struct Global {
     /// For commands that only read a depot: use this depot directory instead of the lab's.
     #[arg(long, global = true, value_name = "DIR")]
     pub depot: Option<PathBuf>,
+    /// What goes to the log: off, error, warn, info, debug or trace
+    /// (default warn; RUST_LOG, when set, wins). Verbs log to standard
+    /// error; the console logs to LAB/logs/console.log.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
     #[command(flatten)]
     pub console: ConsoleArgs,
 }
@@ -94,6 +100,10 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Damaged databases and node stores, and how to recover them; exit 1 when any.
     Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(shell::CompletionsArgs),
+    /// Write the manual pages (roff) to standard output or a directory.
+    Man(shell::ManArgs),
 }
 
 impl Cli {
@@ -123,6 +133,8 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
         Command::Doctor(args) => doctor::run(global, args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 
@@ -143,7 +155,7 @@ impl Command {
             | Command::Commit(a)
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
-            Command::Node(_) => false,
+            Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
         }
     }

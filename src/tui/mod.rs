@@ -140,11 +140,7 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     let config = lab.config().map_err(Failure::Input)?;
     let depot = open_depot(&lab.depot_dir())?;
-    let name = lab
-        .root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| lab.root.display().to_string());
+    let name = lab_name(&lab.root, std::env::current_dir().ok().as_deref());
     let mut app = App::new(name, depot, &config, theme);
     if lab.fleet_path().is_file() {
         let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root)
@@ -152,6 +148,26 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
         app.ops = state::OpsState::new(lab.clone(), fleet);
     }
     Ok(app)
+}
+
+/// How the header names a lab: its path relative to the working directory
+/// when it lies below it (`demo-lab`), else its path with the home
+/// directory shortened to `~` (`~/.local/share/patchdeck/lab`). The default
+/// lab's directory is called `lab`, so its last component alone says nothing.
+pub fn lab_name(root: &std::path::Path, cwd: Option<&std::path::Path>) -> String {
+    if let Some(rel) = cwd
+        .filter(|c| c.parent().is_some())
+        .and_then(|c| root.strip_prefix(c).ok())
+        && !rel.as_os_str().is_empty()
+    {
+        return rel.display().to_string();
+    }
+    if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
+        && let Ok(rel) = root.strip_prefix(&home)
+    {
+        return format!("~/{}", rel.display());
+    }
+    root.display().to_string()
 }
 
 type Term = ratatui::Terminal<term::ConsoleBackend>;
@@ -175,10 +191,12 @@ fn init_terminal(profile: &Profile) -> std::io::Result<Term> {
     SERIAL.store(profile.serial, std::sync::atomic::Ordering::SeqCst);
     crossterm::terminal::enable_raw_mode()?;
     let backend = if profile.serial {
-        term::ConsoleBackend::Serial(term::SerialBackend::new(std::io::stdout(), None))
+        term::ConsoleBackend::Serial(term::SerialBackend::new(term::MeteredStdout::new(), None))
     } else {
         crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
-        term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+        term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(
+            term::MeteredStdout::new(),
+        ))
     };
     let mut terminal = ratatui::Terminal::new(backend)?;
     if profile.serial {
@@ -376,18 +394,38 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
     let mut now_dirty = true;
     let mut live_dirty = false;
     let mut last_draw = Instant::now() - profile.refresh;
+    // A frame is not drawn while the line is still carrying the previous
+    // one: keys that arrive meanwhile change the state, and the next frame
+    // shows where they led. On a 9600-baud line, holding a key down then
+    // costs a frame per line-time, and the screen settles one frame after
+    // the last key instead of after a backlog of stale frames.
+    let line_speed = term::line_bytes_per_second();
+    let mut line_free_at = Instant::now();
+    let mut written = term::MeteredStdout::written();
     loop {
         let due = live_dirty && last_draw.elapsed() >= profile.refresh;
-        if now_dirty || due {
+        let line_free = Instant::now() >= line_free_at;
+        if (now_dirty || due) && line_free {
             terminal
                 .draw(|frame| view::render(app, frame))
                 .map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
             now_dirty = false;
             live_dirty = false;
             last_draw = Instant::now();
+            let total = term::MeteredStdout::written();
+            if let Some(speed) = line_speed {
+                let bytes = total.saturating_sub(written) as f64;
+                line_free_at = last_draw + Duration::from_secs_f64(bytes / speed);
+            }
+            written = total;
         }
-        let wait = if live_dirty {
-            profile.refresh.saturating_sub(last_draw.elapsed())
+        let wait = if now_dirty {
+            line_free_at.saturating_duration_since(Instant::now())
+        } else if live_dirty {
+            profile
+                .refresh
+                .saturating_sub(last_draw.elapsed())
+                .max(line_free_at.saturating_duration_since(Instant::now()))
         } else {
             Duration::from_secs(3600)
         };
@@ -461,6 +499,32 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
                 let _ = done.recv().await;
                 return Ok(());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lab_name;
+    use std::path::Path;
+
+    #[test]
+    fn the_header_names_a_lab_by_a_path_that_says_something() {
+        let cwd = Path::new("/srv/ops");
+        assert_eq!(
+            lab_name(Path::new("/srv/ops/demo-lab"), Some(cwd)),
+            "demo-lab"
+        );
+        assert_eq!(
+            lab_name(Path::new("/srv/other/lab"), Some(cwd)),
+            "/srv/other/lab"
+        );
+        if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) {
+            let default = home.join(".local/share/patchdeck/lab");
+            assert_eq!(
+                lab_name(&default, Some(Path::new("/"))),
+                "~/.local/share/patchdeck/lab"
+            );
         }
     }
 }
