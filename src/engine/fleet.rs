@@ -388,7 +388,10 @@ impl Fleet {
             // The same root written twice (checked again on disk, with
             // links resolved, by `load_in`).
             if let Some(root) = &n.root {
-                let norm: std::path::PathBuf = Path::new(root).components().collect();
+                let norm: std::path::PathBuf = Path::new(root)
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
                 if let Some((_, other)) = roots.iter().find(|(r, _)| *r == norm) {
                     return Err((
                         At::key("node", i, "root"),
@@ -464,5 +467,46 @@ impl Fleet {
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a fleet always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "[[datacenter]]\nid = \"east\"\n\n[[organization]]\nid = \"retail\"\n";
+
+    fn node(id: &str, root: &str) -> String {
+        format!("\n[[node]]\nid = \"{id}\"\ndc = \"east\"\norg = \"retail\"\nroot = \"{root}\"\n")
+    }
+
+    #[test]
+    fn the_same_root_spelt_twice_is_refused_at_the_second() {
+        for (a, b) in [
+            ("nodes/a", "nodes/a"),
+            ("nodes/a", "./nodes/a"),
+            ("nodes/a/", "nodes//a"),
+        ] {
+            let text = format!("{HEAD}{}{}", node("n1", a), node("n2", b));
+            let (line, message) = Fleet::parse(&text).unwrap_err();
+            let second = text.lines().position(|l| l.contains("\"n2\"")).unwrap() + 1;
+            assert_eq!(line, Some(second + 3), "{a} / {b}: {message}");
+            assert!(message.contains("share a root"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_id_is_reported_at_the_duplicate() {
+        let text = format!("{HEAD}{}{}", node("n1", "a"), node("n1", "b"));
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        let second = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("\"n1\""))
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        assert_eq!(line, Some(second), "{message}");
     }
 }
