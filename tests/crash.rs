@@ -955,30 +955,44 @@ fn full_disk_at_every_fill_level_ends_exactly_before_with_the_space_needed() {
 }
 
 /// With the check on, an operation that would not fit is refused before it
-/// starts, saying how much it needs and how much is free; one that passes
-/// the check has the room to finish, so from the first success on every
-/// larger free space succeeds too. (Commit is not checked up front: it
-/// frees space; the sweep above covers it.)
+/// starts, saying how much it needs and how much is free, and only when
+/// what is free is less than what it needs; with what it said it needs
+/// free (and a little slack for the measurement), it succeeds. (Commit is
+/// not checked up front: it frees space; the sweep above covers it.)
 #[test]
 fn full_disk_is_refused_up_front_with_the_space_needed() {
     let s = build_scenario();
     for op in [Op::Stage, Op::Install, Op::InstallNoSave, Op::Rollback] {
         let case = case(&s, op);
         let fs_ = Tmpfs::mount(16 << 20);
-        let mut first_done = None;
-        let top = 1 << 20;
+        let mut need = None;
+        let mut done = 0;
         let mut free = 0;
-        while free <= top {
+        while free <= 1 << 20 {
             let (outcome, what) = full_disk_trial(&s, &case, &fs_, free, &[]);
-            match (outcome, first_done) {
-                (Full::Done, None) => first_done = Some(free),
-                (Full::Refused, Some(at)) => {
-                    panic!("succeeded with {at} bytes free but then refused: {what}")
+            match outcome {
+                Full::Refused => {
+                    // "... it needs N bytes (...), and ROOT has F bytes free"
+                    let number = |after: &str| -> Option<u64> {
+                        let rest = what.split(after).nth(1)?;
+                        rest.split_whitespace().next()?.parse().ok()
+                    };
+                    if let (Some(n), Some(f)) = (number("it needs "), number(" has ")) {
+                        assert!(f < n, "refused although {f} bytes >= {n} needed: {what}");
+                        need = Some(n);
+                    }
+                    if let Some(n) = need {
+                        assert!(
+                            free < n + 64 * 1024,
+                            "refused with {free} bytes free, well over the {n} it needs: {what}"
+                        );
+                    }
                 }
-                _ => {}
+                Full::Done => done += 1,
             }
             free += 16 * 1024;
         }
-        assert!(first_done.is_some(), "{} never succeeds", op.arg());
+        assert!(need.is_some(), "{} was never refused up front", op.arg());
+        assert!(done > 0, "{} never succeeds", op.arg());
     }
 }

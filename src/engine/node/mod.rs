@@ -354,9 +354,9 @@ impl Node {
     /// is recorded; failing here changes nothing.
     fn reserve(&self) -> Result<Reserve> {
         let path = self.store_dir().join(RESERVE_FILE);
-        let written = fs::write(&path, [0u8; RESERVE_BYTES])
-            .and_then(|_| fs::File::open(&path))
-            .and_then(|f| f.sync_all());
+        // No fsync: the blocks are taken when written (delayed allocation
+        // reserves them too), and after a crash recovery deletes the file.
+        let written = fs::write(&path, [0u8; RESERVE_BYTES]);
         if let Err(e) = written {
             let _ = fs::remove_file(&path);
             return self.io("reserving space for an undo", Err(e));
