@@ -6,6 +6,7 @@
 mod cluster;
 mod depot;
 mod doctor;
+mod history;
 mod node;
 pub(crate) mod nodes;
 mod rollout;
@@ -104,6 +105,8 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// Write the manual pages (roff) to standard output or a directory.
     Man(shell::ManArgs),
+    /// The lab's journal: every change to a node, who made it and from where.
+    History(history::HistoryArgs),
 }
 
 impl Cli {
@@ -135,6 +138,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Doctor(args) => doctor::run(global, args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
+        Command::History(args) => history::run(global, args),
     }
 }
 
@@ -157,6 +161,7 @@ impl Command {
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
+            Command::History(a) => a.json,
         }
     }
 }
