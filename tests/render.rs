@@ -148,6 +148,7 @@ fn console_with_operations() -> Console {
         replication,
         rollouts,
         fleet: FleetView::take(&lab, &fleet),
+        history: live::read_history(&lab).unwrap(),
     });
     c
 }
@@ -367,6 +368,65 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
         }
         other => panic!("expected a run, got {other:?}"),
     }
+}
+
+#[test]
+fn history_pane_80x24_filters_and_shows_a_whole_record() {
+    let mut c = console_with_operations();
+    assert!(!c.app.ops.snapshot.history.is_empty());
+    c.keys("5");
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("History"), "{screen}");
+    // Narrow to one op: every row shown is that op.
+    c.keys("/op=drain");
+    c.key(KeyCode::Enter);
+    let rows = c.app.history_rows();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|&i| c.app.ops.snapshot.history[i].op == "drain")
+    );
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("filter: op=drain"), "{screen}");
+    // Enter shows the whole record.
+    c.key(KeyCode::Enter);
+    let screen = c.screen(80, 24);
+    assert!(
+        screen.contains("operator") && screen.contains("source"),
+        "{screen}"
+    );
+    c.key(KeyCode::Esc);
+    c.keys("x");
+    assert_eq!(c.app.history_rows().len(), c.app.ops.snapshot.history.len());
+}
+
+#[test]
+fn history_pane_snapshot_80x24() {
+    use patchdeck::engine::journal::Change;
+    let mut c = console();
+    let row = |minute: u32, node: &str, patch: &str, op: &str, ok: bool, who: &str| Change {
+        time: format!("2026-11-29T20:{minute:02}:00Z"),
+        operator: who.into(),
+        sudo_user: None,
+        source: "cli".into(),
+        rollout: None,
+        node: node.into(),
+        patch: patch.into(),
+        op: op.into(),
+        ok,
+        message: format!("{op} {patch}"),
+        command: String::new(),
+    };
+    c.app.ops.snapshot.history = vec![
+        row(9, "edge-1_2", "KRN_1001", "install", false, "bob@ops2"),
+        row(8, "edge-1_1", "KRN_1001", "install", true, "ann@ops1"),
+        row(7, "edge-1_1", "KRN_1001", "stage", true, "ann@ops1"),
+        row(6, "gw-east-1", "GW_1021", "commit", true, "ann@ops1"),
+    ];
+    c.keys("5");
+    insta::assert_snapshot!(c.screen(80, 24));
+    c.keys("/operator=ann");
+    insta::assert_snapshot!("history_pane_filtered_80x24", c.screen(80, 24));
 }
 
 #[test]

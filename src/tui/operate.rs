@@ -117,7 +117,7 @@ impl App {
         };
     }
 
-    fn open(&mut self, dialog: Dialog) -> Effect {
+    pub(crate) fn open(&mut self, dialog: Dialog) -> Effect {
         self.ops.dialog = Some(dialog);
         self.mode = Mode::Dialog;
         Effect::None

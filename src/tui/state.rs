@@ -22,6 +22,7 @@ pub enum Pane {
     Filter,
     Replication,
     Groups,
+    History,
 }
 
 impl Pane {
@@ -31,6 +32,7 @@ impl Pane {
             Pane::Filter => Scope::Filter,
             Pane::Replication => Scope::Replication,
             Pane::Groups => Scope::Groups,
+            Pane::History => Scope::History,
         }
     }
 
@@ -39,7 +41,8 @@ impl Pane {
             Pane::Depot => Pane::Filter,
             Pane::Filter => Pane::Replication,
             Pane::Replication => Pane::Groups,
-            Pane::Groups => Pane::Depot,
+            Pane::Groups => Pane::History,
+            Pane::History => Pane::Depot,
         }
     }
 }
@@ -58,6 +61,8 @@ pub enum Mode {
     Dialog,
     /// Typing a `:` command.
     Command,
+    /// Typing the history pane's filter line.
+    HistoryFilter,
 }
 
 /// What the event loop must do after a key.
@@ -255,6 +260,9 @@ pub struct OpsState {
     pub command: Editor,
     /// Rollouts this console started, to ask about on quit.
     pub started_here: bool,
+    /// The history pane's cursor and filter line.
+    pub history_cursor: ListCursor,
+    pub history_filter: Editor,
     /// What happened recently, newest last.
     pub log: VecDeque<String>,
 }

@@ -58,6 +58,8 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             panes::replication::render(app, frame, bottom);
         } else if app.focus == Pane::Replication {
             panes::replication::render(app, frame, right);
+        } else if app.focus == Pane::History {
+            panes::history::render(app, frame, right);
         } else {
             panes::groups::render(app, frame, right);
         }
@@ -72,6 +74,7 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             Pane::Filter => panes::filter::render(app, frame, body),
             Pane::Replication => panes::replication::render(app, frame, body),
             Pane::Groups => panes::groups::render(app, frame, body),
+            Pane::History => panes::history::render(app, frame, body),
         }
         app.theme.focus_border = focus_border;
     }
@@ -183,6 +186,14 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
                     (&[Action::Replicate], "retry"),
                     (&[Action::Command], "command"),
                     (&[Action::FocusGroups], "groups"),
+                    (&[Action::Quit], "quit"),
+                ],
+                Pane::History => &[
+                    (&[Action::Help], "help"),
+                    (&[Action::Search], "filter"),
+                    (&[Action::Apply], "record"),
+                    (&[Action::ClearFilter], "clear"),
+                    (&[Action::FocusDepot], "depot"),
                     (&[Action::Quit], "quit"),
                 ],
                 Pane::Groups => &[
