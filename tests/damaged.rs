@@ -427,8 +427,14 @@ fn rollout_preflight_refuses_a_member_without_room_before_draining() {
     for n in nodes.as_array().unwrap() {
         assert_ne!(n["service"], "down", "{} was drained: {all}", n["id"]);
     }
-    // Stopped at the preflight: no member step ran, no member was drained.
-    let status = json(&patchdeck(&["rollout", "status", "--lab", &lab, "--json"]));
+    // Refused before any member step: either no rollout was journaled (the
+    // readiness check refuses up front), or its preflight failed and no
+    // member step ran.
+    let out = patchdeck(&["rollout", "status", "--lab", &lab, "--json"]);
+    if !out.status.success() {
+        return;
+    }
+    let status = json(&out);
     let steps = status["steps"].as_array().unwrap();
     let preflight = steps
         .iter()
