@@ -3,9 +3,10 @@
 use crate::front::{say, shout};
 use clap::Args;
 
+use super::global::Global;
 use super::nodes::load_fleet;
-use super::{Failure, Global, Outcome, print_json};
 use crate::engine::groups;
+use crate::front::{Failure, Outcome, print_json};
 
 #[derive(Debug, Args)]
 pub struct GroupsArgs {
@@ -85,7 +86,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
             "name the patches to replicate (or --status to see progress)".into(),
         ));
     }
-    let depot = super::open_depot(&lab.depot_dir())?;
+    let depot = crate::front::open_depot(&lab.depot_dir())?;
     depot
         .check_specs(&args.patches)
         .map_err(|e| Failure::Input(e.to_string()))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{Failure, Global, Outcome, open_depot, print_json};
+use super::global::Global;
 use crate::engine::archive::{self, PackError};
 use crate::engine::demo::{self, DemoOptions};
 use crate::engine::depot::{Depot, DepotError};
@@ -14,6 +14,7 @@ use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{SearchLines, Searcher};
 use crate::engine::patch::Patch;
 use crate::engine::text::neutralise;
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -3,8 +3,9 @@
 
 use clap::Args;
 
-use super::{Failure, Global, Outcome, print_json};
+use super::global::Global;
 use crate::engine::journal::{self, Operator, Query};
+use crate::front::{Failure, Outcome, print_json};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::global::Global;
 use super::nodes::load_fleet;
-use super::{Failure, Global, Outcome, open_depot, print_json};
 use crate::engine::console;
 use crate::engine::fleet::OnFailure;
 use crate::engine::lab::Lab;
@@ -20,6 +20,7 @@ use crate::engine::rollout::prepare::{self, Prepared};
 use crate::engine::rollout::{
     self, ClusterLock, Ending, Event, Rollout, Runner, State, StepState, journal,
 };
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {

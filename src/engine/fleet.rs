@@ -270,7 +270,7 @@ impl Fleet {
         let fleet: Fleet = toml::from_str(text).map_err(|e| {
             (
                 e.span()
-                    .map(|s| crate::engine::manifest::line_of(text, s.start)),
+                    .map(|s| crate::engine::tomlspan::line_of(text, s.start)),
                 crate::engine::text::cap(e.message().trim()).into_owned(),
             )
         })?;

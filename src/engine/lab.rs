@@ -95,7 +95,7 @@ impl Lab {
         toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| crate::engine::manifest::line_of(&text, s.start));
+                .map(|s| crate::engine::tomlspan::line_of(&text, s.start));
             format!(
                 "{}{}: {}",
                 path.display(),

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod fuzzy;
 pub mod groups;
 pub mod guard;
+pub mod history;
 pub mod index;
 pub mod inventory;
 pub mod journal;

@@ -248,7 +248,7 @@ impl Keymap {
             .map_err(|e| {
                 let line = e
                     .span()
-                    .map(|s| crate::engine::manifest::line_of(text, s.start))
+                    .map(|s| crate::engine::tomlspan::line_of(text, s.start))
                     .unwrap_or(0);
                 format!("line {line}: {}", e.message().trim())
             })?;

@@ -36,8 +36,7 @@ use fault::point;
 use lock::{Acquired, NodeLock};
 use store::{FileRow, PatchRow};
 
-/// The store's directory inside the node root.
-pub const STORE_DIR: &str = "var/lib/patchdeck";
+pub use paths::STORE_DIR;
 
 /// What kind of failure, so callers and the protocol can tell them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
