@@ -4,6 +4,7 @@
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
 mod cluster;
+mod components;
 mod depot;
 mod node;
 pub(crate) mod nodes;
@@ -76,6 +77,12 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Per node, every component (PRODUCT.FILESET) with its installed version.
+    Components(components::ComponentsArgs),
+    /// Per node and component: the newest version the depot offers and the patches to get there.
+    Updates(components::UpdatesArgs),
+    /// Whether a cluster's members are on the same release; exit 1 when they differ.
+    Drift(components::DriftArgs),
 }
 
 /// How a command failed, and so which exit status it gets.
@@ -146,6 +153,9 @@ fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Components(args) => components::components(global, args),
+        Command::Updates(args) => components::updates(global, args),
+        Command::Drift(args) => components::drift(global, args),
     }
 }
 
@@ -167,6 +177,9 @@ impl Command {
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) => false,
+            Command::Components(a) => a.json,
+            Command::Updates(a) => a.json,
+            Command::Drift(a) => a.json,
         }
     }
 }

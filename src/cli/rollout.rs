@@ -48,6 +48,9 @@ pub struct StartArgs {
     /// Print the plan (groups, and each step with its command); change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Start even when the cluster's members differ (see `patchdeck drift`).
+    #[arg(long)]
+    allow_drift: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -110,6 +113,19 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         return Err(Failure::Input(p.message.clone()));
     }
     let ids: Vec<String> = selection.patches.into_iter().map(|s| s.id).collect();
+    let gate = crate::engine::drift::rollout_gate(
+        &lab,
+        &fleet,
+        &depot,
+        &args.cluster,
+        &ids,
+        args.allow_drift,
+        !args.dry_run,
+    )
+    .map_err(|e| Failure::Failed(e.to_string()))?;
+    if let crate::engine::drift::Gate::Allowed(note) = &gate {
+        eprintln!("patchdeck: {note}");
+    }
     let plan = Plan::new(
         cluster,
         &partition,

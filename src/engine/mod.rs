@@ -2,9 +2,11 @@
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
 pub mod archive;
+pub mod components;
 pub mod console;
 pub mod demo;
 pub mod depot;
+pub mod drift;
 pub mod filter;
 pub mod fleet;
 pub mod fuzzy;

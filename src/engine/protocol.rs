@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::engine::inventory::Inventory;
+use crate::engine::node::environment::Environment;
 use crate::engine::node::{
     Drift, ErrorKind, Listed, Node, NodeError, Report, STORE_DIR, Service, ServiceStatus,
 };
@@ -156,6 +157,8 @@ enum Request {
     },
     List {},
     Inventory {},
+    /// The node's environment id and host name (offline bundles).
+    Environment {},
     Verify {},
     /// Reads the service state; with `state`, drains or restores first.
     Service {
@@ -467,6 +470,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Inventory {} => {
                 let r = node.inventory();
+                self.answer(id, r)?;
+            }
+            Request::Environment {} => {
+                let r = node.environment();
                 self.answer(id, r)?;
             }
             Request::Verify {} => {
@@ -1055,6 +1062,10 @@ impl Transport for Remote {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.plain_call("verify")
+    }
+
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        self.plain_call("environment")
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

@@ -193,7 +193,7 @@ pub fn replicate(
             loop {
                 attempt += 1;
                 if transport.is_none() {
-                    match ops::connect(lab, node) {
+                    match ops::connect_to_change(lab, node) {
                         Ok(t) => transport = Some(t),
                         Err(e) => {
                             if attempt < options.attempts

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
+use crate::engine::node::environment::Environment;
 use crate::engine::node::{Drift, Listed, Node, NodeError, Report, Service, ServiceStatus};
 
 /// Progress of a long step: bytes or files done of total.
@@ -25,6 +26,8 @@ pub trait Transport: Send {
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
+    /// The node's environment identity (created once in its store).
+    fn environment(&mut self) -> Result<Environment, NodeError>;
 }
 
 /// A node whose root is a directory on this machine, driven in-process.
@@ -90,5 +93,9 @@ impl Transport for Local {
             Some(state) => self.node.set_service(state),
             None => self.node.service(),
         }
+    }
+
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        self.node.environment()
     }
 }
