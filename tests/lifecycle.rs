@@ -131,11 +131,10 @@ fn install_and_rollback_restore_byte_for_byte(open: &dyn Fn(&Path) -> Box<dyn Tr
         "created file and directory are gone"
     );
     assert!(
-        t.inventory()
+        !t.inventory()
             .unwrap()
             .components
-            .get("gateway.core")
-            .is_none()
+            .contains_key("gateway.core")
     );
     drop(t);
     // Everything but the pending-restart note is as it was when staged.

@@ -16,9 +16,10 @@ use patchdeck::engine::replicate;
 use patchdeck::engine::rollout::fleet_env::FleetEnv;
 use patchdeck::engine::rollout::{Plan, Runner, journal};
 use patchdeck::engine::status::FleetView;
-use patchdeck::tui::app::{App, Mode, Pane};
+use patchdeck::tui::app::App;
 use patchdeck::tui::live::{self, Snapshot};
-use patchdeck::tui::operate::OpsState;
+use patchdeck::tui::state::OpsState;
+use patchdeck::tui::state::{Mode, Pane};
 use patchdeck::tui::theme::Theme;
 use patchdeck::tui::view;
 use ratatui::Terminal;
@@ -109,11 +110,25 @@ fn console_with_operations() -> Console {
         backoff: std::time::Duration::from_millis(1),
         ..Default::default()
     };
-    replicate::replicate(&lab, &depot, &[patch.clone()], &nodes, quick, &|_| {}).unwrap();
+    replicate::replicate(
+        &lab,
+        &depot,
+        std::slice::from_ref(&patch),
+        &nodes,
+        quick,
+        &|_| {},
+    )
+    .unwrap();
     for cluster in ["edge", "db"] {
         let config = fleet.clusters.iter().find(|k| k.id == cluster).unwrap();
         let partition = groups::partition(&fleet, cluster, None).unwrap();
-        let plan = Plan::new(config, &partition, &[patch.clone()], false, false);
+        let plan = Plan::new(
+            config,
+            &partition,
+            std::slice::from_ref(&patch),
+            false,
+            false,
+        );
         let conn = Mutex::new(console::open(&lab).unwrap());
         let id = journal::create(&conn.lock().unwrap(), &plan)
             .unwrap()
@@ -321,14 +336,14 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
     let effect = c
         .app
         .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
-    assert_eq!(effect, patchdeck::tui::app::Effect::None);
+    assert_eq!(effect, patchdeck::tui::state::Effect::None);
     assert_eq!(c.app.mode, Mode::Dialog);
     c.keys("edge");
     match c
         .app
         .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
     {
-        patchdeck::tui::app::Effect::Run { args, detached, .. } => {
+        patchdeck::tui::state::Effect::Run { args, detached, .. } => {
             assert_eq!(&args[..4], ["rollout", "start", "--cluster", "edge"]);
             assert!(detached);
         }
@@ -366,7 +381,7 @@ fn command_line_previews_an_install_with_order_skips_and_restarts() {
         .app
         .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
     {
-        patchdeck::tui::app::Effect::Run { args, detached, .. } => {
+        patchdeck::tui::state::Effect::Run { args, detached, .. } => {
             assert_eq!(args, ["list", "--nodes", "edge-1_1"]);
             assert!(!detached);
         }

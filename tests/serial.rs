@@ -10,11 +10,11 @@ use patchdeck::engine::fleet::Fleet;
 use patchdeck::engine::fuzzy::Searcher;
 use patchdeck::engine::lab::Lab;
 use patchdeck::tui::app::App;
-use patchdeck::tui::operate::OpsState;
+use patchdeck::tui::state::OpsState;
 use patchdeck::tui::term::{self, Glyph, Screen, SerialBackend};
 use patchdeck::tui::theme::Theme;
 use patchdeck::tui::view;
-use patchdeck::tui::{ConsoleArgs, Profile};
+use patchdeck::tui::{ConsoleOptions, Profile};
 use proptest::prelude::*;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
@@ -189,8 +189,8 @@ fn vt220_only(bytes: &[u8]) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // The console itself.
 
-fn args() -> ConsoleArgs {
-    ConsoleArgs {
+fn args() -> ConsoleOptions {
+    ConsoleOptions {
         theme: None,
         serial: false,
         refresh_ms: None,
@@ -269,22 +269,24 @@ fn console_screens_use_only_vt220_sequences_and_show_each_frame() {
     let mut c = console(80);
     let mut line = Line220::new(80, 24);
     draw_console(&mut line, &mut c);
-    let mut steps: Vec<(&str, Box<dyn Fn(&mut Console)>)> = Vec::new();
-    steps.push(("j x30", Box::new(|c| c.keys(&"j".repeat(30)))));
-    steps.push(("k x25", Box::new(|c| c.keys(&"k".repeat(25)))));
-    steps.push(("page down", Box::new(|c| c.key(KeyCode::PageDown))));
-    steps.push(("mark", Box::new(|c| c.keys(" j "))));
-    steps.push(("search", Box::new(|c| c.keys("/tls"))));
-    steps.push(("search kept", Box::new(|c| c.key(KeyCode::Enter))));
-    steps.push(("search cleared", Box::new(|c| c.key(KeyCode::Esc))));
-    steps.push(("help", Box::new(|c| c.keys("?"))));
-    steps.push(("help closed", Box::new(|c| c.key(KeyCode::Esc))));
-    steps.push(("filters", Box::new(|c| c.keys("2jj"))));
-    steps.push(("replication", Box::new(|c| c.keys("3"))));
-    steps.push(("groups", Box::new(|c| c.keys("4j"))));
-    steps.push(("command", Box::new(|c| c.keys(":list"))));
-    steps.push(("command cancelled", Box::new(|c| c.key(KeyCode::Esc))));
-    steps.push(("depot", Box::new(|c| c.keys("1G"))));
+    type Step = Box<dyn Fn(&mut Console)>;
+    let steps: Vec<(&str, Step)> = vec![
+        ("j x30", Box::new(|c| c.keys(&"j".repeat(30)))),
+        ("k x25", Box::new(|c| c.keys(&"k".repeat(25)))),
+        ("page down", Box::new(|c| c.key(KeyCode::PageDown))),
+        ("mark", Box::new(|c| c.keys(" j "))),
+        ("search", Box::new(|c| c.keys("/tls"))),
+        ("search kept", Box::new(|c| c.key(KeyCode::Enter))),
+        ("search cleared", Box::new(|c| c.key(KeyCode::Esc))),
+        ("help", Box::new(|c| c.keys("?"))),
+        ("help closed", Box::new(|c| c.key(KeyCode::Esc))),
+        ("filters", Box::new(|c| c.keys("2jj"))),
+        ("replication", Box::new(|c| c.keys("3"))),
+        ("groups", Box::new(|c| c.keys("4j"))),
+        ("command", Box::new(|c| c.keys(":list"))),
+        ("command cancelled", Box::new(|c| c.key(KeyCode::Esc))),
+        ("depot", Box::new(|c| c.keys("1G"))),
+    ];
     for (what, step) in &steps {
         for _ in 0..2 {
             step(&mut c);

@@ -156,10 +156,8 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
                 }
             }
         }
-        if lines {
-            if let Ok(text) = serde_json::to_string(e) {
-                println!("{text}");
-            }
+        if lines && let Ok(text) = serde_json::to_string(e) {
+            println!("{text}");
         }
     };
     let progress = replicate::replicate(

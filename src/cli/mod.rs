@@ -11,14 +11,13 @@ pub(crate) mod nodes;
 mod rollout;
 mod select;
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::depot::Depot;
 use crate::engine::lab::Lab;
 use crate::engine::ops::Op;
+pub use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Parser)]
 #[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None, max_term_width = 80)]
@@ -38,7 +37,23 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub depot: Option<PathBuf>,
     #[command(flatten)]
-    pub console: crate::tui::ConsoleArgs,
+    pub console: ConsoleArgs,
+}
+
+/// How the console draws; given to the console as plain values.
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleArgs {
+    /// Colour theme: default, mono, high-contrast, or a user theme name.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Serial-console profile: ASCII only, no colour, at most one redraw a
+    /// second. Chosen by itself for TERM=vt100/vt102/vt220/linux or a
+    /// locale that is not UTF-8.
+    #[arg(long, global = true)]
+    pub serial: bool,
+    /// Minimum milliseconds between redraws for live updates (default 100; 1000 in the serial profile).
+    #[arg(long, global = true, value_name = "MS")]
+    pub refresh_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,57 +100,15 @@ pub enum Command {
     Drift(components::DriftArgs),
 }
 
-/// How a command failed, and so which exit status it gets.
-#[derive(Debug)]
-pub enum Failure {
-    /// Bad usage or bad input: exit 2.
-    Input(String),
-    /// The operation failed: exit 1.
-    Failed(String),
-    /// Failed, and the command's own output (JSON included) already says
-    /// why: only the message goes to stderr.
-    Reported(u8, String),
-}
-
-impl Failure {
-    pub fn code(&self) -> u8 {
-        match self {
-            Failure::Input(_) => 2,
-            Failure::Failed(_) => 1,
-            Failure::Reported(code, _) => *code,
-        }
-    }
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Input(m) | Failure::Failed(m) | Failure::Reported(_, m) => m,
-        }
+impl Cli {
+    /// Whether the command was asked for JSON (errors then go to stdout too).
+    pub fn json(&self) -> bool {
+        self.command.as_ref().is_some_and(Command::json)
     }
 }
 
-pub type Outcome = Result<(), Failure>;
-
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let json = cli.command.as_ref().is_some_and(Command::json);
-    let outcome = match cli.command {
-        None => crate::tui::run_default(&cli.global),
-        Some(command) => dispatch(command, &cli.global),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("patchdeck: {}", failure.message());
-            if json && !matches!(failure, Failure::Reported(..)) {
-                let body = serde_json::json!({ "error": { "code": failure.code(), "message": failure.message() } });
-                println!("{body}");
-            }
-            ExitCode::from(failure.code())
-        }
-    }
-}
-
-fn dispatch(command: Command, global: &Global) -> Outcome {
+/// Runs one verb.
+pub fn dispatch(command: Command, global: &Global) -> Outcome {
     match command {
         Command::Demo(args) => depot::demo(global, args),
         Command::Depot(cmd) => depot::run(global, cmd),
@@ -204,26 +177,4 @@ impl Global {
         }
         Ok(lab.depot_dir())
     }
-}
-
-/// Opens a depot, showing progress on stderr when it has many files to read.
-pub fn open_depot(dir: &Path) -> Result<Depot, Failure> {
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = move |done: usize, total: usize| {
-        if show && total >= 2000 {
-            eprint!("\rreading depot: {done}/{total} patch files");
-            if done == total {
-                eprintln!();
-            }
-        }
-    };
-    Depot::open_with(dir, true, &progress).map_err(|e| Failure::Failed(e.to_string()))
-}
-
-/// Prints a value as JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> Outcome {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::Failed(format!("cannot encode JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
 }

@@ -197,10 +197,10 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
     let journal = std::sync::Mutex::new(journal);
     let live = !args.json;
     let seen = |o: &ops::Outcome| {
-        if let Ok(j) = journal.lock() {
-            if let Err(e) = j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message) {
-                eprintln!("patchdeck: journal: {e}");
-            }
+        if let Ok(j) = journal.lock()
+            && let Err(e) = j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
+        {
+            eprintln!("patchdeck: journal: {e}");
         }
         if live {
             let mark = if o.ok {
@@ -226,10 +226,10 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
         let ready = ops::readiness(&lab, &depot, &nodes, &args.patches, args.parallel);
         let mut not_ready = Vec::new();
         for (node, r) in nodes.iter().zip(ready) {
-            if let Ok(missing) = r {
-                if !missing.is_empty() {
-                    not_ready.push((node.id.clone(), missing));
-                }
+            if let Ok(missing) = r
+                && !missing.is_empty()
+            {
+                not_ready.push((node.id.clone(), missing));
             }
         }
         if !not_ready.is_empty() {

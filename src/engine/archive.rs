@@ -78,12 +78,12 @@ pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
         message: format!("cannot read: {e}"),
     })?;
     let manifest = read_archive(io::BufReader::new(file))?;
-    if let Some(declared) = &manifest.id {
-        if *declared != id {
-            return fail(format!(
-                "manifest id {declared:?} does not match the file name; expected {id:?}"
-            ));
-        }
+    if let Some(declared) = &manifest.id
+        && *declared != id
+    {
+        return fail(format!(
+            "manifest id {declared:?} does not match the file name; expected {id:?}"
+        ));
     }
     Ok(manifest)
 }
@@ -269,13 +269,13 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     let mut manifest =
         Manifest::parse(&text).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
     let id = id_from_path(out).map_err(|e| PackError::input(out, e.message))?;
-    if let Some(declared) = &manifest.id {
-        if *declared != id {
-            return Err(PackError::input(
-                out,
-                format!("manifest id is {declared:?}; the output must be named {declared}.patch"),
-            ));
-        }
+    if let Some(declared) = &manifest.id
+        && *declared != id
+    {
+        return Err(PackError::input(
+            out,
+            format!("manifest id is {declared:?}; the output must be named {declared}.patch"),
+        ));
     }
 
     let payload_root = dir.join("files");

@@ -105,10 +105,10 @@ impl Depot {
         let mut names = Vec::new();
         for dirent in fs::read_dir(root).map_err(unreadable)? {
             let dirent = dirent.map_err(unreadable)?;
-            if let Ok(name) = dirent.file_name().into_string() {
-                if name.ends_with(".patch") {
-                    names.push(name);
-                }
+            if let Ok(name) = dirent.file_name().into_string()
+                && name.ends_with(".patch")
+            {
+                names.push(name);
             }
         }
         // Stat on all cores: on a 100,000-file depot this is a large share
@@ -305,7 +305,7 @@ fn read_all(root: &Path, files: &[&String], progress: Progress) -> Vec<(String, 
         .map(|file| {
             let reading = archive::read_patch(&root.join(file.as_str()));
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 1000 == 0 || n == total {
+            if n.is_multiple_of(1000) || n == total {
                 progress(n, total);
             }
             ((*file).clone(), reading)

@@ -250,16 +250,16 @@ impl Fleet {
                     ),
                 ));
             }
-            if let Some(c) = &n.cluster {
-                if !self.clusters.iter().any(|k| &k.id == c) {
-                    return Err((
-                        c.clone(),
-                        format!(
-                            "node {}: unknown cluster {c:?}; declare it in a [[cluster]] table",
-                            n.id
-                        ),
-                    ));
-                }
+            if let Some(c) = &n.cluster
+                && !self.clusters.iter().any(|k| &k.id == c)
+            {
+                return Err((
+                    c.clone(),
+                    format!(
+                        "node {}: unknown cluster {c:?}; declare it in a [[cluster]] table",
+                        n.id
+                    ),
+                ));
             }
             match (&n.root, &n.command) {
                 (Some(_), Some(_)) => {

@@ -269,21 +269,18 @@ pub fn run(
     parallel: usize,
     seen: &(dyn Fn(&Outcome) + Sync),
 ) -> Vec<Outcome> {
-    for_each_node(nodes, parallel, |node| {
-        let outcomes = match connect_to_change(lab, node) {
-            Ok(mut t) => on_node(t.as_mut(), req, seen),
-            Err(e) => {
-                let o = Outcome::failed(
-                    req.op,
-                    &node.id,
-                    req.specs.first().map(String::as_str).unwrap_or("-"),
-                    &e,
-                );
-                seen(&o);
-                vec![o]
-            }
-        };
-        outcomes
+    for_each_node(nodes, parallel, |node| match connect_to_change(lab, node) {
+        Ok(mut t) => on_node(t.as_mut(), req, seen),
+        Err(e) => {
+            let o = Outcome::failed(
+                req.op,
+                &node.id,
+                req.specs.first().map(String::as_str).unwrap_or("-"),
+                &e,
+            );
+            seen(&o);
+            vec![o]
+        }
     })
     .into_iter()
     .flatten()
@@ -385,16 +382,16 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         Op::Rollback | Op::Commit | Op::Remove => {
             // Roll back newest first, so a superseder goes before what it replaced.
             let mut ids: Vec<String> = req.specs.to_vec();
-            if req.op == Op::Rollback {
-                if let Ok(list) = t.list() {
-                    ids.sort_by_key(|id| {
-                        std::cmp::Reverse(
-                            list.iter()
-                                .find(|l| &l.patch == id)
-                                .and_then(|l| l.applied_at.clone()),
-                        )
-                    });
-                }
+            if req.op == Op::Rollback
+                && let Ok(list) = t.list()
+            {
+                ids.sort_by_key(|id| {
+                    std::cmp::Reverse(
+                        list.iter()
+                            .find(|l| &l.patch == id)
+                            .and_then(|l| l.applied_at.clone()),
+                    )
+                });
             }
             for id in ids {
                 let r = match req.op {

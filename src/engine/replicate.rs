@@ -209,17 +209,17 @@ pub fn replicate(
                 }
                 let Some(t) = transport.as_mut() else { break };
                 // Resume: a node that has the patch needs no copy.
-                if let Ok(inv) = t.inventory() {
-                    if inv.state(patch) != crate::engine::inventory::PatchState::None {
-                        emit(event(
-                            patch,
-                            Status::Verified,
-                            String::new(),
-                            attempt,
-                            total,
-                        ));
-                        break;
-                    }
+                if let Ok(inv) = t.inventory()
+                    && inv.state(patch) != crate::engine::inventory::PatchState::None
+                {
+                    emit(event(
+                        patch,
+                        Status::Verified,
+                        String::new(),
+                        attempt,
+                        total,
+                    ));
+                    break;
                 }
                 emit(event(patch, Status::Copying, String::new(), attempt, 0));
                 let Some(file) = depot.get(patch).map(|p| depot.root.join(&p.file)) else {
@@ -235,7 +235,7 @@ pub fn replicate(
                 let mut last = 0u64;
                 let result = t.stage(patch, &file, &mut |done, _| {
                     // Tell watchers about big steps only: every 1/8 of the file.
-                    if done == total || done >= last + total / 8 + 1 {
+                    if done == total || done > last + total / 8 {
                         last = done;
                         seen(&event(patch, Status::Copying, String::new(), attempt, done));
                     }

@@ -9,194 +9,14 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::engine::depot::Depot;
-use crate::engine::filter::{FilterError, FilterList};
+use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{Hit, SearchLines, Searcher};
 use crate::engine::lab::LabConfig;
 use crate::engine::patch::Patch;
 use crate::engine::select::{self, Selection};
 use crate::tui::keymap::{self, Action, Scope};
+use crate::tui::state::{Editor, Effect, FilterItem, ListCursor, Mode, OpsState, Pane};
 use crate::tui::theme::Theme;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Depot,
-    Filter,
-    Replication,
-    Groups,
-}
-
-impl Pane {
-    pub fn scope(self) -> Scope {
-        match self {
-            Pane::Depot => Scope::Depot,
-            Pane::Filter => Scope::Filter,
-            Pane::Replication => Scope::Replication,
-            Pane::Groups => Scope::Groups,
-        }
-    }
-
-    pub fn next(self) -> Pane {
-        match self {
-            Pane::Depot => Pane::Filter,
-            Pane::Filter => Pane::Replication,
-            Pane::Replication => Pane::Groups,
-            Pane::Groups => Pane::Depot,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    Normal,
-    /// Typing a fuzzy query in the depot pane.
-    Search,
-    /// Editing the filter expression.
-    EditFilter,
-    Help,
-    /// Showing the resolved selection.
-    Selection,
-    /// A dialog (preview, confirmation, output) has the keys.
-    Dialog,
-    /// Typing a `:` command.
-    Command,
-}
-
-/// What the event loop must do after a key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    None,
-    Quit,
-    /// Run a fuzzy search off the input path; answer with `search_done`.
-    Search {
-        generation: u64,
-        query: String,
-        candidates: Arc<Vec<usize>>,
-    },
-    /// Run `patchdeck ARGS --lab LAB` as a child process. `detached` work
-    /// (replication, rollouts) outlives the console and is watched through
-    /// the journal; otherwise its output is shown in a dialog when it ends.
-    Run {
-        title: String,
-        args: Vec<String>,
-        detached: bool,
-    },
-    /// Leave, asking a rollout this console started to pause first.
-    QuitPausing(i64),
-}
-
-/// A cursor over a list that keeps the cursor on screen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ListCursor {
-    pub selected: usize,
-    pub offset: usize,
-}
-
-impl ListCursor {
-    pub fn apply(&mut self, action: Action, len: usize, page: usize) {
-        let last = len.saturating_sub(1);
-        let page = page.max(1);
-        self.selected = match action {
-            Action::Up => self.selected.saturating_sub(1),
-            Action::Down => (self.selected + 1).min(last),
-            Action::PageUp => self.selected.saturating_sub(page),
-            Action::PageDown => (self.selected + page).min(last),
-            Action::Top => 0,
-            Action::Bottom => last,
-            _ => self.selected,
-        };
-        self.clamp(len);
-    }
-
-    pub fn clamp(&mut self, len: usize) {
-        self.selected = self.selected.min(len.saturating_sub(1));
-    }
-
-    /// Scrolls just enough that the cursor is visible in `height` rows.
-    pub fn scroll(&mut self, height: usize) {
-        let height = height.max(1);
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + height {
-            self.offset = self.selected + 1 - height;
-        }
-    }
-}
-
-/// One line of the category/filter pane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FilterItem {
-    All,
-    Category {
-        tag: String,
-        description: String,
-        count: usize,
-    },
-    Saved {
-        name: String,
-        expr: String,
-    },
-}
-
-impl FilterItem {
-    /// The filter expression choosing this item sets.
-    pub fn expr(&self) -> String {
-        match self {
-            FilterItem::All => String::new(),
-            FilterItem::Category { tag, .. } => format!("*.*,c={tag}"),
-            FilterItem::Saved { expr, .. } => expr.clone(),
-        }
-    }
-}
-
-/// The filter expression being edited, checked as it is typed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Editor {
-    pub text: String,
-    /// Cursor position in characters.
-    pub cursor: usize,
-    pub error: Option<FilterError>,
-}
-
-impl Editor {
-    /// Edits the text; the filter error is checked for the filter editor.
-    pub fn edit(&mut self, key: KeyEvent) {
-        self.edit_text(key);
-        self.error = FilterList::parse_file_text(&self.text).err();
-    }
-
-    /// Edits the text only.
-    pub fn edit_text(&mut self, key: KeyEvent) {
-        let chars: Vec<char> = self.text.chars().collect();
-        match key.code {
-            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.text = chars[self.cursor..].iter().collect();
-                self.cursor = 0;
-            }
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                let mut chars = chars;
-                chars.insert(self.cursor, c);
-                self.text = chars.into_iter().collect();
-                self.cursor += 1;
-            }
-            KeyCode::Backspace if self.cursor > 0 => {
-                let mut chars = chars;
-                chars.remove(self.cursor - 1);
-                self.text = chars.into_iter().collect();
-                self.cursor -= 1;
-            }
-            KeyCode::Delete if self.cursor < chars.len() => {
-                let mut chars = chars;
-                chars.remove(self.cursor);
-                self.text = chars.into_iter().collect();
-            }
-            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Right => self.cursor = (self.cursor + 1).min(chars.len()),
-            KeyCode::Home => self.cursor = 0,
-            KeyCode::End => self.cursor = chars.len(),
-            _ => {}
-        }
-    }
-}
 
 pub struct App {
     pub lab_name: String,
@@ -227,7 +47,7 @@ pub struct App {
     pub page: usize,
     pub lines: SearchLines,
     /// The operations side: fleet, replication, rollouts, dialogs.
-    pub ops: crate::tui::operate::OpsState,
+    pub ops: OpsState,
 }
 
 impl App {

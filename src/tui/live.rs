@@ -34,10 +34,10 @@ pub fn read_journal(
     let replication = replicate::progress(&conn, None).map_err(|e| e.to_string())?;
     let mut rollouts = Vec::new();
     for c in &fleet.clusters {
-        if let Some(id) = journal::latest(&conn, Some(&c.id)).map_err(|e| e.to_string())? {
-            if let Some(r) = journal::load(&conn, id).map_err(|e| e.to_string())? {
-                rollouts.push(r);
-            }
+        if let Some(id) = journal::latest(&conn, Some(&c.id)).map_err(|e| e.to_string())?
+            && let Some(r) = journal::load(&conn, id).map_err(|e| e.to_string())?
+        {
+            rollouts.push(r);
         }
     }
     Ok((replication, rollouts))

@@ -8,6 +8,7 @@ pub mod live;
 pub mod operate;
 pub mod panes;
 pub mod search;
+pub mod state;
 pub mod term;
 pub mod text;
 pub mod theme;
@@ -15,28 +16,25 @@ pub mod view;
 
 use std::time::Duration;
 
-use clap::Args;
 use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt;
 
-use crate::cli::{Failure, Global, Outcome};
 use crate::engine::demo::{self, DemoOptions};
 use crate::engine::lab::Lab;
-use app::{App, Effect};
+use crate::front::{Failure, Outcome, open_depot};
+use app::App;
+use state::Effect;
 use theme::Theme;
 
-#[derive(Debug, Clone, Args)]
-pub struct ConsoleArgs {
+/// What the operator asked of the console's drawing (flags or config);
+/// [`Profile::choose`] settles it with the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleOptions {
     /// Colour theme: default, mono, high-contrast, or a user theme name.
-    #[arg(long, global = true, value_name = "NAME")]
     pub theme: Option<String>,
-    /// Serial-console profile: ASCII only, no colour, at most one redraw a
-    /// second. Chosen by itself for TERM=vt100/vt102/vt220/linux or a
-    /// locale that is not UTF-8.
-    #[arg(long, global = true)]
+    /// The serial-console profile, asked for explicitly.
     pub serial: bool,
-    /// Minimum milliseconds between redraws for live updates (default 100; 1000 in the serial profile).
-    #[arg(long, global = true, value_name = "MS")]
+    /// Minimum milliseconds between redraws for live updates.
     pub refresh_ms: Option<u64>,
 }
 
@@ -49,7 +47,7 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub fn choose(args: &ConsoleArgs, env: &dyn Fn(&str) -> Option<String>) -> Profile {
+    pub fn choose(args: &ConsoleOptions, env: &dyn Fn(&str) -> Option<String>) -> Profile {
         let term = env("TERM").unwrap_or_default();
         let locale = env("LC_ALL")
             .filter(|v| !v.is_empty())
@@ -95,8 +93,7 @@ impl Profile {
 
 /// `patchdeck` with no verb: open the console on the lab, creating the demo
 /// lab first when the lab does not exist yet.
-pub fn run_default(global: &Global) -> Outcome {
-    let lab = global.lab();
+pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
     if !lab.exists() {
         eprintln!(
             "patchdeck: no lab at {}; writing the demo lab there",
@@ -106,7 +103,7 @@ pub fn run_default(global: &Global) -> Outcome {
             .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
     }
     let config = lab.config().map_err(Failure::Input)?;
-    let mut args = global.console.clone();
+    let mut args = options;
     args.refresh_ms = args.refresh_ms.or(config.console.refresh_ms);
     args.theme = args.theme.or(config.console.theme.clone());
     let profile = Profile::choose(&args, &|k| std::env::var(k).ok());
@@ -140,7 +137,7 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 /// Loads everything the console shows at start.
 pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     let config = lab.config().map_err(Failure::Input)?;
-    let depot = crate::cli::open_depot(&lab.depot_dir())?;
+    let depot = open_depot(&lab.depot_dir())?;
     let name = lab
         .root
         .file_name()
@@ -150,7 +147,7 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     if lab.fleet_path().is_file() {
         let fleet = crate::engine::fleet::Fleet::load(&lab.fleet_path())
             .map_err(|e| Failure::Input(e.to_string()))?;
-        app.ops = operate::OpsState::new(lab.clone(), fleet);
+        app.ops = state::OpsState::new(lab.clone(), fleet);
     }
     Ok(app)
 }

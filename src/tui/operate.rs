@@ -4,113 +4,15 @@
 //! destructive actions on a whole cluster need the cluster's name typed.
 //! Actions run as `patchdeck` child processes (see [`Effect::Run`]).
 
-use std::collections::{HashMap, VecDeque};
-
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::engine::fleet::{Fleet, Targets};
-use crate::engine::groups::{self, Partition};
+use crate::engine::fleet::Targets;
 use crate::engine::inventory::PatchState;
-use crate::engine::lab::Lab;
 use crate::engine::rollout::{Plan, Rollout, State, StepKind, StepState};
-use crate::tui::app::{App, Editor, Effect, ListCursor, Mode, Pane};
+use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::live::Snapshot;
-
-/// How a dialog is answered.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Confirm {
-    /// Information only: any of Esc, Enter, q closes it.
-    Close,
-    /// A key per choice, with its label; Esc cancels.
-    Keys(Vec<(char, String, Effect)>),
-    /// Type `expected` and press Enter; Esc cancels.
-    Typed { expected: String, effect: Effect },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dialog {
-    pub title: String,
-    pub lines: Vec<String>,
-    pub confirm: Confirm,
-    pub typed: String,
-    pub scroll: usize,
-}
-
-impl Dialog {
-    pub fn info(title: impl Into<String>, lines: Vec<String>) -> Dialog {
-        Dialog {
-            title: title.into(),
-            lines,
-            confirm: Confirm::Close,
-            typed: String::new(),
-            scroll: 0,
-        }
-    }
-}
-
-/// A cluster and its partition (or why it has none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterView {
-    pub id: String,
-    pub partition: Result<Partition, String>,
-}
-
-#[derive(Debug, Default)]
-pub struct OpsState {
-    pub lab: Option<Lab>,
-    pub fleet: Option<Fleet>,
-    pub clusters: Vec<ClusterView>,
-    pub snapshot: Snapshot,
-    /// Per patch: (nodes with it applied or committed, nodes with its product).
-    pub coverage: HashMap<String, (usize, usize)>,
-    pub repl_cursor: ListCursor,
-    pub cluster_cursor: ListCursor,
-    /// Selected group within the selected cluster.
-    pub group: usize,
-    pub dialog: Option<Dialog>,
-    pub command: Editor,
-    /// Rollouts this console started, to ask about on quit.
-    pub started_here: bool,
-    /// What happened recently, newest last.
-    pub log: VecDeque<String>,
-}
-
-const LOG_LINES: usize = 50;
-
-impl OpsState {
-    pub fn new(lab: Lab, fleet: Fleet) -> OpsState {
-        let clusters = fleet
-            .clusters
-            .iter()
-            .map(|c| ClusterView {
-                id: c.id.clone(),
-                partition: groups::partition(&fleet, &c.id, None),
-            })
-            .collect();
-        OpsState {
-            lab: Some(lab),
-            fleet: Some(fleet),
-            clusters,
-            ..OpsState::default()
-        }
-    }
-
-    pub fn rollout_of(&self, cluster: &str) -> Option<&Rollout> {
-        self.snapshot.rollouts.iter().find(|r| r.cluster == cluster)
-    }
-
-    pub fn selected_cluster(&self) -> Option<&ClusterView> {
-        self.clusters.get(self.cluster_cursor.selected)
-    }
-
-    fn push_log(&mut self, line: String) {
-        self.log.push_back(line);
-        while self.log.len() > LOG_LINES {
-            self.log.pop_front();
-        }
-    }
-}
+use crate::tui::state::{Confirm, Dialog, Effect, Mode, Pane};
 
 /// What a member is doing, as the groups pane shows it.
 pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'static str {

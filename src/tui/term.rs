@@ -39,6 +39,8 @@ use ratatui::buffer::Cell;
 use ratatui::layout::{Position, Size};
 use ratatui::style::{Color, Modifier};
 
+/// The cells a clear covers, in the order they are cleared.
+type CellIter = Box<dyn Iterator<Item = (u16, u16)>>;
 /// Bold (SGR 1).
 pub const BOLD: u8 = 1;
 /// Underline (SGR 4).
@@ -508,7 +510,7 @@ impl Writer {
                     }
                     let jump = self.movement(at, y).len() + sgr_len(self.sgr, to[x].attrs) + 1;
                     if resend <= jump {
-                        for g in gap.to_vec() {
+                        for g in gap.iter().copied() {
                             self.put(g);
                         }
                     } else {
@@ -948,7 +950,7 @@ impl<W: Write> Backend for SerialBackend<W> {
         };
         self.w.set_sgr(0);
         let (width, height) = (self.screen.width, self.screen.height);
-        let (code, cells): (&[u8], Box<dyn Iterator<Item = (u16, u16)>>) = match clear_type {
+        let (code, cells): (&[u8], CellIter) = match clear_type {
             ClearType::AfterCursor => (
                 b"\x1b[J",
                 Box::new(

@@ -8,9 +8,10 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use crate::tui::app::{App, Mode, Pane};
+use crate::tui::app::App;
 use crate::tui::keymap;
 use crate::tui::panes;
+use crate::tui::state::{Mode, Pane};
 
 pub const MIN_WIDTH: u16 = 40;
 pub const MIN_HEIGHT: u16 = 10;
@@ -93,16 +94,16 @@ fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
         .map(|l| Line::raw(l.clone()))
         .collect();
     match &d.confirm {
-        crate::tui::operate::Confirm::Typed { .. } => lines.push(Line::from(vec![
+        crate::tui::state::Confirm::Typed { .. } => lines.push(Line::from(vec![
             Span::styled("> ", app.theme.key),
             Span::raw(d.typed.clone()),
             Span::styled("_", app.theme.key),
         ])),
-        crate::tui::operate::Confirm::Close => lines.push(Line::styled(
+        crate::tui::state::Confirm::Close => lines.push(Line::styled(
             "Enter or Esc closes; arrows scroll",
             app.theme.dim,
         )),
-        crate::tui::operate::Confirm::Keys(_) => {}
+        crate::tui::state::Confirm::Keys(_) => {}
     }
     overlay(app, frame, area, d.title.clone(), lines);
 }

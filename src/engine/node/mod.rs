@@ -684,16 +684,16 @@ impl Node {
                 ),
             ));
         };
-        if let Some(base) = &m.base_version {
-            if base_version_satisfied(base, installed) != Some(true) {
-                return Err(self.err(
-                    ErrorKind::Refused,
-                    format!(
-                        "cannot install {id}: it needs {} {base}, and {installed} is installed",
-                        m.product
-                    ),
-                ));
-            }
+        if let Some(base) = &m.base_version
+            && base_version_satisfied(base, installed) != Some(true)
+        {
+            return Err(self.err(
+                ErrorKind::Refused,
+                format!(
+                    "cannot install {id}: it needs {} {base}, and {installed} is installed",
+                    m.product
+                ),
+            ));
         }
         Ok(())
     }

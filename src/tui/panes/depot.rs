@@ -12,7 +12,8 @@ use super::pane_block;
 use crate::engine::fuzzy::match_positions;
 use crate::engine::manifest::Severity;
 use crate::engine::patch::Patch;
-use crate::tui::app::{App, Mode, Pane};
+use crate::tui::app::App;
+use crate::tui::state::{Mode, Pane};
 use crate::tui::text::{fit, highlighted};
 
 const ID_WIDTH: usize = 10;

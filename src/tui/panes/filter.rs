@@ -10,7 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::pane_block;
-use crate::tui::app::{App, FilterItem, Mode, Pane};
+use crate::tui::app::App;
+use crate::tui::state::{FilterItem, Mode, Pane};
 use crate::tui::text::fit;
 
 pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {

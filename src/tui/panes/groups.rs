@@ -11,8 +11,9 @@ use ratatui::widgets::Paragraph;
 use super::pane_block;
 use super::replication::gauge;
 use crate::engine::rollout::{State, StepState};
-use crate::tui::app::{App, Pane};
+use crate::tui::app::App;
 use crate::tui::operate::member_state;
+use crate::tui::state::Pane;
 use crate::tui::text::fit;
 
 pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {

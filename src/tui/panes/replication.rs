@@ -9,12 +9,13 @@ use ratatui::widgets::Paragraph;
 
 use super::pane_block;
 use crate::engine::replicate::Status;
-use crate::tui::app::{App, Pane};
+use crate::tui::app::App;
+use crate::tui::state::Pane;
 use crate::tui::text::fit;
 
 /// `[####------]` in ASCII, so it draws on any terminal.
 pub fn gauge(done: usize, total: usize, width: usize) -> String {
-    let filled = if total == 0 { 0 } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(0);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
