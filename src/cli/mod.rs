@@ -8,6 +8,7 @@ mod components;
 mod depot;
 mod node;
 pub(crate) mod nodes;
+pub(crate) mod offline;
 mod rollout;
 mod select;
 
@@ -98,6 +99,12 @@ pub enum Command {
     Updates(components::UpdatesArgs),
     /// Whether a cluster's members are on the same release; exit 1 when they differ.
     Drift(components::DriftArgs),
+    /// On an offline site: record what each node is and has, for `prepare`.
+    Snapshot(offline::SnapshotArgs),
+    /// Where the depot is: resolve a selection against a snapshot into one bundle file.
+    Prepare(offline::PrepareArgs),
+    /// On the site: check a bundle and install it (crash safe, journaled).
+    Apply(offline::ApplyArgs),
 }
 
 impl Cli {
@@ -129,6 +136,9 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Components(args) => components::components(global, args),
         Command::Updates(args) => components::updates(global, args),
         Command::Drift(args) => components::drift(global, args),
+        Command::Snapshot(args) => offline::snapshot(global, args),
+        Command::Prepare(args) => offline::prepare(global, args),
+        Command::Apply(args) => offline::apply(global, args),
     }
 }
 
@@ -153,6 +163,9 @@ impl Command {
             Command::Components(a) => a.json,
             Command::Updates(a) => a.json,
             Command::Drift(a) => a.json,
+            Command::Snapshot(a) => a.json,
+            Command::Prepare(a) => a.json,
+            Command::Apply(a) => a.json,
         }
     }
 }

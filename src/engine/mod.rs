@@ -17,6 +17,7 @@ pub mod journal;
 pub mod lab;
 pub mod manifest;
 pub mod node;
+pub mod offline;
 pub mod ops;
 pub mod patch;
 pub mod protocol;

@@ -1,0 +1,294 @@
+//! `snapshot`, `prepare`, `apply`: patching an offline site (see
+//! engine::offline). Front end only: gathers the nodes and files, renders.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::nodes::load_fleet;
+use super::{Failure, Global, Outcome, open_depot, print_json};
+use crate::engine::fleet::Targets;
+use crate::engine::journal::Journal;
+use crate::engine::offline::{self, Applied, Match, OfflineError, SelectionRequest, Snapshot};
+use crate::engine::ops;
+use crate::engine::transport::{Local, Transport};
+
+/// The nodes on the site: fleet nodes, or one bare node root.
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// Comma-separated node ids from the lab's fleet.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        required_unless_present = "root",
+        conflicts_with = "root"
+    )]
+    nodes: Option<Vec<String>>,
+    /// A bare node: the root directory it patches.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// With --root: the node's name in messages (default: the directory's name).
+    #[arg(long, value_name = "NAME", requires = "root")]
+    name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    site: SiteArgs,
+    /// Where to write the snapshot.
+    #[arg(short = 'o', long = "output", value_name = "SNAPSHOT")]
+    output: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The snapshot taken on the site.
+    #[arg(value_name = "SNAPSHOT")]
+    snapshot: PathBuf,
+    /// Patch ids or product specs (default: everything that applies to each node).
+    #[arg(value_name = "SPEC")]
+    specs: Vec<String>,
+    /// Narrow the selection (repeatable; any filter may match).
+    #[arg(long = "filter", value_name = "EXPR")]
+    filters: Vec<String>,
+    /// Only patches that apply without a restart.
+    #[arg(long)]
+    hot_only: bool,
+    /// Where to write the bundle.
+    #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+    output: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The bundle prepared for this site.
+    #[arg(value_name = "BUNDLE")]
+    bundle: PathBuf,
+    #[command(flatten)]
+    site: SiteArgs,
+    /// On a node changed since its snapshot: re-plan on what it has now.
+    #[arg(long)]
+    rebase: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+type Opened = Vec<Result<Box<dyn Transport>, String>>;
+
+/// Opens the site's nodes for reading or applying (offline nodes included:
+/// this is the site itself).
+fn open_site(global: &Global, site: &SiteArgs) -> Result<Opened, Failure> {
+    if let Some(root) = &site.root {
+        let name = site.name.clone().unwrap_or_else(|| {
+            root.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "node".into())
+        });
+        let t = Local::open(root, &name).map_err(|e| Failure::Failed(e.to_string()))?;
+        return Ok(vec![Ok(Box::new(t) as Box<dyn Transport>)]);
+    }
+    let lab = global.lab();
+    let fleet = load_fleet(&lab)?;
+    let nodes = fleet
+        .targets(&Targets {
+            nodes: site.nodes.clone(),
+            ..Targets::default()
+        })
+        .map_err(Failure::Input)?;
+    Ok(nodes
+        .iter()
+        .map(|n| ops::connect(&lab, n).map_err(|e| e.to_string()))
+        .collect())
+}
+
+pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
+    let mut nodes = Vec::new();
+    for t in open_site(global, &args.site)? {
+        let mut t = t.map_err(Failure::Failed)?;
+        nodes.push(offline::snapshot_node(t.as_mut()).map_err(|e| Failure::Failed(e.to_string()))?);
+    }
+    let snap = Snapshot::new(nodes);
+    snap.write(&args.output)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    if args.json {
+        print_json(&snap)?;
+    } else {
+        for n in &snap.nodes {
+            println!(
+                "{}: environment {} on {}; {} components, {} patches known",
+                n.inventory.node,
+                n.environment.id,
+                n.environment.host,
+                n.inventory.components.len(),
+                n.inventory.patches.len()
+            );
+        }
+        println!("snapshot written to {}", args.output.display());
+    }
+    Ok(())
+}
+
+pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
+    let snap = Snapshot::read(&args.snapshot).map_err(|e| Failure::Input(e.to_string()))?;
+    let filters = crate::engine::filter::FilterList::parse_all(&args.filters)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let depot = open_depot(&global.depot_dir()?)?;
+    let request = SelectionRequest {
+        specs: args.specs,
+        filters: filters.filters().iter().map(|f| f.to_string()).collect(),
+        hot_only: args.hot_only,
+    };
+    let mut prepared = offline::prepare(&snap, &depot, request).map_err(|e| match e {
+        OfflineError::Selection { .. } => Failure::Failed(e.to_string()),
+        other => Failure::Failed(other.to_string()),
+    })?;
+    offline::write_bundle(&args.output, &mut prepared, &depot)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    if args.json {
+        print_json(&prepared.plans)?;
+    } else {
+        for plan in &prepared.plans {
+            if plan.patches.is_empty() {
+                println!("{}: nothing to install", plan.node);
+                continue;
+            }
+            println!("{}:", plan.node);
+            for (i, p) in plan.patches.iter().enumerate() {
+                println!(
+                    "  {:>2}. {:<10} {:<20} {:<10} restart {:<7} {}",
+                    i + 1,
+                    p.id,
+                    p.component,
+                    p.version,
+                    p.restart.as_str(),
+                    p.reason
+                );
+            }
+        }
+        println!(
+            "bundle written to {} ({} patches)",
+            args.output.display(),
+            prepared.files.len()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct ApplyRow {
+    node: String,
+    ok: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    applied: Option<Applied>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
+    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
+    let lab = global.lab();
+    if args.site.root.is_some() {
+        // A bare node still gets a journal: the lab's, created if need be.
+        std::fs::create_dir_all(&lab.root)
+            .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
+    }
+    let command = format!("apply {}", args.bundle.display());
+    let journal =
+        Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;
+    let how = if args.site.root.is_some() {
+        Match::ByEnvironment
+    } else {
+        Match::ById
+    };
+    let mut rows = Vec::new();
+    for t in open_site(global, &args.site)? {
+        let row = match t {
+            Err(e) => ApplyRow {
+                node: String::new(),
+                ok: false,
+                applied: None,
+                error: Some(e),
+            },
+            Ok(mut t) => {
+                let node = t.node().to_string();
+                let record = |patch: &str, op: &str, ok: bool, message: &str| {
+                    if let Err(e) = journal.record(&node, patch, op, ok, message) {
+                        eprintln!("patchdeck: journal: {e}");
+                    }
+                };
+                match offline::apply_node(t.as_mut(), &bundle, how, args.rebase, &record) {
+                    Ok(a) => {
+                        record("-", "apply", true, &a.message);
+                        ApplyRow {
+                            node: node.clone(),
+                            ok: true,
+                            applied: Some(a),
+                            error: None,
+                        }
+                    }
+                    Err(e) => {
+                        record("-", "apply", false, &e.to_string());
+                        ApplyRow {
+                            node: node.clone(),
+                            ok: false,
+                            applied: None,
+                            error: Some(e.to_string()),
+                        }
+                    }
+                }
+            }
+        };
+        rows.push(row);
+    }
+    if args.json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            match (&r.applied, &r.error) {
+                (Some(a), _) => {
+                    if let Some(rb) = &a.rebased {
+                        println!("{}: rebased: {}", a.node, rb.changes.join("; "));
+                        println!(
+                            "{}:   plan now {} (dropped: {}; added: {})",
+                            a.node,
+                            if rb.plan.is_empty() {
+                                "empty".to_string()
+                            } else {
+                                rb.plan.join(" ")
+                            },
+                            if rb.dropped.is_empty() {
+                                "-".to_string()
+                            } else {
+                                rb.dropped.join(" ")
+                            },
+                            if rb.added.is_empty() {
+                                "-".to_string()
+                            } else {
+                                rb.added.join(" ")
+                            }
+                        );
+                    }
+                    println!("{}: {}", a.node, a.message);
+                }
+                (None, Some(e)) => eprintln!("patchdeck: {e}"),
+                (None, None) => {}
+            }
+        }
+    }
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Reported(
+            1,
+            format!("{failed} node(s) could not apply the bundle"),
+        ))
+    }
+}

@@ -1,0 +1,218 @@
+//! Applying a bundle on the site, node by node.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::bundle::{Bundle, NodePlan, Planned, SelectionRequest, plan_for};
+use super::{EnvMismatch, OfflineError, changes_since};
+use crate::engine::inventory::PatchState;
+use crate::engine::transport::Transport;
+
+/// How a node should be matched to its plan in the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// A fleet node: by node id, then its environment must agree.
+    ById,
+    /// A bare node (`--root`): by its environment id.
+    ByEnvironment,
+}
+
+/// What `apply` did on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub node: String,
+    /// True when every planned patch was already installed: nothing done.
+    pub already: bool,
+    /// Patches installed now, in order.
+    pub installed: Vec<String>,
+    /// With `--rebase` on a changed node: the plan before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebased: Option<Rebased>,
+    pub message: String,
+}
+
+/// How `--rebase` changed a node's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rebased {
+    /// What changed on the node since the snapshot.
+    pub changes: Vec<String>,
+    pub dropped: Vec<String>,
+    pub added: Vec<String>,
+    pub plan: Vec<String>,
+}
+
+/// Hears each step as it ends: (patch, op, ok, message), for the journal.
+pub type Record<'a> = &'a dyn Fn(&str, &str, bool, &str);
+
+/// Applies `bundle` to the node behind `t`: refuses a node or environment
+/// the bundle was not prepared for, refuses a node changed since its
+/// snapshot unless `rebase` (which re-resolves the bundle's request against
+/// what the node has now, using only the bundle's patches), then stages and
+/// installs each planned patch not yet installed, in plan order, with the
+/// node's crash-safe lifecycle. Patches already installed (a bundle applied
+/// before, or an apply that was killed) are skipped, so running it again
+/// completes it. Errors: [`OfflineError`]; a failed stage or install stops
+/// that node, after recording what was done.
+pub fn apply_node(
+    t: &mut dyn Transport,
+    bundle: &Bundle,
+    how: Match,
+    rebase: bool,
+    record: Record,
+) -> Result<Applied, OfflineError> {
+    let prepared = &bundle.prepared;
+    let env = t.environment()?;
+    let node = t.node().to_string();
+    let snap = match how {
+        Match::ById => prepared
+            .snapshot
+            .nodes
+            .iter()
+            .find(|n| n.inventory.node == node),
+        Match::ByEnvironment => prepared
+            .snapshot
+            .nodes
+            .iter()
+            .find(|n| n.environment.id == env.id),
+    };
+    let Some(snap) = snap else {
+        return Err(match (how, prepared.snapshot.nodes.first()) {
+            (Match::ByEnvironment, Some(first)) if prepared.snapshot.nodes.len() == 1 => {
+                OfflineError::WrongEnvironment(Box::new(EnvMismatch {
+                    node,
+                    expected_node: first.inventory.node.clone(),
+                    expected: first.environment.id.clone(),
+                    expected_host: first.environment.host.clone(),
+                    actual: env.id,
+                    actual_host: env.host,
+                }))
+            }
+            _ => OfflineError::WrongNode {
+                node: format!("{node} (environment {})", env.id),
+                prepared_for: prepared
+                    .snapshot
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} (environment {})", n.inventory.node, n.environment.id))
+                    .collect(),
+            },
+        });
+    };
+    if snap.environment.id != env.id {
+        return Err(OfflineError::WrongEnvironment(Box::new(EnvMismatch {
+            node,
+            expected_node: snap.inventory.node.clone(),
+            expected: snap.environment.id.clone(),
+            expected_host: snap.environment.host.clone(),
+            actual: env.id,
+            actual_host: env.host,
+        })));
+    }
+    let planned: Vec<Planned> = prepared
+        .plans
+        .iter()
+        .find(|p| p.node == snap.inventory.node)
+        .map(|p: &NodePlan| p.patches.clone())
+        .unwrap_or_default();
+    let inv = t.inventory()?;
+    let ids: Vec<String> = planned.iter().map(|p| p.id.clone()).collect();
+    if ids.iter().all(|id| inv.state(id).is_installed()) {
+        let message = if ids.is_empty() {
+            "nothing to apply: the bundle plans no patch for this node".to_string()
+        } else {
+            format!("already applied: {} installed here", ids.join(" "))
+        };
+        return Ok(Applied {
+            node,
+            already: true,
+            installed: Vec::new(),
+            rebased: None,
+            message,
+        });
+    }
+    let components: BTreeMap<String, String> = planned
+        .iter()
+        .map(|p| (p.id.clone(), p.component.clone()))
+        .collect();
+    let changes = changes_since(&snap.inventory, &inv, &ids, &components);
+    let mut rebased = None;
+    let plan: Vec<String> = if changes.is_empty() {
+        ids.clone()
+    } else if !rebase {
+        return Err(OfflineError::Stale {
+            node,
+            taken_at: snap.taken_at.clone(),
+            differences: changes,
+        });
+    } else {
+        // Named patches the node now has are done, not problems.
+        let request = SelectionRequest {
+            specs: prepared
+                .request
+                .specs
+                .iter()
+                .filter(|s| !inv.state(s).is_installed())
+                .cloned()
+                .collect(),
+            ..prepared.request.clone()
+        };
+        let fresh: Vec<String> = if !prepared.request.specs.is_empty() && request.specs.is_empty() {
+            Vec::new()
+        } else {
+            let mut inv = inv.clone();
+            inv.node = node.clone();
+            plan_for(&bundle.patches, &inv, &request)?
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        };
+        rebased = Some(Rebased {
+            changes,
+            dropped: ids.iter().filter(|i| !fresh.contains(i)).cloned().collect(),
+            added: fresh.iter().filter(|i| !ids.contains(i)).cloned().collect(),
+            plan: fresh.clone(),
+        });
+        fresh
+    };
+
+    let mut installed = Vec::new();
+    for id in &plan {
+        let state = t.inventory()?.state(id);
+        if state.is_installed() {
+            continue;
+        }
+        if state != PatchState::Staged {
+            let file = bundle.patch_file(id);
+            match t.stage(id, &file, &mut |_, _| {}) {
+                Ok(r) => record(id, "stage", true, &r.message),
+                Err(e) => {
+                    record(id, "stage", false, &e.message);
+                    return Err(e.into());
+                }
+            }
+        }
+        match t.install(id, true) {
+            Ok(r) => {
+                record(id, "install", true, &r.message);
+                installed.push(id.clone());
+            }
+            Err(e) => {
+                record(id, "install", false, &e.message);
+                return Err(e.into());
+            }
+        }
+    }
+    let message = if installed.is_empty() {
+        "already applied: nothing left to install".to_string()
+    } else {
+        format!("installed {}", installed.join(" "))
+    };
+    Ok(Applied {
+        node,
+        already: installed.is_empty(),
+        installed,
+        rebased,
+        message,
+    })
+}
