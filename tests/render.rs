@@ -246,6 +246,24 @@ fn help_overlay_lists_the_pane_keys() {
 }
 
 #[test]
+fn status_hints_and_help_follow_the_users_key_bindings() {
+    let mut c = console();
+    c.app.keymap = patchdeck::tui::keymap::Keymap::with_user_keys(
+        "[global]\nquit = [\"ctrl-q\"]\n[depot]\nsearch = [\"f\"]\n",
+    )
+    .unwrap();
+    let screen = c.screen(80, 24);
+    let status = screen.lines().last().unwrap_or_default().to_string();
+    assert!(status.contains("ctrl-q quit"), "{status}");
+    assert!(status.contains("f search"), "{status}");
+    assert!(!status.contains("/ search"), "{status}");
+    // The rebound key is the one that acts, and `?` lists it.
+    c.keys("?");
+    let help = c.screen(80, 24);
+    assert!(help.contains("ctrl-q"), "{help}");
+}
+
+#[test]
 fn resolved_selection_dialog() {
     let mut c = console();
     c.keys("/");

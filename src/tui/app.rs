@@ -14,7 +14,7 @@ use crate::engine::fuzzy::{Hit, SearchLines, Searcher};
 use crate::engine::lab::LabConfig;
 use crate::engine::patch::Patch;
 use crate::engine::select::{self, Selection};
-use crate::tui::keymap::{self, Action, Scope};
+use crate::tui::keymap::{Action, Keymap, Scope};
 use crate::tui::state::{Editor, Effect, FilterItem, ListCursor, Mode, OpsState, Pane};
 use crate::tui::theme::Theme;
 
@@ -22,6 +22,8 @@ pub struct App {
     pub lab_name: String,
     pub depot: Arc<Depot>,
     pub theme: Theme,
+    /// The key bindings in force (built-in, with the user's `keys.toml`).
+    pub keymap: Keymap,
     pub focus: Pane,
     pub mode: Mode,
     /// The applied filter expression, as typed.
@@ -61,6 +63,7 @@ impl App {
             filtered: all,
             depot: Arc::new(depot),
             theme,
+            keymap: Keymap::default(),
             focus: Pane::Depot,
             mode: Mode::Normal,
             filter_text: String::new(),
@@ -115,7 +118,7 @@ impl App {
                 self.set_query(String::new())
             };
         }
-        let Some(action) = keymap::action_for(key, self.focus.scope()) else {
+        let Some(action) = self.keymap.action_for(key, self.focus.scope()) else {
             return Effect::None;
         };
         self.status = None;
@@ -217,7 +220,10 @@ impl App {
                 self.set_query(String::new())
             }
             KeyCode::Up | KeyCode::Down | KeyCode::PageUp | KeyCode::PageDown => {
-                let action = keymap::action_for(key, Scope::Depot).unwrap_or(Action::Down);
+                let action = self
+                    .keymap
+                    .action_for(key, Scope::Depot)
+                    .unwrap_or(Action::Down);
                 self.depot_cursor.apply(action, self.rows.len(), self.page);
                 Effect::None
             }

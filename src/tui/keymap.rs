@@ -1,12 +1,18 @@
-//! Key bindings: one table that drives both key handling and the `?` help,
-//! so the help can never disagree with what the keys do. Keys are written
-//! as text (`j`, `down`, `ctrl-f`, `space`) so user bindings can use the
-//! same notation.
+//! Key bindings: one table that drives key handling, the `?` help and the
+//! status line's hints, so none of them can disagree with what the keys
+//! do. Keys are written as text (`j`, `down`, `ctrl-f`, `space`) so user
+//! bindings can use the same notation; actions and scopes are named in
+//! `keys.toml` by their serde names (`focus_depot`, `[groups]`).
+
+use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 
-/// Where a binding applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a binding applies; the table names of `keys.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     Global,
     Depot,
@@ -27,7 +33,9 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a key does; the entry names of `keys.toml` (`focus_depot = ["1"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Quit,
     Help,
@@ -180,116 +188,119 @@ pub struct Binding {
     pub what: &'static str,
 }
 
-static ACTIVE: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
-
-/// The built-in bindings.
-pub fn defaults() -> Vec<Binding> {
-    BINDINGS
-        .iter()
-        .map(|(keys, action, scope, what)| Binding {
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            action: *action,
-            scope: *scope,
-            what,
-        })
-        .collect()
+/// The bindings in force: the built-in table with the keys the user
+/// rebound. The console's [`App`](crate::tui::app::App) owns one, as it
+/// owns its theme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keymap {
+    bindings: Vec<Binding>,
 }
 
-fn active() -> &'static [Binding] {
-    ACTIVE.get_or_init(defaults)
-}
-
-/// Puts bindings in force for this process (once, at start).
-pub fn install(bindings: Vec<Binding>) {
-    let _ = ACTIVE.set(bindings);
-}
-
-/// `FocusDepot` → `focus_depot`: the names keys.toml uses.
-pub fn action_name(action: Action) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{action:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
+impl Default for Keymap {
+    /// The built-in bindings.
+    fn default() -> Keymap {
+        Keymap {
+            bindings: BINDINGS
+                .iter()
+                .map(|(keys, action, scope, what)| Binding {
+                    keys: keys.iter().map(|k| k.to_string()).collect(),
+                    action: *action,
+                    scope: *scope,
+                    what,
+                })
+                .collect(),
         }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Global => "global",
-        Scope::Depot => "depot",
-        Scope::Filter => "filter",
-        Scope::Replication => "replication",
-        Scope::Groups => "groups",
     }
 }
 
-/// Applies a user's `keys.toml` to the defaults:
-///
-/// ```toml
-/// [global]
-/// quit = ["q", "ctrl-q"]
-/// [depot]
-/// mark = ["space", "m"]
-/// ```
-///
-/// Each entry replaces the keys of that action in that table's scope.
-pub fn with_user_keys(text: &str) -> Result<Vec<Binding>, String> {
-    use std::collections::BTreeMap;
-    let tables: BTreeMap<String, BTreeMap<String, Vec<String>>> =
-        toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| crate::engine::manifest::line_of(text, s.start))
-                .unwrap_or(0);
-            format!("line {line}: {}", e.message().trim())
-        })?;
-    let mut bindings = defaults();
-    for (scope, entries) in tables {
-        let known_scope = [
-            Scope::Global,
-            Scope::Depot,
-            Scope::Filter,
-            Scope::Replication,
-            Scope::Groups,
-        ]
-        .into_iter()
-        .find(|s| scope_name(*s) == scope)
-        .ok_or_else(|| {
-            format!(
-                "unknown table [{scope}]; expected global, depot, filter, replication or groups"
-            )
-        })?;
-        for (name, keys) in entries {
-            for k in &keys {
-                parse_key(k).ok_or_else(|| format!("[{scope}] {name}: unknown key {k:?}; keys look like j, G, ctrl-f, space, enter, pageup"))?;
+/// A name from `keys.toml` as the enum serde reads it into.
+fn from_name<'de, T: Deserialize<'de>>(name: &'de str) -> Option<T> {
+    let de: serde::de::value::StrDeserializer<'de, serde::de::value::Error> =
+        name.into_deserializer();
+    T::deserialize(de).ok()
+}
+
+impl Keymap {
+    /// Applies a user's `keys.toml` to the defaults:
+    ///
+    /// ```toml
+    /// [global]
+    /// quit = ["q", "ctrl-q"]
+    /// [depot]
+    /// mark = ["space", "m"]
+    /// ```
+    ///
+    /// Each entry replaces the keys of that action in that table's scope.
+    /// Errors name the line (TOML syntax), the table, the action or the key.
+    pub fn with_user_keys(text: &str) -> Result<Keymap, String> {
+        let tables: BTreeMap<String, BTreeMap<String, Vec<String>>> = toml::from_str(text)
+            .map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| crate::engine::manifest::line_of(text, s.start))
+                    .unwrap_or(0);
+                format!("line {line}: {}", e.message().trim())
+            })?;
+        let mut keymap = Keymap::default();
+        for (scope, entries) in &tables {
+            let known_scope: Scope = from_name(scope).ok_or_else(|| {
+                format!(
+                    "unknown table [{scope}]; expected global, depot, filter, replication or groups"
+                )
+            })?;
+            for (name, keys) in entries {
+                for k in keys {
+                    parse_key(k).ok_or_else(|| format!("[{scope}] {name}: unknown key {k:?}; keys look like j, G, ctrl-f, space, enter, pageup"))?;
+                }
+                let action: Option<Action> = from_name(name);
+                let binding = keymap
+                    .bindings
+                    .iter_mut()
+                    .find(|b| b.scope == known_scope && Some(b.action) == action)
+                    .ok_or_else(|| {
+                        format!("[{scope}] has no action {name:?}; `?` in the console lists them")
+                    })?;
+                binding.keys = keys.clone();
             }
-            let binding = bindings
-                .iter_mut()
-                .find(|b| b.scope == known_scope && action_name(b.action) == name)
-                .ok_or_else(|| {
-                    format!("[{scope}] has no action {name:?}; `?` in the console lists them")
-                })?;
-            binding.keys = keys;
         }
+        Ok(keymap)
     }
-    Ok(bindings)
-}
 
-/// The action bound to `key` in `scope` (pane bindings win over global ones).
-pub fn action_for(key: KeyEvent, scope: Scope) -> Option<Action> {
-    let wanted = normalise(key);
-    let hit = |s: Scope| {
-        active().iter().find(|b| {
-            b.scope == s
-                && b.keys
-                    .iter()
-                    .any(|k| parse_key(k).map(normalise) == Some(wanted))
+    /// The action bound to `key` in `scope` (pane bindings win over global ones).
+    pub fn action_for(&self, key: KeyEvent, scope: Scope) -> Option<Action> {
+        let wanted = normalise(key);
+        self.binding_where(scope, |b| {
+            b.keys
+                .iter()
+                .any(|k| parse_key(k).map(normalise) == Some(wanted))
         })
-    };
-    hit(scope).or_else(|| hit(Scope::Global)).map(|b| b.action)
+        .map(|b| b.action)
+    }
+
+    /// The first key of `action` in `scope` (or globally), as the status
+    /// line shows it; `None` when the user left the action without keys.
+    pub fn key_of(&self, action: Action, scope: Scope) -> Option<&str> {
+        self.binding_where(scope, |b| b.action == action)
+            .and_then(|b| b.keys.first())
+            .map(String::as_str)
+    }
+
+    fn binding_where(&self, scope: Scope, test: impl Fn(&Binding) -> bool) -> Option<&Binding> {
+        [scope, Scope::Global]
+            .into_iter()
+            .find_map(|s| self.bindings.iter().find(|b| b.scope == s && test(b)))
+    }
+
+    /// Help lines for a pane: its own keys, then the global ones.
+    pub fn help(&self, scope: Scope) -> Vec<(Scope, String, &'static str)> {
+        let mut rows = Vec::new();
+        for wanted in [scope, Scope::Global] {
+            for b in self.bindings.iter().filter(|b| b.scope == wanted) {
+                rows.push((b.scope, b.keys.join(" "), b.what));
+            }
+        }
+        rows
+    }
 }
 
 /// Shift is implied by an upper-case character; terminals differ on
@@ -300,17 +311,6 @@ fn normalise(key: KeyEvent) -> (KeyCode, KeyModifiers) {
         _ => key.modifiers,
     };
     (key.code, mods)
-}
-
-/// Help lines for a pane: its own keys, then the global ones.
-pub fn help(scope: Scope) -> Vec<(Scope, String, &'static str)> {
-    let mut rows = Vec::new();
-    for wanted in [scope, Scope::Global] {
-        for b in active().iter().filter(|b| b.scope == wanted) {
-            rows.push((b.scope, b.keys.join(" "), b.what));
-        }
-    }
-    rows
 }
 
 #[cfg(test)]
@@ -330,10 +330,11 @@ mod tests {
     fn vi_keys_and_arrows_do_the_same() {
         let j = KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE);
         let down = KeyEvent::new(KeyCode::Down, KeyModifiers::NONE);
-        assert_eq!(action_for(j, Scope::Depot), Some(Action::Down));
-        assert_eq!(action_for(down, Scope::Filter), Some(Action::Down));
+        let keys = Keymap::default();
+        assert_eq!(keys.action_for(j, Scope::Depot), Some(Action::Down));
+        assert_eq!(keys.action_for(down, Scope::Filter), Some(Action::Down));
         let shift_g = KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT);
-        assert_eq!(action_for(shift_g, Scope::Depot), Some(Action::Bottom));
+        assert_eq!(keys.action_for(shift_g, Scope::Depot), Some(Action::Bottom));
     }
 
     #[test]
@@ -352,39 +353,38 @@ mod tests {
 
     #[test]
     fn user_keys_replace_an_actions_keys() {
-        let b = with_user_keys("[global]\nquit = [\"ctrl-q\"]\n[depot]\nmark = [\"m\"]\n").unwrap();
-        let quit = b.iter().find(|b| b.action == Action::Quit).unwrap();
-        assert_eq!(quit.keys, ["ctrl-q"]);
+        let b = Keymap::with_user_keys("[global]\nquit = [\"ctrl-q\"]\n[depot]\nmark = [\"m\"]\n")
+            .unwrap();
+        assert_eq!(b.key_of(Action::Quit, Scope::Depot), Some("ctrl-q"));
+        assert_eq!(b.key_of(Action::Mark, Scope::Depot), Some("m"));
+        let ctrl_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL);
+        assert_eq!(b.action_for(ctrl_q, Scope::Groups), Some(Action::Quit));
         assert!(
-            b.iter()
-                .any(|b| b.action == Action::Mark && b.keys == ["m"])
-        );
-        assert!(
-            with_user_keys("[depot]\nfly = [\"f\"]")
+            Keymap::with_user_keys("[depot]\nfly = [\"f\"]")
                 .unwrap_err()
                 .contains("no action \"fly\"")
         );
         assert!(
-            with_user_keys("[global]\nquit = [\"hyper-x\"]")
+            Keymap::with_user_keys("[global]\nquit = [\"hyper-x\"]")
                 .unwrap_err()
                 .contains("unknown key")
         );
         assert!(
-            with_user_keys("[nowhere]\nquit = [\"q\"]")
+            Keymap::with_user_keys("[nowhere]\nquit = [\"q\"]")
                 .unwrap_err()
                 .contains("unknown table")
         );
         assert!(
-            with_user_keys("[global\n")
+            Keymap::with_user_keys("[global\n")
                 .unwrap_err()
                 .starts_with("line 1")
         );
-        assert_eq!(action_name(Action::FocusDepot), "focus_depot");
+        assert_eq!(from_name::<Action>("focus_depot"), Some(Action::FocusDepot));
     }
 
     #[test]
     fn pane_help_lists_pane_keys_first() {
-        let rows = help(Scope::Depot);
+        let rows = Keymap::default().help(Scope::Depot);
         assert_eq!(rows[0].0, Scope::Depot);
         assert!(rows.iter().any(|r| r.2 == "quit"));
         assert!(!rows.iter().any(|r| r.0 == Scope::Filter));

@@ -113,15 +113,18 @@ pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
         dir.as_ref().map(|d| d.join("themes")).as_deref(),
     )
     .map_err(Failure::Input)?;
-    if let Some(keys) = dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
-        let text = std::fs::read_to_string(&keys)
-            .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
-        let bindings = keymap::with_user_keys(&text)
-            .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
-        keymap::install(bindings);
-    }
+    let keymap = match dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
+        Some(keys) => {
+            let text = std::fs::read_to_string(&keys)
+                .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
+            keymap::Keymap::with_user_keys(&text)
+                .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?
+        }
+        None => keymap::Keymap::default(),
+    };
     profile.adjust(&mut theme);
-    let app = open_app(&lab, theme)?;
+    let mut app = open_app(&lab, theme)?;
+    app.keymap = keymap;
     run(app, lab, profile)
 }
 

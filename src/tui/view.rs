@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::tui::app::App;
-use crate::tui::keymap;
+use crate::tui::keymap::Action;
 use crate::tui::panes;
 use crate::tui::state::{Mode, Pane};
 
@@ -159,42 +159,53 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         (_, Some((message, false))) => Line::styled(message.clone(), theme.ok),
         _ => {
             let mut spans = Vec::new();
-            let hints: &[(&str, &str)] = match app.focus {
+            let hints: &[(&[Action], &str)] = match app.focus {
                 Pane::Depot => &[
-                    ("?", "help"),
-                    ("/", "search"),
-                    ("space", "mark"),
-                    ("s", "resolve"),
-                    ("2", "filters"),
-                    ("q", "quit"),
+                    (&[Action::Help], "help"),
+                    (&[Action::Search], "search"),
+                    (&[Action::Mark], "mark"),
+                    (&[Action::Resolve], "resolve"),
+                    (&[Action::FocusFilter], "filters"),
+                    (&[Action::Quit], "quit"),
                 ],
                 Pane::Filter => &[
-                    ("?", "help"),
-                    ("enter", "use"),
-                    ("e", "edit"),
-                    ("x", "clear"),
-                    ("1", "depot"),
-                    ("q", "quit"),
+                    (&[Action::Help], "help"),
+                    (&[Action::Apply], "use"),
+                    (&[Action::EditFilter], "edit"),
+                    (&[Action::ClearFilter], "clear"),
+                    (&[Action::FocusDepot], "depot"),
+                    (&[Action::Quit], "quit"),
                 ],
                 Pane::Replication => &[
-                    ("?", "help"),
-                    ("j/k", "patch"),
-                    ("R", "retry"),
-                    (":", "command"),
-                    ("4", "groups"),
-                    ("q", "quit"),
+                    (&[Action::Help], "help"),
+                    (&[Action::Down, Action::Up], "patch"),
+                    (&[Action::Replicate], "retry"),
+                    (&[Action::Command], "command"),
+                    (&[Action::FocusGroups], "groups"),
+                    (&[Action::Quit], "quit"),
                 ],
                 Pane::Groups => &[
-                    ("?", "help"),
-                    ("r", "roll out"),
-                    ("p", "pause"),
-                    ("u", "resume"),
-                    ("A", "abort"),
-                    ("b", "roll back"),
+                    (&[Action::Help], "help"),
+                    (&[Action::RolloutStart], "roll out"),
+                    (&[Action::Pause], "pause"),
+                    (&[Action::Resume], "resume"),
+                    (&[Action::Abort], "abort"),
+                    (&[Action::RollbackGroup], "roll back"),
                 ],
             };
-            for (key, what) in hints {
-                spans.push(Span::styled(*key, theme.key));
+            let scope = app.focus.scope();
+            for (actions, what) in hints {
+                // Hints come from the bindings in force, so a rebound key
+                // shows as it is typed; an action left without keys is not
+                // hinted at all.
+                let keys: Vec<&str> = actions
+                    .iter()
+                    .filter_map(|a| app.keymap.key_of(*a, scope))
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                spans.push(Span::styled(keys.join("/"), theme.key));
                 spans.push(Span::raw(format!(" {what}  ")));
             }
             if !app.query.is_empty() {
@@ -242,7 +253,7 @@ fn overlay(app: &App, frame: &mut Frame, area: Rect, title: String, lines: Vec<L
 
 fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
-    let rows = keymap::help(app.focus.scope());
+    let rows = app.keymap.help(app.focus.scope());
     let cell = |keys: &str, what: &str| {
         // 1 + 16 + 19 characters, two a line with 2 between: 74, the inner
         // width of the overlay on an 80-column screen.
