@@ -25,7 +25,8 @@ pub const DEFAULT_NODES: usize = 25;
 /// appliances stand alone.
 pub const MIN_NODES: usize = 23;
 /// Nodes beside the three first clusters and the standalone appliances:
-/// the `legacy` cluster (3) and the offline site `north` (2).
+/// the offline site `north`, with the `legacy` cluster (3) and two
+/// standalone appliances.
 const EXTRA_NODES: usize = 5;
 
 #[derive(Debug, Clone, Copy)]
@@ -584,15 +585,19 @@ pub fn fleet(nodes: usize) -> Fleet {
         });
     }
     // New demo content goes after the nodes scripts already know.
+    // The legacy cluster sits on the offline site: it is patched with
+    // bundles, and has drifted.
     for m in 1..=3 {
-        fleet.nodes.push(member(
+        let mut node = member(
             "legacy",
             1,
             m,
-            "west",
+            "north",
             "internal",
             &["kernel", "appserver"],
-        ));
+        );
+        node.offline = true;
+        fleet.nodes.push(node);
     }
     for n in 1..=2 {
         let id = format!("north-{n}");

@@ -268,7 +268,8 @@ impl App {
             patches.join(" ")
         )];
         let mut dcs: Vec<(String, usize, usize)> = Vec::new();
-        for n in &fleet.nodes {
+        // Offline sites take bundles, not replication.
+        for n in fleet.nodes.iter().filter(|n| !n.offline) {
             let has = patches.iter().all(|p| {
                 self.ops
                     .snapshot
