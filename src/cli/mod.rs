@@ -6,6 +6,7 @@
 mod cluster;
 mod components;
 mod depot;
+mod mirror;
 mod node;
 pub(crate) mod nodes;
 pub(crate) mod offline;

@@ -208,6 +208,7 @@ pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
             },
         ],
         console: Default::default(),
+        depot: Default::default(),
     };
     fs::write(
         lab.config_path(),

@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lab;
 pub mod manifest;
+pub mod mirror;
 pub mod node;
 pub mod offline;
 pub mod ops;
