@@ -80,7 +80,8 @@ pub struct ApplyArgs {
     pub json: bool,
 }
 
-type Opened = Vec<Result<Box<dyn Transport>, String>>;
+/// Each site node's id, and its transport or why it could not be opened.
+type Opened = Vec<(String, Result<Box<dyn Transport>, String>)>;
 
 /// Opens the site's nodes for reading or applying (offline nodes included:
 /// this is the site itself).
@@ -92,7 +93,7 @@ fn open_site(global: &Global, site: &SiteArgs) -> Result<Opened, Failure> {
                 .unwrap_or_else(|| "node".into())
         });
         let t = Local::open(root, &name).map_err(|e| Failure::Failed(e.to_string()))?;
-        return Ok(vec![Ok(Box::new(t) as Box<dyn Transport>)]);
+        return Ok(vec![(name, Ok(Box::new(t) as Box<dyn Transport>))]);
     }
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
@@ -104,13 +105,18 @@ fn open_site(global: &Global, site: &SiteArgs) -> Result<Opened, Failure> {
         .map_err(Failure::Input)?;
     Ok(nodes
         .iter()
-        .map(|n| ops::connect(&lab, n).map_err(|e| e.to_string()))
+        .map(|n| {
+            (
+                n.id.clone(),
+                ops::connect(&lab, n).map_err(|e| e.to_string()),
+            )
+        })
         .collect())
 }
 
 pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
     let mut nodes = Vec::new();
-    for t in open_site(global, &args.site)? {
+    for (_, t) in open_site(global, &args.site)? {
         let mut t = t.map_err(Failure::Failed)?;
         nodes.push(offline::snapshot_node(t.as_mut()).map_err(|e| Failure::Failed(e.to_string()))?);
     }
@@ -181,14 +187,52 @@ pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
     Ok(())
 }
 
+/// One node's line of `apply --json`: `node`, `ok`, and either what was
+/// done (`already`, `installed`, `rebased`, `message`) or `error`.
 #[derive(Debug, Serialize)]
 struct ApplyRow {
     node: String,
     ok: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     applied: Option<Applied>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    already: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installed: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebased: Option<offline::Rebased>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+impl ApplyRow {
+    fn done(a: Applied) -> ApplyRow {
+        ApplyRow {
+            node: a.node.clone(),
+            ok: true,
+            already: Some(a.already),
+            installed: Some(a.installed.clone()),
+            rebased: a.rebased.clone(),
+            message: Some(a.message.clone()),
+            applied: Some(a),
+            error: None,
+        }
+    }
+
+    fn failed(node: String, error: String) -> ApplyRow {
+        ApplyRow {
+            node,
+            ok: false,
+            applied: None,
+            already: None,
+            installed: None,
+            rebased: None,
+            message: None,
+            error: Some(error),
+        }
+    }
 }
 
 pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
@@ -208,14 +252,9 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
         Match::ById
     };
     let mut rows = Vec::new();
-    for t in open_site(global, &args.site)? {
+    for (id, t) in open_site(global, &args.site)? {
         let row = match t {
-            Err(e) => ApplyRow {
-                node: String::new(),
-                ok: false,
-                applied: None,
-                error: Some(e),
-            },
+            Err(e) => ApplyRow::failed(id, e),
             Ok(mut t) => {
                 let node = t.node().to_string();
                 let record = |patch: &str, op: &str, ok: bool, message: &str| {
@@ -226,21 +265,11 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
                 match offline::apply_node(t.as_mut(), &bundle, how, args.rebase, &record) {
                     Ok(a) => {
                         record("-", "apply", true, &a.message);
-                        ApplyRow {
-                            node: node.clone(),
-                            ok: true,
-                            applied: Some(a),
-                            error: None,
-                        }
+                        ApplyRow::done(a)
                     }
                     Err(e) => {
                         record("-", "apply", false, &e.to_string());
-                        ApplyRow {
-                            node: node.clone(),
-                            ok: false,
-                            applied: None,
-                            error: Some(e.to_string()),
-                        }
+                        ApplyRow::failed(node.clone(), e.to_string())
                     }
                 }
             }
