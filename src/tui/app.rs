@@ -318,6 +318,13 @@ impl App {
     }
 
     /// Takes search results; those for an outdated query are dropped.
+    /// Whether keys that act on rows must wait: the rows shown belong to
+    /// an older query than the one typed, and the search box is closed (so
+    /// the key is not part of the query).
+    pub fn rows_pending(&self) -> bool {
+        self.searching && self.mode != Mode::Search
+    }
+
     pub fn search_done(&mut self, generation: u64, hits: Vec<Hit>) -> bool {
         if generation != self.generation {
             return false;

@@ -262,8 +262,11 @@ fn spawn_cli(
                 Ok(())
             });
         }
-        cmd.spawn()
+        let mut child = cmd
+            .spawn()
             .map_err(|e| format!("cannot start {title}: {e}"))?;
+        // Reaped when it ends, so no zombie outlives it while the console runs.
+        std::thread::spawn(move || child.wait());
         return Ok(format!("{title}: started; log {}", path.display()));
     }
     std::thread::spawn(move || {
@@ -289,6 +292,71 @@ fn spawn_cli(
     Ok(String::new())
 }
 
+/// Where the loop goes after an input event.
+enum Flow {
+    Continue,
+    Quit,
+    /// Quit once the `rollout pause` child has answered.
+    QuitAfterPause,
+}
+
+/// The keys an input event stands for. A terminal that delivers Escape and
+/// the next key in one read is decoded as Alt+key; the console binds no
+/// Alt keys, so such a key is the two keys the operator typed (sequences a
+/// VT220 sends, `ESC [ A` and the like, arrive as their own keys).
+fn keys_of(event: Event) -> Vec<crossterm::event::KeyEvent> {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    match event {
+        Event::Key(key) if key.kind == KeyEventKind::Release => Vec::new(),
+        Event::Key(key) if key.modifiers.contains(KeyModifiers::ALT) => vec![
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+            KeyEvent::new(key.code, key.modifiers - KeyModifiers::ALT),
+        ],
+        Event::Key(key) => vec![key],
+        _ => Vec::new(),
+    }
+}
+
+/// Hands one key to the app and starts what it asks for.
+fn press(
+    app: &mut App,
+    key: crossterm::event::KeyEvent,
+    lab: &Lab,
+    search: &std::sync::mpsc::Sender<search::Request>,
+    done_tx: &tokio::sync::mpsc::UnboundedSender<Finished>,
+) -> Flow {
+    match app.handle_key(key) {
+        Effect::Quit => return Flow::Quit,
+        Effect::QuitPausing(id) => {
+            let args = vec!["rollout".into(), "pause".into(), id.to_string()];
+            let _ = spawn_cli(lab, "pause".into(), args, false, done_tx.clone());
+            return Flow::QuitAfterPause;
+        }
+        Effect::Search {
+            generation,
+            query,
+            candidates,
+        } => {
+            let _ = search.send(search::Request {
+                generation,
+                query,
+                candidates,
+            });
+        }
+        Effect::Run {
+            title,
+            args,
+            detached,
+        } => match spawn_cli(lab, title, args, detached, done_tx.clone()) {
+            Ok(note) if !note.is_empty() => app.status = Some((note, false)),
+            Ok(_) => {}
+            Err(e) => app.status = Some((e, true)),
+        },
+        Effect::None => {}
+    }
+    Flow::Continue
+}
+
 async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Profile) -> Outcome {
     use std::time::Instant;
     let (answer_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
@@ -300,6 +368,10 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
     }
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let mut events = EventStream::new();
+    // Keys typed while the rows on screen belong to an older query wait
+    // here, in order, until the newest answer arrives: a key acts on the
+    // rows the operator sees, not on the rows before the search.
+    let mut waiting: std::collections::VecDeque<crossterm::event::KeyEvent> = Default::default();
     // Keys redraw at once; live updates wait for the refresh cap, so a
     // burst of changes costs one frame.
     let mut now_dirty = true;
@@ -320,35 +392,58 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
         } else {
             Duration::from_secs(3600)
         };
+        let mut flow = Flow::Continue;
         tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    match app.handle_key(key) {
-                        Effect::Quit => return Ok(()),
-                        Effect::QuitPausing(id) => {
-                            let _ = spawn_cli(lab, "pause".into(), vec!["rollout".into(), "pause".into(), id.to_string()], false, done_tx.clone());
-                            let _ = done.recv().await;
-                            return Ok(());
+            event = events.next() => {
+                // Everything already typed is handled before the next
+                // frame, so a burst of keys (typeahead, a held key on a
+                // slow line) costs one frame of the final state.
+                let mut next = event;
+                loop {
+                    match next {
+                        Some(Ok(Event::Resize(..))) => {
+                            // Redraw every cell at the new size.
+                            terminal.clear().map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
+                            now_dirty = true;
                         }
-                        Effect::Search { generation, query, candidates } => {
-                            let _ = search.send(search::Request { generation, query, candidates });
+                        Some(Ok(event)) => {
+                            for key in keys_of(event) {
+                                if waiting.is_empty() && !app.rows_pending() {
+                                    flow = press(app, key, lab, &search, &done_tx);
+                                    if !matches!(flow, Flow::Continue) {
+                                        break;
+                                    }
+                                } else {
+                                    waiting.push_back(key);
+                                }
+                                now_dirty = true;
+                            }
                         }
-                        Effect::Run { title, args, detached } => match spawn_cli(lab, title, args, detached, done_tx.clone()) {
-                            Ok(note) if !note.is_empty() => app.status = Some((note, false)),
-                            Ok(_) => {}
-                            Err(e) => app.status = Some((e, true)),
-                        },
-                        Effect::None => {}
+                        Some(Err(e)) => return Err(Failure::Failed(format!("terminal input failed: {e}"))),
+                        None => return Ok(()),
                     }
-                    now_dirty = true;
+                    if !matches!(flow, Flow::Continue) {
+                        break;
+                    }
+                    // Polled with this task's waker (not `now_or_never`'s
+                    // no-op one), so input that arrives later still wakes
+                    // the loop.
+                    match futures::poll!(events.next()) {
+                        std::task::Poll::Ready(more) => next = more,
+                        std::task::Poll::Pending => break,
+                    }
                 }
-                Some(Ok(Event::Resize(..))) => now_dirty = true,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(Failure::Failed(format!("terminal input failed: {e}"))),
-                None => return Ok(()),
-            },
+            }
             Some(answer) = answers.recv() => {
                 now_dirty |= app.search_done(answer.generation, answer.hits);
+                while !app.rows_pending() {
+                    let Some(key) = waiting.pop_front() else { break };
+                    flow = press(app, key, lab, &search, &done_tx);
+                    now_dirty = true;
+                    if !matches!(flow, Flow::Continue) {
+                        break;
+                    }
+                }
             }
             Some(snapshot) = snapshots.recv() => {
                 app.apply_snapshot(snapshot);
@@ -359,6 +454,14 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
                 now_dirty = true;
             }
             _ = tokio::time::sleep(wait) => {}
+        }
+        match flow {
+            Flow::Continue => {}
+            Flow::Quit => return Ok(()),
+            Flow::QuitAfterPause => {
+                let _ = done.recv().await;
+                return Ok(());
+            }
         }
     }
 }

@@ -110,14 +110,17 @@ impl ListCursor {
         self.selected = self.selected.min(len.saturating_sub(1));
     }
 
-    /// Scrolls just enough that the cursor is visible in `height` rows.
-    pub fn scroll(&mut self, height: usize) {
+    /// Scrolls just enough that the cursor is visible in `height` rows of
+    /// a `len`-row list, and never past the end, so a list that grew
+    /// taller (a resized terminal) is filled rather than left with blank rows.
+    pub fn scroll(&mut self, height: usize, len: usize) {
         let height = height.max(1);
         if self.selected < self.offset {
             self.offset = self.selected;
         } else if self.selected >= self.offset + height {
             self.offset = self.selected + 1 - height;
         }
+        self.offset = self.offset.min(len.saturating_sub(height));
     }
 }
 

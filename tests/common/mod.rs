@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: build patch files by hand.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

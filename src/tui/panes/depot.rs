@@ -67,7 +67,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
 
     let height = list.height as usize;
     app.page = height.saturating_sub(1).max(1);
-    app.depot_cursor.scroll(height);
+    app.depot_cursor.scroll(height, app.rows.len());
     let query = if app.query.trim().is_empty() || app.searching {
         None
     } else {

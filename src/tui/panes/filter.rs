@@ -41,7 +41,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     if focused {
         app.page = height.saturating_sub(1).max(1);
     }
-    app.filter_cursor.scroll(height);
+    app.filter_cursor.scroll(height, app.filter_items.len());
     let theme = &app.theme;
     let mut lines = Vec::new();
     for (row, item) in app

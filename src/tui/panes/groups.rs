@@ -34,7 +34,9 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     let [list, body] =
         Layout::vertical([Constraint::Length(cluster_rows), Constraint::Min(1)]).areas(inner);
 
-    app.ops.cluster_cursor.scroll(cluster_rows as usize);
+    app.ops
+        .cluster_cursor
+        .scroll(cluster_rows as usize, app.ops.clusters.len());
     let mut lines = Vec::new();
     for (i, c) in app
         .ops

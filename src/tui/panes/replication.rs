@@ -42,7 +42,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     if focused {
         app.page = rows.saturating_sub(1).max(1);
     }
-    app.ops.repl_cursor.scroll(rows);
+    app.ops.repl_cursor.scroll(rows, progress.len());
     let mut lines = Vec::new();
     if progress.is_empty() {
         lines.push(Line::styled(
