@@ -335,3 +335,64 @@ fn an_apply_aborted_anywhere_ends_before_or_after_and_completes_when_run_again()
         assert_eq!(digest(&lab, "gw-east-1"), after, "point {point}");
     }
 }
+
+#[test]
+fn a_bundle_on_a_cluster_rolls_out_group_by_group_and_honours_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let snap = tmp.path().join("snap.json").display().to_string();
+    let bundle = tmp.path().join("b.bundle").display().to_string();
+    ok(
+        &lab,
+        &[
+            "snapshot",
+            "--nodes",
+            "legacy-1_1,legacy-1_2,legacy-1_3",
+            "-o",
+            &snap,
+        ],
+    );
+    let ids = planned(&lab, &snap, "appserver.cache", &bundle, "legacy-1_1");
+    assert!(!ids.is_empty());
+    // legacy has drifted in ways this bundle does not level.
+    let out = run(&lab, &["apply", &bundle, "--cluster", "legacy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--allow-drift"), "{}", text(&out));
+    let list = json(&ok(&lab, &["list", "--nodes", "legacy-1_1", "--json"]));
+    assert!(
+        !list.to_string().contains(&ids[0]),
+        "nothing staged on a refusal: {list}"
+    );
+
+    let out = ok(
+        &lab,
+        &["apply", &bundle, "--cluster", "legacy", "--allow-drift"],
+    );
+    assert!(text(&out).contains("done"), "{}", text(&out));
+    for member in ["legacy-1_1", "legacy-1_2", "legacy-1_3"] {
+        let list = json(&ok(&lab, &["list", "--nodes", member, "--json"]));
+        for id in &ids {
+            assert!(
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["patch"] == id.as_str() && r["state"] == "applied"),
+                "{id} on {member}: {list}"
+            );
+        }
+    }
+    // A rollout did it, and the allowed drift is in the journal.
+    let status = json(&ok(&lab, &["rollout", "status", "--json"]));
+    assert_eq!(status["cluster"], "legacy", "{status}");
+    let journal = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).unwrap();
+    let allowed: i64 = journal
+        .query_row(
+            "SELECT COUNT(*) FROM journal WHERE op='allow-drift' AND node='legacy'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(allowed, 1);
+    let out = ok(&lab, &["apply", &bundle, "--cluster", "legacy"]);
+    assert!(text(&out).contains("already applied"), "{}", text(&out));
+}

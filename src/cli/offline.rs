@@ -71,8 +71,21 @@ pub struct ApplyArgs {
     /// The bundle prepared for this site.
     #[arg(value_name = "BUNDLE")]
     bundle: PathBuf,
-    #[command(flatten)]
-    site: SiteArgs,
+    /// Comma-separated node ids from the lab's fleet.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', required_unless_present_any = ["root", "cluster"], conflicts_with_all = ["root", "cluster"])]
+    nodes: Option<Vec<String>>,
+    /// A bare node: the root directory it patches.
+    #[arg(long, value_name = "DIR", conflicts_with = "cluster")]
+    root: Option<PathBuf>,
+    /// With --root: the node's name in messages (default: the directory's name).
+    #[arg(long, value_name = "NAME", requires = "root")]
+    name: Option<String>,
+    /// Every member of this cluster, group by group through a rollout.
+    #[arg(long, value_name = "C")]
+    cluster: Option<String>,
+    /// With --cluster: roll out even when the members differ (see `patchdeck drift`).
+    #[arg(long, requires = "cluster")]
+    allow_drift: bool,
     /// On a node changed since its snapshot: re-plan on what it has now.
     #[arg(long)]
     rebase: bool,
@@ -238,7 +251,15 @@ impl ApplyRow {
 pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
     let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
     let lab = global.lab();
-    if args.site.root.is_some() {
+    if let Some(cluster) = &args.cluster {
+        return apply_cluster(global, &args, &bundle, cluster);
+    }
+    let site = SiteArgs {
+        nodes: args.nodes.clone(),
+        root: args.root.clone(),
+        name: args.name.clone(),
+    };
+    if site.root.is_some() {
         // A bare node still gets a journal: the lab's, created if need be.
         std::fs::create_dir_all(&lab.root)
             .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
@@ -246,13 +267,13 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
     let command = format!("apply {}", args.bundle.display());
     let journal =
         Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;
-    let how = if args.site.root.is_some() {
+    let how = if site.root.is_some() {
         Match::ByEnvironment
     } else {
         Match::ById
     };
     let mut rows = Vec::new();
-    for (id, t) in open_site(global, &args.site)? {
+    for (id, t) in open_site(global, &site)? {
         let row = match t {
             Err(e) => ApplyRow::failed(id, e),
             Ok(mut t) => {
@@ -320,4 +341,84 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
             format!("{failed} node(s) could not apply the bundle"),
         ))
     }
+}
+
+/// `apply BUNDLE --cluster C`: every member checked, the drift check, each
+/// member's plan staged from the bundle, then a rollout installs group by
+/// group (journaled like any rollout).
+fn apply_cluster(
+    global: &Global,
+    args: &ApplyArgs,
+    bundle: &offline::Bundle,
+    cluster: &str,
+) -> Outcome {
+    use crate::engine::rollout::{Plan, journal};
+    let lab = global.lab();
+    let fleet = load_fleet(&lab)?;
+    let config = fleet
+        .clusters
+        .iter()
+        .find(|c| c.id == cluster)
+        .ok_or_else(|| Failure::Input(format!("unknown cluster {cluster:?}")))?;
+    let partition =
+        crate::engine::groups::partition(&fleet, cluster, None).map_err(Failure::Input)?;
+    let command = format!("apply {} --cluster {cluster}", args.bundle.display());
+    let journal =
+        Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;
+    let record = |node: &str, patch: &str, op: &str, ok: bool, message: &str| {
+        if let Err(e) = journal.record(node, patch, op, ok, message) {
+            eprintln!("patchdeck: journal: {e}");
+        }
+    };
+    let component = |id: &str| {
+        bundle
+            .patches
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| crate::engine::components::component_of(&p.manifest))
+    };
+    let gate = |ids: &[String]| -> Result<(), String> {
+        match crate::engine::drift::rollout_gate(
+            &lab,
+            &fleet,
+            &component,
+            cluster,
+            ids,
+            args.allow_drift,
+            true,
+        ) {
+            Ok(crate::engine::drift::Gate::Allowed(note)) => {
+                eprintln!("patchdeck: {note}");
+                Ok(())
+            }
+            Ok(crate::engine::drift::Gate::Clear) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let staged = offline::stage_cluster(&lab, &fleet, cluster, bundle, args.rebase, &gate, &record)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    for m in &staged.members {
+        if let Some(rb) = &m.rebased {
+            eprintln!("patchdeck: {}: rebased: {}", m.node, rb.changes.join("; "));
+        }
+    }
+    if staged.ids.is_empty() {
+        println!("cluster {cluster}: already applied on every member");
+        return Ok(());
+    }
+    let plan = Plan::new(config, &partition, &staged.ids, false, false);
+    let conn = crate::engine::console::open(&lab)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    let id = match journal::create(&conn, &plan)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?
+    {
+        Ok(id) => id,
+        Err(existing) => {
+            return Err(Failure::Failed(format!(
+                "cluster {cluster} has unfinished rollout {existing}; resume or abort it first"
+            )));
+        }
+    };
+    drop(conn);
+    super::rollout::execute(&lab, &fleet, id, args.json)
 }

@@ -116,7 +116,11 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     let gate = crate::engine::drift::rollout_gate(
         &lab,
         &fleet,
-        &depot,
+        &|id: &str| {
+            depot
+                .get(id)
+                .map(|p| crate::engine::components::component_of(&p.manifest))
+        },
         &args.cluster,
         &ids,
         args.allow_drift,
@@ -171,7 +175,12 @@ fn describe_state(r: &Rollout) -> String {
 }
 
 /// Runs rollout `id` here, holding its cluster, printing events live.
-fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) -> Outcome {
+pub(crate) fn execute(
+    lab: &Lab,
+    fleet: &crate::engine::fleet::Fleet,
+    id: i64,
+    json: bool,
+) -> Outcome {
     let conn = Mutex::new(console::open(lab).map_err(db_err(lab))?);
     let cluster = {
         let c = conn

@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::engine::components::{component_of, components_of};
-use crate::engine::depot::Depot;
+use crate::engine::components::components_of;
 use crate::engine::fleet::Fleet;
 use crate::engine::inventory::Inventory;
 use crate::engine::journal::Journal;
@@ -258,12 +257,13 @@ pub enum Gate {
 /// on the same release). Refuses a drifted cluster unless `allow`; drift
 /// made only of members already having some of `patches` (the rollout's
 /// patch ids, resolved) does not block. With `allow` and `record`, the
-/// journal records that the drift was allowed. Members that cannot be read
+/// journal records that the drift was allowed. `component_of_patch`
+/// names the component a patch id is for (from the depot or a bundle). Members that cannot be read
 /// are left to the rollout's own preflight. Errors: [`DriftError`].
 pub fn rollout_gate(
     lab: &Lab,
     fleet: &Fleet,
-    depot: &Depot,
+    component_of_patch: &dyn Fn(&str) -> Option<String>,
     cluster: &str,
     patches: &[String],
     allow: bool,
@@ -283,8 +283,7 @@ pub fn rollout_gate(
             .filter_map(Result::ok)
             .collect();
     let report = compare(cluster, &invs);
-    let component = |id: &str| depot.get(id).map(|p| component_of(&p.manifest));
-    let blocking = blocking(&report, &invs, patches, &component);
+    let blocking = blocking(&report, &invs, patches, component_of_patch);
     if blocking.is_empty() {
         return Ok(Gate::Clear);
     }

@@ -61,6 +61,53 @@ pub fn apply_node(
     rebase: bool,
     record: Record,
 ) -> Result<Applied, OfflineError> {
+    let checked = check_node(t, bundle, how, rebase)?;
+    if checked.already {
+        return Ok(Applied {
+            node: checked.node,
+            already: true,
+            installed: Vec::new(),
+            rebased: None,
+            message: checked.message,
+        });
+    }
+    let installed = install_plan(t, bundle, &checked.plan, record)?;
+    let message = if installed.is_empty() {
+        "already applied: nothing left to install".to_string()
+    } else {
+        format!("installed {}", installed.join(" "))
+    };
+    Ok(Applied {
+        node: checked.node,
+        already: installed.is_empty(),
+        installed,
+        rebased: checked.rebased,
+        message,
+    })
+}
+
+/// A node checked against a bundle: what is left to install on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub node: String,
+    /// Every planned patch is installed already.
+    pub already: bool,
+    /// The plan to run, in order (after `--rebase` when it re-planned).
+    pub plan: Vec<String>,
+    pub rebased: Option<Rebased>,
+    pub message: String,
+}
+
+/// The checks of [`apply_node`] without changing anything: the node and
+/// its environment match the bundle, and the snapshot still holds (or,
+/// with `rebase`, the plan resolved again on what the node has now).
+/// Errors: [`OfflineError`].
+pub fn check_node(
+    t: &mut dyn Transport,
+    bundle: &Bundle,
+    how: Match,
+    rebase: bool,
+) -> Result<Checked, OfflineError> {
     let prepared = &bundle.prepared;
     let env = t.environment()?;
     let node = t.node().to_string();
@@ -123,10 +170,10 @@ pub fn apply_node(
         } else {
             format!("already applied: {} installed here", ids.join(" "))
         };
-        return Ok(Applied {
+        return Ok(Checked {
             node,
             already: true,
-            installed: Vec::new(),
+            plan: ids,
             rebased: None,
             message,
         });
@@ -176,21 +223,28 @@ pub fn apply_node(
         fresh
     };
 
+    Ok(Checked {
+        node,
+        already: false,
+        plan,
+        rebased,
+        message: String::new(),
+    })
+}
+
+/// Stages (from the bundle) and installs each patch of `plan` the node
+/// does not have yet, in order, recording every step. Returns what it
+/// installed. Errors: the first stage or install that fails.
+pub fn install_plan(
+    t: &mut dyn Transport,
+    bundle: &Bundle,
+    plan: &[String],
+    record: Record,
+) -> Result<Vec<String>, OfflineError> {
     let mut installed = Vec::new();
-    for id in &plan {
-        let state = t.inventory()?.state(id);
-        if state.is_installed() {
+    for id in plan {
+        if !stage_one(t, bundle, id, record)? {
             continue;
-        }
-        if state != PatchState::Staged {
-            let file = bundle.patch_file(id);
-            match t.stage(id, &file, &mut |_, _| {}) {
-                Ok(r) => record(id, "stage", true, &r.message),
-                Err(e) => {
-                    record(id, "stage", false, &e.message);
-                    return Err(e.into());
-                }
-            }
         }
         match t.install(id, true) {
             Ok(r) => {
@@ -203,16 +257,42 @@ pub fn apply_node(
             }
         }
     }
-    let message = if installed.is_empty() {
-        "already applied: nothing left to install".to_string()
-    } else {
-        format!("installed {}", installed.join(" "))
-    };
-    Ok(Applied {
-        node,
-        already: installed.is_empty(),
-        installed,
-        rebased,
-        message,
-    })
+    Ok(installed)
+}
+
+/// Stages each patch of `plan` the node has neither staged nor installed,
+/// from the bundle (for a rollout to install). Errors: a failed stage.
+pub fn stage_plan(
+    t: &mut dyn Transport,
+    bundle: &Bundle,
+    plan: &[String],
+    record: Record,
+) -> Result<(), OfflineError> {
+    for id in plan {
+        stage_one(t, bundle, id, record)?;
+    }
+    Ok(())
+}
+
+/// Stages `id` unless the node has it; false when it is installed already.
+fn stage_one(
+    t: &mut dyn Transport,
+    bundle: &Bundle,
+    id: &str,
+    record: Record,
+) -> Result<bool, OfflineError> {
+    let state = t.inventory()?.state(id);
+    if state.is_installed() {
+        return Ok(false);
+    }
+    if state != PatchState::Staged {
+        match t.stage(id, &bundle.patch_file(id), &mut |_, _| {}) {
+            Ok(r) => record(id, "stage", true, &r.message),
+            Err(e) => {
+                record(id, "stage", false, &e.message);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(true)
 }

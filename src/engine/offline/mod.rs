@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod bundle;
+pub mod cluster;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,11 +25,14 @@ use crate::engine::node::NodeError;
 use crate::engine::node::environment::Environment;
 use crate::engine::transport::Transport;
 
-pub use apply::{Applied, Match, Rebased, apply_node};
+pub use apply::{
+    Applied, Checked, Match, Rebased, apply_node, check_node, install_plan, stage_plan,
+};
 pub use bundle::{
     Bundle, NodePlan, Planned, Prepared, SelectionRequest, plan_for, prepare, read_bundle,
     write_bundle,
 };
+pub use cluster::{ClusterStaged, stage_cluster};
 
 /// The `format` field of a snapshot file.
 pub const SNAPSHOT_FORMAT: &str = "patchdeck-snapshot";
@@ -60,6 +64,9 @@ pub enum OfflineError {
     /// The node is another environment than the one the snapshot was taken in.
     #[error("{0}")]
     WrongEnvironment(Box<EnvMismatch>),
+    /// The cluster may not take the bundle now (e.g. it has drifted).
+    #[error("{0}")]
+    Refused(String),
     /// The node changed since the snapshot (outside this bundle's plan).
     #[error(
         "node {node} has changed since the snapshot was taken ({taken_at}): {}; take a new \
