@@ -291,6 +291,12 @@ impl App {
                 total - has
             ));
         }
+        let offline = fleet.nodes.iter().filter(|n| n.offline).count();
+        if offline > 0 {
+            lines.push(format!(
+                "  {offline} offline node(s) left out: patch them with snapshot, prepare, apply"
+            ));
+        }
         lines
             .push("Only what is missing is copied; failed copies are retried with backoff.".into());
         lines.push(String::new());
