@@ -176,10 +176,12 @@ fn init_terminal(profile: &Profile) -> std::io::Result<Term> {
     SERIAL.store(profile.serial, std::sync::atomic::Ordering::SeqCst);
     crossterm::terminal::enable_raw_mode()?;
     let backend = if profile.serial {
-        term::ConsoleBackend::Serial(term::SerialBackend::new(std::io::stdout(), None))
+        term::ConsoleBackend::Serial(term::SerialBackend::new(term::MeteredStdout::new(), None))
     } else {
         crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
-        term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+        term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(
+            term::MeteredStdout::new(),
+        ))
     };
     let mut terminal = ratatui::Terminal::new(backend)?;
     if profile.serial {
@@ -377,18 +379,38 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
     let mut now_dirty = true;
     let mut live_dirty = false;
     let mut last_draw = Instant::now() - profile.refresh;
+    // A frame is not drawn while the line is still carrying the previous
+    // one: keys that arrive meanwhile change the state, and the next frame
+    // shows where they led. On a 9600-baud line, holding a key down then
+    // costs a frame per line-time, and the screen settles one frame after
+    // the last key instead of after a backlog of stale frames.
+    let line_speed = term::line_bytes_per_second();
+    let mut line_free_at = Instant::now();
+    let mut written = term::MeteredStdout::written();
     loop {
         let due = live_dirty && last_draw.elapsed() >= profile.refresh;
-        if now_dirty || due {
+        let line_free = Instant::now() >= line_free_at;
+        if (now_dirty || due) && line_free {
             terminal
                 .draw(|frame| view::render(app, frame))
                 .map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
             now_dirty = false;
             live_dirty = false;
             last_draw = Instant::now();
+            let total = term::MeteredStdout::written();
+            if let Some(speed) = line_speed {
+                let bytes = total.saturating_sub(written) as f64;
+                line_free_at = last_draw + Duration::from_secs_f64(bytes / speed);
+            }
+            written = total;
         }
-        let wait = if live_dirty {
-            profile.refresh.saturating_sub(last_draw.elapsed())
+        let wait = if now_dirty {
+            line_free_at.saturating_duration_since(Instant::now())
+        } else if live_dirty {
+            profile
+                .refresh
+                .saturating_sub(last_draw.elapsed())
+                .max(line_free_at.saturating_duration_since(Instant::now()))
         } else {
             Duration::from_secs(3600)
         };

@@ -999,12 +999,79 @@ impl<W: Write> Backend for SerialBackend<W> {
     }
 }
 
+/// Bytes the console has written to standard output (one per process, as
+/// standard output is).
+static STDOUT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Standard output, counting the bytes written, so the event loop knows
+/// how long the line needs to carry a frame.
+#[derive(Debug)]
+pub struct MeteredStdout {
+    out: io::Stdout,
+}
+
+impl MeteredStdout {
+    pub fn new() -> MeteredStdout {
+        MeteredStdout { out: io::stdout() }
+    }
+
+    /// Bytes written through any `MeteredStdout` so far.
+    pub fn written() -> u64 {
+        STDOUT_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Default for MeteredStdout {
+    fn default() -> MeteredStdout {
+        MeteredStdout::new()
+    }
+}
+
+impl Write for MeteredStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        STDOUT_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The output speed of the terminal on standard output, in bytes a second
+/// (a character is 10 bits on an asynchronous line: start, 8 data, stop);
+/// `None` when it is not a terminal or reports no speed.
+pub fn line_bytes_per_second() -> Option<f64> {
+    // SAFETY: tcgetattr writes into the zeroed struct we own; fd 1 is only read.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(1, &mut t) } != 0 {
+        return None;
+    }
+    // SAFETY: reads the speed field of the struct filled above.
+    let speed = unsafe { libc::cfgetospeed(&t) };
+    let baud = match speed {
+        libc::B300 => 300,
+        libc::B1200 => 1200,
+        libc::B2400 => 2400,
+        libc::B4800 => 4800,
+        libc::B9600 => 9600,
+        libc::B19200 => 19200,
+        libc::B38400 => 38400,
+        libc::B57600 => 57600,
+        libc::B115200 => 115200,
+        libc::B230400 => 230400,
+        _ => return None,
+    };
+    Some(baud as f64 / 10.0)
+}
+
 /// The console's backend: crossterm for the default profile, the VT220
 /// backend for the serial profile. Both take their size from
 /// [`tty_size`], so a terminal reporting 0x0 gets a usable screen.
 pub enum ConsoleBackend {
-    Plain(CrosstermBackend<io::Stdout>),
-    Serial(SerialBackend<io::Stdout>),
+    Plain(CrosstermBackend<MeteredStdout>),
+    Serial(SerialBackend<MeteredStdout>),
 }
 
 macro_rules! each {
