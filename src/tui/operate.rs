@@ -117,6 +117,10 @@ impl App {
         };
     }
 
+    pub(crate) fn open_dialog(&mut self, dialog: Dialog) -> Effect {
+        self.open(dialog)
+    }
+
     fn open(&mut self, dialog: Dialog) -> Effect {
         self.ops.dialog = Some(dialog);
         self.mode = Mode::Dialog;
@@ -172,6 +176,13 @@ impl App {
                     .find(|(c, _, _)| key.code == KeyCode::Char(*c))
                     .map(|(_, _, e)| e.clone());
                 match pick {
+                    Some(Effect::Mark(ids)) => {
+                        close(self);
+                        let n = ids.len();
+                        self.marks.extend(ids);
+                        self.status = Some((format!("marked {n} patch(es)"), false));
+                        Effect::None
+                    }
                     Some(effect) => {
                         close(self);
                         effect
