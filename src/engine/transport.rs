@@ -27,7 +27,15 @@ pub trait Transport: Send {
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
     /// The node's environment identity (created once in its store).
-    fn environment(&mut self) -> Result<Environment, NodeError>;
+    /// Transports that cannot tell refuse, so an offline bundle is never
+    /// applied to a node whose identity is unknown.
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        Err(NodeError {
+            node: self.node().to_string(),
+            kind: crate::engine::node::ErrorKind::Refused,
+            message: "this transport cannot report the node's environment id".into(),
+        })
+    }
 }
 
 /// A node whose root is a directory on this machine, driven in-process.
