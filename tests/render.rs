@@ -370,6 +370,36 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
 }
 
 #[test]
+fn groups_pane_keeps_the_newest_events_when_member_lines_wrap() {
+    let mut c = console_with_operations();
+    for n in 1..=40 {
+        c.app.ops.push_log(format!("event number {n}"));
+    }
+    c.keys("4");
+    let screen = c.screen(80, 24);
+    // The edge cluster's groups wrap their member lists at 80 columns.
+    assert!(screen.contains("edge-1_4"), "{screen}");
+    assert!(screen.contains("event number 40"), "{screen}");
+    assert!(!screen.contains("event number 1 "), "{screen}");
+}
+
+#[test]
+fn command_line_refuses_verbs_that_rewrite_the_lab() {
+    let mut c = console();
+    for line in ["demo --force", "demo --lab /tmp/x --force", "node --root /"] {
+        c.keys(":");
+        c.keys(line);
+        let effect = c
+            .app
+            .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(effect, patchdeck::tui::state::Effect::None, "{line}");
+        let screen = c.screen(80, 24);
+        assert!(screen.contains("inside the console"), "{screen}");
+        c.key(KeyCode::Esc);
+    }
+}
+
+#[test]
 fn command_line_previews_an_install_with_order_skips_and_restarts() {
     let mut c = console_with_operations();
     let kernel = c.app.ops.snapshot.replication[0].patch.clone();

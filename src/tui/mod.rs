@@ -142,11 +142,7 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     let config = lab.config().map_err(Failure::Input)?;
     let depot = open_depot(&lab.depot_dir())?;
-    let name = lab
-        .root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| lab.root.display().to_string());
+    let name = lab_name(&lab.root, std::env::current_dir().ok().as_deref());
     let mut app = App::new(name, depot, &config, theme);
     if lab.fleet_path().is_file() {
         let fleet = crate::engine::fleet::Fleet::load(&lab.fleet_path())
@@ -154,6 +150,26 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
         app.ops = state::OpsState::new(lab.clone(), fleet);
     }
     Ok(app)
+}
+
+/// How the header names a lab: its path relative to the working directory
+/// when it lies below it (`demo-lab`), else its path with the home
+/// directory shortened to `~` (`~/.local/share/patchdeck/lab`). The default
+/// lab's directory is called `lab`, so its last component alone says nothing.
+pub fn lab_name(root: &std::path::Path, cwd: Option<&std::path::Path>) -> String {
+    if let Some(rel) = cwd
+        .filter(|c| c.parent().is_some())
+        .and_then(|c| root.strip_prefix(c).ok())
+        && !rel.as_os_str().is_empty()
+    {
+        return rel.display().to_string();
+    }
+    if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
+        && let Ok(rel) = root.strip_prefix(&home)
+    {
+        return format!("~/{}", rel.display());
+    }
+    root.display().to_string()
 }
 
 type Term = ratatui::Terminal<term::ConsoleBackend>;
@@ -485,6 +501,32 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
                 let _ = done.recv().await;
                 return Ok(());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lab_name;
+    use std::path::Path;
+
+    #[test]
+    fn the_header_names_a_lab_by_a_path_that_says_something() {
+        let cwd = Path::new("/srv/ops");
+        assert_eq!(
+            lab_name(Path::new("/srv/ops/demo-lab"), Some(cwd)),
+            "demo-lab"
+        );
+        assert_eq!(
+            lab_name(Path::new("/srv/other/lab"), Some(cwd)),
+            "/srv/other/lab"
+        );
+        if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) {
+            let default = home.join(".local/share/patchdeck/lab");
+            assert_eq!(
+                lab_name(&default, Some(Path::new("/"))),
+                "~/.local/share/patchdeck/lab"
+            );
         }
     }
 }

@@ -541,6 +541,22 @@ impl App {
     fn command_dialog(&mut self, line: &str) -> Effect {
         let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         let verb = args.first().cloned().unwrap_or_default();
+        // Verbs that rewrite the lab under the running console (its fleet,
+        // nodes and journal would no longer be what it shows), or that
+        // serve a protocol on stdio, are not for the command line here.
+        if let Some(why) = match verb.as_str() {
+            "demo" => Some("rewrites the lab (fleet, nodes and journal) under this console"),
+            "node" => Some("serves the node protocol on standard input and output"),
+            _ => None,
+        } {
+            return self.open(Dialog::info(
+                format!(" {verb} "),
+                vec![
+                    format!("`{verb}` {why}: it does not run inside the console."),
+                    format!("Quit the console (q) and run `patchdeck {line}` from a shell."),
+                ],
+            ));
+        }
         let changes = matches!(
             verb.as_str(),
             "stage" | "install" | "rollback" | "commit" | "remove" | "replicate" | "rollout"

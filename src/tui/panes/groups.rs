@@ -163,7 +163,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             spans.push(Span::raw(" "));
             spans.push(Span::styled(format!("{m}:{state}"), style));
         }
-        lines.push(wrap_spans(spans, width));
+        lines.extend(wrap_spans(spans, width));
     }
     let room = (body.height as usize).saturating_sub(lines.len() + 1);
     if room > 0 && !app.ops.log.is_empty() {
@@ -187,8 +187,30 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     );
 }
 
-fn wrap_spans(spans: Vec<Span<'static>>, _width: usize) -> Line<'static> {
-    Line::from(spans)
+/// Breaks a line of spans into lines of at most `width` columns, at span
+/// boundaries (a member's `id:state` is never split), dropping the space
+/// span that would start a continuation line. Wrapping here rather than in
+/// the paragraph lets the pane count the rows it has left for events.
+fn wrap_spans(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let mut current: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let w = span.width();
+        if used + w > width && !current.is_empty() {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
+            if span.content.trim().is_empty() {
+                continue;
+            }
+        }
+        used += w;
+        current.push(span);
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines
 }
 
 /// `12s`, `3m05s`: since the rollout began (to its last update when it stopped).
