@@ -75,3 +75,58 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Outcome {
     println!("{text}");
     Ok(())
 }
+
+/// Where log lines go.
+pub enum LogTo {
+    /// Standard error: the verbs (their answers are on standard output).
+    Stderr,
+    /// A file, appended to: the console, whose screen is standard output.
+    File(std::path::PathBuf),
+}
+
+/// Sets up logging once for the process. `level` is `--log-level`
+/// (off, error, warn, info, debug or trace);
+/// `RUST_LOG`, when set, wins; else `default`. Errors: a level that is not
+/// a valid directive (bad input), a log file that cannot be opened.
+pub fn init_logging(level: Option<&str>, default: &str, to: LogTo) -> Result<(), Failure> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()) {
+        Some(env) => {
+            EnvFilter::try_new(&env).map_err(|e| Failure::Input(format!("RUST_LOG={env}: {e}")))?
+        }
+        None => {
+            let wanted = level.unwrap_or(default).to_ascii_lowercase();
+            if !["off", "error", "warn", "info", "debug", "trace"].contains(&wanted.as_str()) {
+                return Err(Failure::Input(format!(
+                    "--log-level {wanted}: not a level; use off, error, warn, info, debug or trace"
+                )));
+            }
+            EnvFilter::new(wanted)
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match to {
+        LogTo::Stderr => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogTo::File(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init()
+        }
+    };
+    Ok(())
+}

@@ -1,5 +1,6 @@
 use clap::Parser;
 use patchdeck::cli::Cli;
+use patchdeck::front::{LogTo, init_logging};
 use patchdeck::tui::ConsoleOptions;
 
 fn main() -> std::process::ExitCode {
@@ -11,6 +12,19 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     let json = cli.json();
+    let level = cli.global.log_level.clone();
+    let logging = match &cli.command {
+        None => LogTo::File(cli.global.lab().root.join("logs").join("console.log")),
+        Some(_) => LogTo::Stderr,
+    };
+    // A node logs its recoveries, which the operator wants to see.
+    let default = match &cli.command {
+        Some(patchdeck::cli::Command::Node(_)) => "info",
+        _ => "warn",
+    };
+    if let Err(failure) = init_logging(level.as_deref(), default, logging) {
+        return patchdeck::front::exit(Err(failure), json);
+    }
     let outcome = match cli.command {
         None => {
             let lab = cli.global.lab();

@@ -12,6 +12,7 @@ pub(crate) mod nodes;
 pub(crate) mod offline;
 mod rollout;
 mod select;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,11 @@ pub struct Global {
     /// For commands that only read a depot: use this depot directory instead of the lab's.
     #[arg(long, global = true, value_name = "DIR")]
     pub depot: Option<PathBuf>,
+    /// What goes to the log: off, error, warn, info, debug or trace
+    /// (default warn; RUST_LOG, when set, wins). Verbs log to standard
+    /// error; the console logs to LAB/logs/console.log.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
     #[command(flatten)]
     pub console: ConsoleArgs,
 }
@@ -106,6 +112,10 @@ pub enum Command {
     Prepare(offline::PrepareArgs),
     /// On the site: check a bundle and install it (crash safe, journaled).
     Apply(offline::ApplyArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(shell::CompletionsArgs),
+    /// Write the manual pages (roff) to standard output or a directory.
+    Man(shell::ManArgs),
 }
 
 impl Cli {
@@ -140,6 +150,8 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Snapshot(args) => offline::snapshot(global, args),
         Command::Prepare(args) => offline::prepare(global, args),
         Command::Apply(args) => offline::apply(global, args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 
@@ -160,13 +172,13 @@ impl Command {
             | Command::Commit(a)
             | Command::Remove(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
-            Command::Node(_) => false,
             Command::Components(a) => a.json,
             Command::Updates(a) => a.json,
             Command::Drift(a) => a.json,
             Command::Snapshot(a) => a.json,
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
+            Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }

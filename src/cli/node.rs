@@ -32,12 +32,8 @@ pub fn run(args: NodeArgs) -> Outcome {
         Some(name) => name,
         None => default_name(&args.root),
     };
-    // Recovery and other engine logs go to stderr, never among the answers.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
+    // Recovery and other engine logs go to stderr (see front::init_logging),
+    // never among the answers on stdout.
     protocol::serve(&args.root, &name, io::stdin().lock(), io::stdout().lock())
         .map_err(|e| Failure::Failed(format!("node {name}: {e}")))
 }
