@@ -396,3 +396,49 @@ fn a_bundle_on_a_cluster_rolls_out_group_by_group_and_honours_drift() {
     let out = ok(&lab, &["apply", &bundle, "--cluster", "legacy"]);
     assert!(text(&out).contains("already applied"), "{}", text(&out));
 }
+
+#[test]
+fn kill_9_during_apply_ends_before_or_after_and_apply_again_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let snap = tmp.path().join("snap.json").display().to_string();
+    let bundle = tmp.path().join("b.bundle").display().to_string();
+    ok(
+        &lab,
+        &["snapshot", "--nodes", "gw-east-1,gw-west-1", "-o", &snap],
+    );
+    assert!(!planned(&lab, &snap, "gateway.core", &bundle, "gw-east-1").is_empty());
+    ok(&lab, &["apply", &bundle, "--nodes", "gw-west-1"]);
+    let after = digest(&lab, "gw-west-1");
+    let staged = root(&lab, "gw-east-1").join("var/lib/patchdeck/staged");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("patchdeck"))
+        .env_remove("PATCHDECK_LAB")
+        .args(["apply", &bundle, "--nodes", "gw-east-1", "--lab", &lab])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has begun changing the node (or has ended).
+    loop {
+        let begun = std::fs::read_dir(&staged)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false);
+        if begun || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    // SAFETY: the pid is our own child's.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let node = Node::open(&root(&lab, "gw-east-1"), "gw-east-1").unwrap();
+    assert!(
+        node.verify().unwrap().is_empty(),
+        "files agree with the database"
+    );
+    drop(node);
+    ok(&lab, &["apply", &bundle, "--nodes", "gw-east-1"]);
+    assert_eq!(digest(&lab, "gw-east-1"), after);
+}
