@@ -64,6 +64,7 @@ fn no_progress() -> impl FnMut(u64, u64) {
 pub fn suite(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     install_and_rollback_restore_byte_for_byte(open);
     supersession_and_commit(open);
+    a_requirement_is_met_through_a_chain_the_console_knows(open);
     refusals_name_state_and_remedy(open);
     prerequisites_and_base_version(open);
     no_save_goes_straight_to_committed(open);
@@ -147,6 +148,64 @@ fn install_and_rollback_restore_byte_for_byte(open: &dyn Fn(&Path) -> Box<dyn Tr
     assert!(!root.join("var/lib/patchdeck/staged/GW_1.patch").exists());
 }
 
+/// One rule for requirements, on the node: GW_3 supersedes GW_1 through
+/// GW_2, which the node never holds; the console's edges tell it so.
+fn a_requirement_is_met_through_a_chain_the_console_knows(
+    open: &dyn Fn(&Path) -> Box<dyn Transport>,
+) {
+    use patchdeck::engine::requirement::Supersession;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = node_root(tmp.path());
+    let patches = Patches::new(tmp.path());
+    let top = write_patch(
+        &patches.dir,
+        "GW_3",
+        &manifest("GW_3", "supersedes = [\"GW_2\"]"),
+        &[("opt/gw/three", b"3")],
+    );
+    let needs = write_patch(
+        &patches.dir,
+        "GW_9",
+        &manifest("GW_9", "requires = [\"GW_1\"]"),
+        &[("opt/gw/nine", b"9")],
+    );
+    let mut t = open(&root);
+    t.stage("GW_3", &top, &mut no_progress()).unwrap();
+    t.stage("GW_9", &needs, &mut no_progress()).unwrap();
+    t.install("GW_3", true).unwrap();
+    // Without the console's knowledge the chain is broken at GW_2.
+    let e = t.install("GW_9", true).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    let mut known = Supersession::default();
+    known.add("GW_3", ["GW_2"]);
+    known.add("GW_2", ["GW_1"]);
+    t.install_with("GW_9", true, &known).unwrap();
+    // The node keeps what it learnt: GW_3 cannot go from under GW_9.
+    let e = t.rollback("GW_3").unwrap_err();
+    assert!(
+        e.message.contains("GW_9") && e.message.contains("GW_1"),
+        "{e}"
+    );
+    assert!(t.verify().unwrap().is_empty());
+    // The same answer before an uninstall starts: alone GW_3 cannot go,
+    // with GW_9 it can.
+    let blocked = t.removal_blocked(&["GW_3".to_string()]).unwrap();
+    assert_eq!(
+        blocked
+            .iter()
+            .map(|d| (d.dependent.as_str(), d.requirement.as_str()))
+            .collect::<Vec<_>>(),
+        [("GW_9", "GW_1")]
+    );
+    assert!(
+        t.removal_blocked(&["GW_3".to_string(), "GW_9".to_string()])
+            .unwrap()
+            .is_empty()
+    );
+    t.rollback("GW_9").unwrap();
+    t.rollback("GW_3").unwrap();
+}
+
 fn supersession_and_commit(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = node_root(tmp.path());
@@ -176,7 +235,7 @@ fn supersession_and_commit(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     let e = t.rollback("GW_1").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused);
     assert!(
-        e.message.contains("superseded by GW_2") && e.message.contains("roll that one back first"),
+        e.message.contains("superseded by GW_2") && e.message.contains("roll back GW_2 first"),
         "{e}"
     );
 
@@ -199,6 +258,15 @@ fn supersession_and_commit(open: &dyn Fn(&Path) -> Box<dyn Transport>) {
     assert!(!root.join("var/lib/patchdeck/save/GW_2").exists());
     let e = t.rollback("GW_2").unwrap_err();
     assert!(e.message.contains("committed"), "{e}");
+    // Committed together with its superseder: no advice to roll back what
+    // cannot be, and the state says both.
+    let e = t.rollback("GW_1").unwrap_err();
+    assert!(
+        e.message.contains("superseded, committed")
+            && e.message.contains("install a patch that supersedes GW_2")
+            && !e.message.contains("roll back GW_2"),
+        "{e}"
+    );
 }
 
 fn refusals_name_state_and_remedy(open: &dyn Fn(&Path) -> Box<dyn Transport>) {

@@ -131,22 +131,36 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         &lab,
         &std::env::args().collect::<Vec<_>>().join(" "),
     )
-    .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    .map_err(|e| Failure::Failed(e.to_string()))?;
+    // Intents before any node is touched: a journal that cannot take them
+    // stops the command with nothing done.
+    let mut intents = Vec::new();
+    for n in &nodes {
+        intents.push(
+            journal
+                .intend(&n.id, &ids.join(","), "replicate")
+                .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?,
+        );
+    }
     let journal = std::sync::Mutex::new(journal);
+    let journal_failure = std::sync::Mutex::new(None::<String>);
     let total = ids.len() * nodes.len();
     let counts = std::sync::Mutex::new((0usize, 0usize));
     let bar = args.wait && !args.json && std::io::stderr().is_terminal();
     let lines = args.wait && args.json;
     let seen = |e: &replicate::Event| {
         if matches!(e.status, Status::Verified | Status::Failed) {
-            if let Ok(j) = journal.lock() {
-                let _ = j.record(
+            if let Ok(j) = journal.lock()
+                && let Err(err) = j.record(
                     &e.node,
                     &e.patch,
                     "replicate",
                     e.status == Status::Verified,
                     &e.reason,
-                );
+                )
+                && let Ok(mut f) = journal_failure.lock()
+            {
+                f.get_or_insert(err.to_string());
             }
             if let Ok(mut c) = counts.lock() {
                 if e.status == Status::Verified {
@@ -187,6 +201,20 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
     if bar {
         eprintln!();
+    }
+    let settled = journal
+        .lock()
+        .map_err(|_| "a journal writer panicked".to_string())
+        .and_then(|j| j.settle(&intents).map_err(|e| e.to_string()));
+    let unrecorded = journal_failure
+        .into_inner()
+        .ok()
+        .flatten()
+        .or(settled.err());
+    if let Some(e) = unrecorded {
+        return Err(Failure::Failed(format!(
+            "the copies were made, but the journal could not record them: {e}"
+        )));
     }
     if lines {
         println!("{}", serde_json::json!({ "progress": progress }));

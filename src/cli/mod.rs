@@ -6,6 +6,7 @@
 mod cluster;
 mod components;
 mod depot;
+mod history;
 mod mirror;
 mod node;
 pub(crate) mod nodes;
@@ -116,6 +117,8 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// Write the manual pages (roff) to standard output or a directory.
     Man(shell::ManArgs),
+    /// The lab's journal: every change to a node, who made it and from where.
+    History(history::HistoryArgs),
 }
 
 impl Cli {
@@ -152,6 +155,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Apply(args) => offline::apply(global, args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
+        Command::History(args) => history::run(global, args),
     }
 }
 
@@ -179,6 +183,7 @@ impl Command {
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::History(a) => a.json,
         }
     }
 }

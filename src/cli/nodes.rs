@@ -6,9 +6,10 @@ use serde::Serialize;
 
 use super::{Failure, Global, Outcome, open_depot, print_json};
 use crate::engine::fleet::{Fleet, Targets};
-use crate::engine::journal::Journal;
+use crate::engine::guard;
+use crate::engine::journal::{self, Journal};
 use crate::engine::lab::Lab;
-use crate::engine::node::{Listed, Node, STORE_DIR};
+use crate::engine::node::{Listed, Node, STORE_DIR, listed_state};
 use crate::engine::ops::{self, Job, Op};
 
 /// Which nodes: `--nodes a,b`, `--cluster C`, `--org O`, optionally `--dc D|all`.
@@ -62,6 +63,13 @@ pub struct OpArgs {
     /// Nodes worked on at once.
     #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
     parallel: usize,
+    /// Install, rollback, remove: allow several members of one cluster at
+    /// once (normally refused: use `rollout start`). Needs --reason.
+    #[arg(long, requires = "reason")]
+    all_at_once: bool,
+    /// Why --all-at-once is needed; journaled.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -191,17 +199,48 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             }
         }
     }
+    // Cluster guards: decided in the engine, the same for every front end.
+    if op != Op::Stage {
+        let conn = crate::engine::console::open(&lab)
+            .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+        guard::rollout_holds(&conn, op, &nodes).map_err(|e| Failure::Failed(e.to_string()))?;
+    }
+    let override_reason = match (args.all_at_once, args.reason.as_deref()) {
+        (true, Some(r)) if !r.trim().is_empty() => Some(r.trim().to_string()),
+        (true, _) => {
+            return Err(Failure::Input(
+                "--all-at-once needs --reason TEXT, which is journaled".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(Failure::Input("--reason goes with --all-at-once".into()));
+        }
+        (false, None) => None,
+    };
+    if override_reason.is_none() {
+        guard::never_all_at_once(op, &args.patches, &nodes, &depot)
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let journal = Journal::open(&lab, &command)
-        .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
     let journal = std::sync::Mutex::new(journal);
+    // A change that cannot be journaled is a failure, not a warning.
+    let journal_failures = std::sync::Mutex::new(Vec::<String>::new());
+    let write = |f: &dyn Fn(&Journal) -> Result<(), crate::engine::journal::JournalError>| {
+        let r = match journal.lock() {
+            Ok(j) => f(&j).map_err(|e| e.to_string()),
+            Err(_) => Err("journal: a writer panicked".to_string()),
+        };
+        if let Err(e) = r {
+            eprintln!("patchdeck: {e}");
+            if let Ok(mut v) = journal_failures.lock() {
+                v.push(e);
+            }
+        }
+    };
     let live = !args.json;
     let seen = |o: &ops::Outcome| {
-        if let Ok(j) = journal.lock()
-            && let Err(e) = j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
-        {
-            eprintln!("patchdeck: journal: {e}");
-        }
+        write(&|j| j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message));
         if live {
             let mark = if o.ok {
                 "ok  "
@@ -261,6 +300,34 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             }
         }
     }
+    // The intents go in before any node is touched; if they cannot be
+    // written, nothing is done.
+    let mut intents = Vec::new();
+    {
+        let j = journal
+            .lock()
+            .map_err(|_| Failure::Failed("journal: a writer panicked".into()))?;
+        let patches = args.patches.join(",");
+        for n in &nodes {
+            let id = j
+                .intend(&n.id, &patches, op.as_str())
+                .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?;
+            intents.push(id);
+            if let Some(reason) = &override_reason {
+                j.record(
+                    &n.id,
+                    &patches,
+                    "all_at_once",
+                    true,
+                    &format!(
+                        "{} on several members of a cluster at once: {reason}",
+                        op.as_str()
+                    ),
+                )
+                .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?;
+            }
+        }
+    }
     let job = Job {
         op,
         specs: &args.patches,
@@ -268,7 +335,9 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
         save: !args.no_save,
     };
     let mut outcomes = ops::run(&lab, &nodes, &job, args.parallel, &seen);
+    write(&|j| j.settle(&intents));
     let skipped_count = skipped.len();
+    let skipped_nodes: Vec<String> = skipped.iter().map(|o| o.node.clone()).collect();
     outcomes.extend(skipped);
     let failed = outcomes.iter().filter(|o| !o.ok && !o.skipped).count();
     if args.json {
@@ -300,11 +369,25 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
             }
         );
     }
+    let journal_failures = journal_failures.into_inner().unwrap_or_default();
     if failed > 0 {
         Err(Failure::Reported(
             1,
             format!("{failed} step(s) failed; see above"),
         ))
+    } else if nodes.is_empty() && skipped_count > 0 {
+        // Nothing done anywhere is not success.
+        Err(Failure::Reported(
+            1,
+            format!(
+                "nothing was installed: every target node was skipped ({}); replicate the patches there first",
+                skipped_nodes.join(", ")
+            ),
+        ))
+    } else if let Some(first) = journal_failures.first() {
+        Err(Failure::Failed(format!(
+            "the change was made, but the journal could not record it: {first}"
+        )))
     } else {
         Ok(())
     }
@@ -316,6 +399,10 @@ struct ListRow {
     node: String,
     #[serde(flatten)]
     entry: Listed,
+    /// The state as the text shows it (`superseded, committed`).
+    state_text: String,
+    /// Who applied it (`user@host`), when the journal knows.
+    by: Option<String>,
 }
 
 /// Reads something from each node named by `--nodes` (all by default):
@@ -344,45 +431,84 @@ where
         None => fleet.nodes.iter().collect(),
     };
     let results = ops::for_each_node(&chosen, ops::DEFAULT_PARALLEL, |n| {
-        ops::connect(&lab, n)
-            .and_then(|mut t| read(t.as_mut()))
-            .map(|items| (n.id.clone(), items))
+        ops::connect(&lab, n).and_then(|mut t| {
+            let items = read(t.as_mut())?;
+            Ok((n.id.clone(), items, ops::recoveries(t.as_mut())))
+        })
     });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
+    let mut recovered = Vec::new();
     for r in results {
         match r {
-            Ok((node, items)) => rows.extend(items.into_iter().map(|item| row(node.clone(), item))),
+            Ok((node, items, notes)) => {
+                rows.extend(items.into_iter().map(|item| row(node.clone(), item)));
+                recovered.extend(notes);
+            }
             Err(e) => failed.push(e.to_string()),
+        }
+    }
+    // Opening a node settles what a crash interrupted there: a change,
+    // so it is journaled even by a verb that only reads.
+    if !recovered.is_empty() {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
+        for o in &recovered {
+            eprintln!("patchdeck: {}", o.message);
+            journal
+                .record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
+                .map_err(|e| Failure::Failed(e.to_string()))?;
         }
     }
     Ok((rows, failed, chosen.len()))
 }
 
 pub fn list(global: &Global, args: ListArgs) -> Outcome {
+    let lab = global.lab();
     let (rows, failed, _) = from_each_node(
         global,
         &args.nodes,
         |t| t.list(),
-        |node, entry| ListRow { node, entry },
+        |node, entry| ListRow {
+            node,
+            state_text: listed_state(entry.state, entry.committed),
+            entry,
+            by: None,
+        },
     )?;
+    // Who applied each patch, as the lab's journal says (best effort: a
+    // lab without a console database yet has no answer).
+    let mut rows = rows;
+    if let Ok(conn) = crate::engine::console::open(&lab) {
+        for r in rows.iter_mut().filter(|r| r.entry.state.is_installed()) {
+            r.by = journal::applied_by(&conn, &r.node, &r.entry.patch)
+                .ok()
+                .flatten();
+        }
+    }
     if args.json {
         print_json(&rows)?;
     } else {
         println!(
-            "{:<12} {:<10} {:<10} {:<24} {:<10} RESTART",
-            "NODE", "PATCH", "STATE", "APPLIED", "BY"
+            "{:<12} {:<10} {:<21} {:<16} {:<7} BY",
+            "NODE", "PATCH", "STATE", "APPLIED", "RESTART"
         );
         for r in &rows {
             let e = &r.entry;
+            // Minutes are enough here; --json has the full time.
+            let applied = e
+                .applied_at
+                .as_deref()
+                .map(|t| t.chars().take(16).collect::<String>().replace('T', " "))
+                .unwrap_or_else(|| "-".into());
             println!(
-                "{:<12} {:<10} {:<10} {:<24} {:<10} {}",
+                "{:<12} {:<10} {:<21} {:<16} {:<7} {}",
                 r.node,
                 e.patch,
-                e.state.as_str(),
-                e.applied_at.as_deref().unwrap_or("-"),
-                e.superseded_by.as_deref().unwrap_or("-"),
-                e.pending_restart.map(|r| r.as_str()).unwrap_or("-")
+                r.state_text,
+                applied,
+                e.pending_restart.map(|r| r.as_str()).unwrap_or("-"),
+                r.by.as_deref().unwrap_or("-"),
             );
         }
     }
@@ -415,27 +541,33 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         |t| t.verify(),
         |node, drift| DriftRow { node, drift },
     )?;
+    let unmet = rows.iter().filter(|r| r.drift.requires.is_some()).count();
     if args.json {
         print_json(&rows)?;
     } else {
         for r in &rows {
             let d = &r.drift;
-            let actual = d
-                .actual
-                .as_deref()
-                .map(|a| &a[..12.min(a.len())])
-                .unwrap_or("missing");
+            if let Some(req) = &d.requires {
+                println!(
+                    "{:<12} {} requires {req}, which nothing installed meets any more",
+                    r.node, d.patch
+                );
+                continue;
+            }
+            let short = |h: &str| h.chars().take(12).collect::<String>();
+            let actual = d.actual.as_deref().map(short).unwrap_or("missing".into());
             println!(
                 "{:<12} {:<40} written by {:<10} expected {} found {actual}",
                 r.node,
                 d.path,
                 d.patch,
-                &d.expected[..12]
+                short(&d.expected)
             );
         }
         println!(
-            "{} drifted file(s) on {} node(s) checked",
-            rows.len(),
+            "{} drifted file(s) and {} unmet requirement(s) on {} node(s) checked",
+            rows.len() - unmet,
+            unmet,
             count - failed.len()
         );
     }
@@ -446,7 +578,10 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         (true, true) => Ok(()),
         (false, _) => Err(Failure::Reported(
             1,
-            format!("{} file(s) differ from the database", rows.len()),
+            format!(
+                "{} file(s) differ from the database, {unmet} requirement(s) no longer met",
+                rows.len() - unmet
+            ),
         )),
         (true, false) => Err(Failure::Reported(
             1,

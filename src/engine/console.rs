@@ -59,6 +59,16 @@ const MIGRATIONS: &[&str] = &[
         node TEXT NOT NULL,
         applied TEXT NOT NULL,
         PRIMARY KEY(rollout, node))",
+    // 5: who made each change and from where; intents written before a
+    // node is touched (`pending`); who started each rollout.
+    "ALTER TABLE journal ADD COLUMN operator TEXT NOT NULL DEFAULT '';
+     ALTER TABLE journal ADD COLUMN sudo_user TEXT;
+     ALTER TABLE journal ADD COLUMN source TEXT NOT NULL DEFAULT 'cli';
+     ALTER TABLE journal ADD COLUMN rollout INTEGER;
+     ALTER TABLE journal ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX journal_node_patch ON journal(node, patch);
+     ALTER TABLE rollout ADD COLUMN operator TEXT NOT NULL DEFAULT '';
+     ALTER TABLE rollout ADD COLUMN sudo_user TEXT;",
 ];
 
 /// Opens (creating and migrating) the lab's console database.

@@ -11,10 +11,43 @@ use serde::Serialize;
 
 use crate::engine::depot::Depot;
 use crate::engine::fleet;
-use crate::engine::inventory::PatchState;
+use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::lab::Lab;
 use crate::engine::manifest::Restart;
-use crate::engine::node::{ErrorKind, NodeError, Report};
+use crate::engine::node::{ErrorKind, NodeError, Recovery, Report};
+
+impl Outcome {
+    /// What a node's recovery did to an operation a crash interrupted.
+    pub fn recovered(node: &str, r: &Recovery) -> Outcome {
+        Outcome {
+            node: node.into(),
+            patch: r.patch.clone(),
+            op: Op::Recover,
+            ok: true,
+            state: None,
+            restart: Restart::None,
+            message: format!(
+                "node {node}: recovery {} the {} of {} a crash interrupted (at {})",
+                r.outcome, r.op, r.patch, r.at
+            ),
+            error: None,
+            skipped: false,
+        }
+    }
+}
+
+/// Takes the notes of what the node's recovery settled (it ran when the
+/// node was opened), as outcomes to journal. A node too old to keep notes
+/// has none to give.
+pub fn recoveries(t: &mut dyn Transport) -> Vec<Outcome> {
+    let node = t.node().to_string();
+    t.recovered()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| Outcome::recovered(&node, r))
+        .collect()
+}
+use crate::engine::requirement::{self, Supersession};
 use crate::engine::select::{self, Request};
 use crate::engine::transport::{Local, Transport};
 
@@ -29,6 +62,8 @@ pub enum Op {
     Rollback,
     Commit,
     Remove,
+    /// Not asked for: an interrupted operation the node's recovery settled.
+    Recover,
 }
 
 impl Op {
@@ -39,6 +74,7 @@ impl Op {
             Op::Rollback => "rollback",
             Op::Commit => "commit",
             Op::Remove => "remove",
+            Op::Recover => "recover",
         }
     }
 }
@@ -296,14 +332,23 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         out.push(o);
         ok
     };
+    // Opening the node finished or undid what a crash interrupted: that
+    // is a change too, and goes in the journal first.
+    for o in recoveries(t) {
+        push(o, &mut out);
+    }
     match req.op {
+        Op::Recover => {}
         Op::Stage => {
             for id in expand(req) {
                 let Some(path) = depot_file(req.depot, &id) else {
                     continue;
                 };
                 let o = match t.stage(&id, &path, &mut |_, _| {}) {
-                    Ok(r) => Outcome::done(Op::Stage, r),
+                    Ok(r) => {
+                        teach(t, req.depot, &id);
+                        Outcome::done(Op::Stage, r)
+                    }
                     Err(e) => Outcome::failed(Op::Stage, &node, &id, &e),
                 };
                 push(o, &mut out);
@@ -351,26 +396,44 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
             if !selection.problems.is_empty() {
                 for p in &selection.problems {
                     let o = Outcome {
-                        message: p.message.clone(),
+                        message: format!("node {node}: nothing installed: {}", p.message),
                         ..Outcome::failed(Op::Install, &node, &p.id, &refused(&node, ""))
                     };
                     push(o, &mut out);
                 }
                 return out;
             }
+            // The whole plan is checked first: if any patch cannot go, none is installed.
+            let ids: Vec<String> = selection.patches.iter().map(|e| e.id.clone()).collect();
+            let roots: Vec<&str> = inv
+                .patches
+                .keys()
+                .map(String::as_str)
+                .chain(ids.iter().map(String::as_str))
+                .collect();
+            let known = Supersession::from_depot(|id| req.depot.get(id), roots);
+            if let Err(refusal) = check_install_plan(&inv, &ids, req.depot, &known) {
+                let reason = selection
+                    .patches
+                    .iter()
+                    .find(|e| e.id == refusal.patch)
+                    .map(|e| format!(" ({})", e.reason))
+                    .unwrap_or_default();
+                let e = refused(
+                    &node,
+                    &format!(
+                        "nothing installed: {}{reason} cannot go: {}",
+                        refusal.patch, refusal.why
+                    ),
+                );
+                push(
+                    Outcome::failed(Op::Install, &node, &refusal.patch, &e),
+                    &mut out,
+                );
+                return out;
+            }
             for entry in &selection.patches {
-                if inv.state(&entry.id) != PatchState::Staged {
-                    let e = refused(
-                        &node,
-                        &format!(
-                            "{} ({}) is not staged here; stage or replicate it first",
-                            entry.id, entry.reason
-                        ),
-                    );
-                    push(Outcome::failed(Op::Install, &node, &entry.id, &e), &mut out);
-                    return out;
-                }
-                let o = match t.install(&entry.id, req.save) {
+                let o = match t.install_with(&entry.id, req.save, &known) {
                     Ok(r) => Outcome::done(Op::Install, r),
                     Err(e) => Outcome::failed(Op::Install, &node, &entry.id, &e),
                 };
@@ -408,6 +471,121 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
         }
     }
     out
+}
+
+/// Tells a node the depot's supersession chain below `id`, which it has
+/// just staged, so any later install of a patch that requires something in
+/// that chain (a rollout's too) sees the requirement met. Best effort: a
+/// node too old for it learns at install time instead.
+pub fn teach(t: &mut dyn Transport, depot: &Depot, id: &str) {
+    let known = Supersession::from_depot(|p| depot.get(p), [id]);
+    if let Err(e) = t.learn(&known) {
+        tracing::debug!(node = %t.node(), patch = %id, error = %e, "the node did not learn the chain");
+    }
+}
+
+/// Why a patch of an install plan cannot go on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{patch} cannot go: {why}")]
+pub struct PlanRefusal {
+    pub patch: String,
+    pub why: String,
+}
+
+/// Checks a whole install plan (`plan`: patch ids in install order) against
+/// a node's inventory before anything is installed: each patch must be
+/// staged there, its product and base version installed, and each of its
+/// requirements met by what is installed or installed earlier in the plan
+/// (the one rule of [`requirement`], over the depot's supersession edges in
+/// `known`). The first patch that cannot go is the error.
+pub fn check_install_plan(
+    inv: &Inventory,
+    plan: &[String],
+    depot: &Depot,
+    known: &Supersession,
+) -> Result<(), PlanRefusal> {
+    let mut installed: Vec<&str> = inv
+        .patches
+        .iter()
+        .filter(|(_, s)| s.is_installed())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for id in plan {
+        let refuse = |why: String| PlanRefusal {
+            patch: id.clone(),
+            why,
+        };
+        if inv.state(id) != PatchState::Staged {
+            return Err(refuse(format!(
+                "it is not staged here; stage or replicate {id} first"
+            )));
+        }
+        let Some(patch) = depot.get(id) else {
+            return Err(refuse("it is not in the depot".to_string()));
+        };
+        let m = &patch.manifest;
+        match inv.products.get(&m.product) {
+            None => {
+                return Err(refuse(format!(
+                    "product {} is not installed here",
+                    m.product
+                )));
+            }
+            Some(have) => {
+                if let Some(base) = &m.base_version
+                    && select::base_version_satisfied(base, have) != Some(true)
+                {
+                    return Err(refuse(format!(
+                        "it needs {} {base}, and {have} is installed",
+                        m.product
+                    )));
+                }
+            }
+        }
+        if let Some(r) = requirement::unmet(known, &m.requires, installed.iter().copied())
+            .into_iter()
+            .next()
+        {
+            return Err(refuse(format!(
+                "it requires {r}, which is neither installed here nor planned before it, \
+                 nor superseded by anything that is"
+            )));
+        }
+        installed.push(id);
+    }
+    Ok(())
+}
+
+/// What stops taking `leaving` (patch ids) off a node whose inventory is
+/// `inv`: the installed patches outside `leaving` whose requirement only a
+/// leaving patch meets, by the one rule of [`requirement`] over the depot's
+/// manifests. Empty when they can all go. For uninstall rollouts to refuse
+/// in their preflight, before a group is drained; the node refuses each
+/// rollback on its own as well.
+pub fn removal_blocked_by(
+    inv: &Inventory,
+    depot: &Depot,
+    leaving: &[String],
+) -> Vec<requirement::Dependent> {
+    let installed: Vec<&str> = inv
+        .patches
+        .iter()
+        .filter(|(_, s)| s.is_installed())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let known = Supersession::from_depot(|id| depot.get(id), installed.iter().copied());
+    let holders: Vec<(&str, &[String])> = inv
+        .patches
+        .iter()
+        .filter(|(_, s)| matches!(s, PatchState::Applied | PatchState::Committed))
+        .filter_map(|(id, _)| {
+            depot
+                .get(id)
+                .map(|p| (id.as_str(), p.manifest.requires.as_slice()))
+        })
+        .collect();
+    let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
+    requirement::dependents_of(&known, &leaving, &installed, &holders)
 }
 
 fn refused(node: &str, message: &str) -> NodeError {

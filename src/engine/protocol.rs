@@ -145,6 +145,9 @@ enum Request {
     Install {
         patch: String,
         save: bool,
+        /// Supersession edges from the console's depot (optional).
+        #[serde(default)]
+        known: crate::engine::requirement::Supersession,
     },
     Rollback {
         patch: String,
@@ -160,6 +163,16 @@ enum Request {
     /// The node's environment id and host name (offline bundles).
     Environment {},
     Verify {},
+    Recovered {},
+    /// Supersession edges to keep.
+    Learn {
+        #[serde(default)]
+        known: crate::engine::requirement::Supersession,
+    },
+    /// Who would lose a requirement if `patches` were rolled back.
+    Blocked {
+        patches: Vec<String>,
+    },
     /// Reads the service state; with `state`, drains or restores first.
     Service {
         #[serde(default)]
@@ -442,9 +455,9 @@ impl<W: Write> Server<'_, W> {
                 size,
                 sha256,
             } => self.stage(id, &patch, size, &sha256)?,
-            Request::Install { patch, save } => {
+            Request::Install { patch, save, known } => {
                 self.progress(id, 0, 1)?;
-                let r = self.with_node(|n| n.install(&patch, save));
+                let r = self.with_node(|n| n.install_with(&patch, save, &known));
                 self.progress(id, 1, 1)?;
                 self.answer(id, r)?;
             }
@@ -478,6 +491,18 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Verify {} => {
                 let r = node.verify();
+                self.answer(id, r)?;
+            }
+            Request::Recovered {} => {
+                let r = node.take_recovered();
+                self.answer(id, r)?;
+            }
+            Request::Learn { known } => {
+                let r = node.learn(&known);
+                self.answer(id, r)?;
+            }
+            Request::Blocked { patches } => {
+                let r = node.removal_blocked(&patches);
                 self.answer(id, r)?;
             }
             Request::Service { state } => {
@@ -1036,8 +1061,18 @@ impl Transport for Remote {
         Ok(report)
     }
 
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
-        self.patch_call("install", id, &[("save", save.into())])
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &crate::engine::requirement::Supersession,
+    ) -> Result<Report, NodeError> {
+        let mut extra = vec![("save", Value::from(save))];
+        // Only when there is something to say, so the line stays as before.
+        if !known.is_empty() {
+            extra.push(("known", serde_json::to_value(known).unwrap_or_default()));
+        }
+        self.patch_call("install", id, &extra)
     }
 
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError> {
@@ -1066,6 +1101,33 @@ impl Transport for Remote {
 
     fn environment(&mut self) -> Result<Environment, NodeError> {
         self.plain_call("environment")
+    }
+
+    fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {
+        self.plain_call("recovered")
+    }
+
+    fn learn(&mut self, known: &crate::engine::requirement::Supersession) -> Result<(), NodeError> {
+        if known.is_empty() {
+            return Ok(());
+        }
+        let mut body = Map::new();
+        body.insert(
+            "known".into(),
+            serde_json::to_value(known).unwrap_or_default(),
+        );
+        let value = self.call("learn", "learn", body, &mut |_, _| {})?;
+        self.decode("learn", value)
+    }
+
+    fn removal_blocked(
+        &mut self,
+        leaving: &[String],
+    ) -> Result<Vec<crate::engine::requirement::Dependent>, NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), leaving.into());
+        let value = self.call("blocked", "blocked", body, &mut |_, _| {})?;
+        self.decode("blocked", value)
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

@@ -217,6 +217,7 @@ pub fn replicate(
                 if let Ok(inv) = t.inventory()
                     && inv.state(patch) != crate::engine::inventory::PatchState::None
                 {
+                    crate::engine::ops::teach(t.as_mut(), depot, patch);
                     emit(event(
                         patch,
                         Status::Verified,
@@ -247,6 +248,8 @@ pub fn replicate(
                 });
                 match result {
                     Ok(_) => {
+                        // The node learns the chain below it, for installs to come.
+                        crate::engine::ops::teach(t.as_mut(), depot, patch);
                         emit(event(
                             patch,
                             Status::Verified,

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::engine::inventory::Inventory;
 use crate::engine::patch::Patch;
+use crate::engine::requirement;
 
 /// "No node / no component" in the index-based tables below.
 const NONE: usize = usize::MAX;
@@ -294,6 +295,14 @@ impl<'a> Graph<'a> {
     fn age(&self, v: usize) -> (chrono::NaiveDate, &'a str) {
         let p = &self.patches[v];
         (p.manifest.released, p.id.as_str())
+    }
+}
+
+impl requirement::Graph for Graph<'_> {
+    fn supersedes_directly(&self, id: &str) -> Vec<&str> {
+        self.node(id)
+            .map(|v| self.succ(v).iter().map(|&w| self.names[w]).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -783,12 +792,18 @@ impl<'a> Resolver<'a> {
         c != NONE && (self.comp_selected[c] != NONE || self.covered_by[c] != NONE)
     }
 
-    /// The target has `id` installed, or an installed patch superseding it.
-    fn satisfied_by_target(&self, id: &str, node: Option<usize>) -> bool {
+    /// The target has `id` installed, or an installed patch superseding it:
+    /// the one rule of [`requirement`], over the depot's graph.
+    fn satisfied_by_target(&self, id: &str) -> bool {
         let Some(target) = self.target else {
             return false;
         };
-        target.state(id).is_installed() || node.is_some_and(|v| self.installed_by[v] != NONE)
+        let installed = target
+            .patches
+            .iter()
+            .filter(|(_, s)| s.is_installed())
+            .map(|(p, _)| p.as_str());
+        requirement::met_by(&self.g, id, installed).is_some()
     }
 
     fn next_generation(&mut self) -> u32 {
@@ -848,9 +863,7 @@ impl<'a> Resolver<'a> {
             }
             seen.push(r.as_str());
             let node = self.g.node(r);
-            if node.is_some_and(|v| self.satisfied_by_selection(v))
-                || self.satisfied_by_target(r, node)
-            {
+            if node.is_some_and(|v| self.satisfied_by_selection(v)) || self.satisfied_by_target(r) {
                 continue;
             }
             let provider = node.and_then(|v| self.provider(v).map(|p| (v, p)));

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
 use crate::engine::node::environment::Environment;
-use crate::engine::node::{Drift, Listed, Node, NodeError, Report, Service, ServiceStatus};
+use crate::engine::node::{
+    Drift, Listed, Node, NodeError, Recovery, Report, Service, ServiceStatus,
+};
+use crate::engine::requirement::{Dependent, Supersession};
 
 /// Progress of a long step: bytes or files done of total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -17,13 +20,34 @@ pub trait Transport: Send {
     fn node(&self) -> &str;
     /// Copies `file` (a verified depot patch) to the node and stages it.
     fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError>;
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError>;
+    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
+        self.install_with(id, save, &Supersession::default())
+    }
+    /// Installs, telling the node the supersession edges `known` first (the
+    /// chains of what it holds and installs, from the console's depot), so
+    /// it can see a requirement met through patches it never held.
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &Supersession,
+    ) -> Result<Report, NodeError>;
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError>;
     fn commit(&mut self, id: &str) -> Result<Report, NodeError>;
     fn remove(&mut self, id: &str) -> Result<Report, NodeError>;
     fn list(&mut self) -> Result<Vec<Listed>, NodeError>;
     fn inventory(&mut self) -> Result<Inventory, NodeError>;
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError>;
+    /// Tells the node supersession edges from the console's depot (the
+    /// chain below a patch it stages), which it keeps.
+    fn learn(&mut self, known: &Supersession) -> Result<(), NodeError>;
+    /// The applied patches that would lose a requirement if all of
+    /// `leaving` were rolled back, by the node's own knowledge (see
+    /// `Node::removal_blocked`); empty when they can go.
+    fn removal_blocked(&mut self, leaving: &[String]) -> Result<Vec<Dependent>, NodeError>;
+    /// Takes the node's notes of interrupted operations its recovery
+    /// settled, for the journal (each is given out once).
+    fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError>;
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
     /// The node's environment identity (created once in its store).
@@ -68,8 +92,13 @@ impl Transport for Local {
         Ok(report)
     }
 
-    fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
-        self.node.install(id, save)
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &Supersession,
+    ) -> Result<Report, NodeError> {
+        self.node.install_with(id, save, known)
     }
 
     fn rollback(&mut self, id: &str) -> Result<Report, NodeError> {
@@ -94,6 +123,18 @@ impl Transport for Local {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.node.verify()
+    }
+
+    fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError> {
+        self.node.take_recovered()
+    }
+
+    fn removal_blocked(&mut self, leaving: &[String]) -> Result<Vec<Dependent>, NodeError> {
+        self.node.removal_blocked(leaving)
+    }
+
+    fn learn(&mut self, known: &Supersession) -> Result<(), NodeError> {
+        self.node.learn(known)
     }
 
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {

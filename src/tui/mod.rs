@@ -262,6 +262,8 @@ fn spawn_cli(
     cmd.args(&args)
         .arg("--lab")
         .arg(&lab.root)
+        // The journal attributes what the child changes to the console.
+        .env("PATCHDECK_SOURCE", "console")
         .stdin(std::process::Stdio::null());
     if detached {
         let logs = lab.root.join("logs");

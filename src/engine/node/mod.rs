@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::archive;
 use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::manifest::{Manifest, Restart};
+use crate::engine::requirement::{self, Supersession};
 use crate::engine::select::base_version_satisfied;
 use fault::point;
 use lock::{Acquired, NodeLock};
@@ -78,6 +79,18 @@ pub struct Report {
     pub message: String,
 }
 
+/// An interrupted operation that recovery settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// When recovery settled it (RFC 3339, UTC).
+    pub at: String,
+    /// The interrupted operation: `stage`, `install`, `rollback`, `commit`, `remove`.
+    pub op: String,
+    pub patch: String,
+    /// `finished` (it took effect) or `undone` (the state before it).
+    pub outcome: String,
+}
+
 /// Whether the node's service carries traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,7 +115,9 @@ pub struct ServiceStatus {
     pub pending_restart: Restart,
 }
 
-/// A file whose content differs from what the database says.
+/// A file whose content differs from what the database says, or (with
+/// `requires` set, `path` and `expected` empty) an installed patch whose
+/// requirement is no longer met on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     pub path: String,
@@ -110,6 +125,9 @@ pub struct Drift {
     pub expected: String,
     /// `None` when the file is missing.
     pub actual: Option<String>,
+    /// The requirement of `patch` that nothing installed meets any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
 }
 
 /// One line of `list`: a patch and its state on this node.
@@ -398,10 +416,88 @@ impl Node {
                     patch,
                     expected,
                     actual,
+                    requires: None,
+                });
+            }
+        }
+        let rows = self.db(store::patches(&self.conn))?;
+        let graph = self.graph(&rows)?;
+        let installed = installed_ids(&rows);
+        for row in rows.iter().filter(|r| holds_requirements(r.state)) {
+            for r in requirement::unmet(&graph, &row.manifest.requires, installed.iter().copied()) {
+                drift.push(Drift {
+                    path: String::new(),
+                    patch: row.id.clone(),
+                    expected: String::new(),
+                    actual: None,
+                    requires: Some(r),
                 });
             }
         }
         Ok(drift)
+    }
+
+    /// What this node knows of supersession: the manifests it holds and the
+    /// edges the console sent with installs.
+    fn graph(&self, rows: &[PatchRow]) -> Result<Supersession> {
+        let mut g = Supersession::default();
+        for r in rows {
+            g.add(&r.id, &r.manifest.supersedes);
+        }
+        for (new, old) in self.db(store::known_supersedes(&self.conn))? {
+            g.add(&new, [old]);
+        }
+        Ok(g)
+    }
+
+    /// Keeps supersession edges the console knows (from its depot), so the
+    /// node can follow chains through patches it never holds. Knowledge,
+    /// not state: no lock, no intent.
+    pub fn learn(&mut self, known: &Supersession) -> Result<()> {
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.db(store::learn_supersedes(&self.conn, known.edges()))
+    }
+
+    /// The patches that would lose a requirement if `id` left the node.
+    fn dependents(&self, id: &str) -> Result<Vec<requirement::Dependent>> {
+        self.removal_blocked(&[id.to_string()])
+    }
+
+    /// The applied or committed patches outside `leaving` that would lose
+    /// a requirement if every patch of `leaving` left this node (by what
+    /// the node knows: its manifests and the edges it was told). Empty
+    /// when they can all go. For an uninstall to refuse before it starts.
+    pub fn removal_blocked(&self, leaving: &[String]) -> Result<Vec<requirement::Dependent>> {
+        let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
+        let rows = self.db(store::patches(&self.conn))?;
+        let graph = self.graph(&rows)?;
+        let installed = installed_ids(&rows);
+        let holders: Vec<(&str, &[String])> = rows
+            .iter()
+            .filter(|r| holds_requirements(r.state))
+            .map(|r| (r.id.as_str(), r.manifest.requires.as_slice()))
+            .collect();
+        Ok(requirement::dependents_of(
+            &graph, &leaving, &installed, &holders,
+        ))
+    }
+
+    /// Takes the notes of operations a crash interrupted that recovery
+    /// finished or undid here (whoever opened the node), oldest first, so
+    /// the console journals each once. Taken notes are gone from the node.
+    pub fn take_recovered(&mut self) -> Result<Vec<Recovery>> {
+        Ok(self
+            .db(store::take_recovered(&self.conn))?
+            .into_iter()
+            .map(|(at, op, patch, outcome)| Recovery {
+                at,
+                op,
+                patch,
+                outcome,
+            })
+            .collect())
     }
 
     fn require(&self, id: &str) -> Result<PatchRow> {
@@ -541,29 +637,98 @@ impl Node {
         if row.state != from {
             return Err(self.refusal(op, &row));
         }
+        // Nothing is taken away from under a patch that needs it.
+        if op == "rollback" {
+            let deps = self.dependents(id)?;
+            if !deps.is_empty() {
+                return Err(self.err(
+                    ErrorKind::Refused,
+                    format!("cannot rollback {id}: {}", dependents_advice(&deps, id)),
+                ));
+            }
+        }
         Ok((lock, row))
     }
 
     /// Why `op` cannot run on a patch in this state, and what would allow it.
     fn refusal(&self, op: &str, row: &PatchRow) -> NodeError {
         let id = &row.id;
+        let by = row.superseded_by.as_deref().unwrap_or("a later patch");
+        // The patches above it, from its superseder to the top of the
+        // chain: "roll back" is advice only if none of them is committed.
+        let rows = self.db(store::patches(&self.conn)).unwrap_or_default();
+        let mut above: Vec<&PatchRow> = Vec::new();
+        let mut next = row.superseded_by.as_deref();
+        while let Some(n) = next {
+            match rows.iter().find(|r| r.id == n) {
+                Some(r) if !above.iter().any(|a| a.id == r.id) => {
+                    above.push(r);
+                    next = r.superseded_by.as_deref();
+                }
+                _ => break,
+            }
+        }
+        let top = above.last().map_or(by, |r| r.id.as_str());
+        let committed_above = above.iter().find(|r| r.committed).map(|r| r.id.as_str());
+        let by_rollbackable = !above.is_empty() && committed_above.is_none();
+        let roll_back_above = above
+            .iter()
+            .rev()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", then ");
         let why = match (op, row.state) {
             ("remove", PatchState::Applied) => {
-                "it is applied; roll it back first, then remove it".to_string()
+                let deps = self.dependents(id).unwrap_or_default();
+                if deps.is_empty() {
+                    "it is applied; roll it back first, then remove it".to_string()
+                } else {
+                    format!("it is applied, and {}", dependents_advice(&deps, id))
+                }
             }
             ("remove", PatchState::Committed) => {
                 "it is committed and cannot be removed; install a patch that supersedes it"
                     .to_string()
             }
-            ("remove" | "install" | "rollback" | "commit", PatchState::Superseded) => format!(
-                "it is superseded by {}; {}",
-                row.superseded_by.as_deref().unwrap_or("a later patch"),
-                if op == "commit" {
-                    "commit that one, which commits this one too"
+            ("install", PatchState::Superseded) => {
+                format!("it is superseded by {by}, which is installed; nothing to do")
+            }
+            ("commit", PatchState::Superseded) if row.committed => {
+                format!("it was committed already (it is superseded by {by})")
+            }
+            ("commit", PatchState::Superseded) => {
+                format!("it is superseded by {by}; commit {top}, which commits this one too")
+            }
+            ("remove" | "rollback", PatchState::Superseded) if row.committed => {
+                if by_rollbackable {
+                    format!(
+                        "it is committed (its saved files were dropped) and superseded by {by}; \
+                         it cannot be {}; rolling back {roll_back_above} returns it to committed",
+                        if op == "remove" {
+                            "removed"
+                        } else {
+                            "rolled back"
+                        }
+                    )
                 } else {
-                    "roll that one back first"
+                    format!(
+                        "it was committed together with {by}, which superseded it, so neither \
+                         can be rolled back or removed; to change it, install a patch that \
+                         supersedes {top}"
+                    )
                 }
-            ),
+            }
+            ("remove" | "rollback", PatchState::Superseded) => {
+                if by_rollbackable {
+                    format!("it is superseded by {by}; roll back {roll_back_above} first")
+                } else {
+                    format!(
+                        "it is superseded by {by}, and {} is committed and cannot be rolled \
+                         back; to change it, install a patch that supersedes {top}",
+                        committed_above.unwrap_or(by)
+                    )
+                }
+            }
             ("install", PatchState::Applied | PatchState::Committed) => {
                 "it is already installed".to_string()
             }
@@ -579,7 +744,7 @@ impl Node {
         };
         self.err(
             ErrorKind::Refused,
-            format!("cannot {op} {id}: {} is {}; {why}", id, row.state),
+            format!("cannot {op} {id}: {} is {}; {why}", id, state_text(row)),
         )
     }
 
@@ -609,7 +774,15 @@ impl Node {
     /// false, which goes straight to committed), writes its files, and marks
     /// the patches it supersedes.
     pub fn install(&mut self, id: &str, save: bool) -> Result<Report> {
+        self.install_with(id, save, &Supersession::default())
+    }
+
+    /// [`Node::install`], first keeping the supersession edges `known` (from
+    /// the console's depot), so a requirement met through a chain of patches
+    /// this node never held is seen as met, now and by later rollbacks.
+    pub fn install_with(&mut self, id: &str, save: bool, known: &Supersession) -> Result<Report> {
         let (_lock, row) = self.start("install", id, PatchState::Staged)?;
+        self.learn(known)?;
         let manifest = row.manifest.clone();
         self.check_base(id, &manifest)?;
         self.check_prerequisites(id, &manifest)?;
@@ -702,17 +875,16 @@ impl Node {
     /// that supersedes it.
     fn check_prerequisites(&self, id: &str, m: &Manifest) -> Result<()> {
         let rows = self.db(store::patches(&self.conn))?;
-        let installed: Vec<&PatchRow> = rows.iter().filter(|r| r.state.is_installed()).collect();
-        for req in &m.requires {
-            let ok = installed
-                .iter()
-                .any(|r| &r.id == req || supersedes(&rows, &r.id, req));
-            if !ok {
-                return Err(self.err(
-                    ErrorKind::Refused,
-                    format!("cannot install {id}: it requires {req}, which is not installed here; install {req} first"),
-                ));
-            }
+        let graph = self.graph(&rows)?;
+        let installed = installed_ids(&rows);
+        if let Some(req) = requirement::unmet(&graph, &m.requires, installed.iter().copied())
+            .into_iter()
+            .next()
+        {
+            return Err(self.err(
+                ErrorKind::Refused,
+                format!("cannot install {id}: it requires {req}, which is not installed here, nor any patch known to supersede it; install {req} first (or a patch superseding it)"),
+            ));
         }
         Ok(())
     }
@@ -1306,6 +1478,17 @@ impl Node {
         };
         let id = intent.patch.clone();
         tracing::info!(node = %self.name, op = %intent.op, patch = %id, phase = %intent.phase, "recovering");
+        self.settle(&intent)?;
+        let outcome = match (intent.op.as_str(), intent.phase.as_str()) {
+            ("stage", _) | (_, "prepare") | (_, "undo") => "undone",
+            _ => "finished",
+        };
+        self.db(store::note_recovered(&self.conn, &intent.op, &id, outcome))
+    }
+
+    /// Finishes or undoes the interrupted operation `intent` names.
+    fn settle(&mut self, intent: &store::Intent) -> Result<()> {
+        let id = intent.patch.clone();
         match (intent.op.as_str(), intent.phase.as_str()) {
             ("stage", _) => self.undo_stage(&id),
             ("remove", _) => self.finish_remove(&id),
@@ -1492,27 +1675,6 @@ fn component_name(m: &Manifest) -> String {
     }
 }
 
-/// Whether `new` supersedes `old`, directly or through a chain, going by
-/// the manifests the node has.
-fn supersedes(rows: &[PatchRow], new: &str, old: &str) -> bool {
-    let mut stack = vec![new.to_string()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(cur) = stack.pop() {
-        if !seen.insert(cur.clone()) {
-            continue;
-        }
-        if let Some(r) = rows.iter().find(|r| r.id == cur) {
-            for s in &r.manifest.supersedes {
-                if s == old {
-                    return true;
-                }
-                stack.push(s.clone());
-            }
-        }
-    }
-    false
-}
-
 /// Whether `old` was superseded by `top`, following `superseded_by` links.
 fn superseded_chain(rows: &[PatchRow], top: &str, old: &str) -> bool {
     let mut cur = old.to_string();
@@ -1528,4 +1690,53 @@ fn superseded_chain(rows: &[PatchRow], top: &str, old: &str) -> bool {
         }
     }
     false
+}
+
+/// The ids of the patches whose changes are on the node.
+fn installed_ids(rows: &[PatchRow]) -> Vec<&str> {
+    rows.iter()
+        .filter(|r| r.state.is_installed())
+        .map(|r| r.id.as_str())
+        .collect()
+}
+
+/// Whether a patch in `state` counts on its requirements: an applied or
+/// committed one (a superseded one is carried by its superseder).
+fn holds_requirements(state: PatchState) -> bool {
+    matches!(state, PatchState::Applied | PatchState::Committed)
+}
+
+/// A state as `list` shows it: `superseded, committed` when a committed
+/// patch was superseded later.
+pub fn state_text(row: &PatchRow) -> String {
+    listed_state(row.state, row.committed)
+}
+
+/// The combined state text of a patch in `state`, committed or not.
+pub fn listed_state(state: PatchState, committed: bool) -> String {
+    if state == PatchState::Superseded && committed {
+        "superseded, committed".to_string()
+    } else {
+        state.as_str().to_string()
+    }
+}
+
+/// Advice when `leaving` is needed: who needs it for what, and what to do.
+fn dependents_advice(deps: &[requirement::Dependent], leaving: &str) -> String {
+    let names: Vec<String> = deps
+        .iter()
+        .map(|d| {
+            if d.requirement == leaving {
+                format!("{} requires it", d.dependent)
+            } else {
+                format!(
+                    "{} requires {}, which {leaving} supersedes",
+                    d.dependent, d.requirement
+                )
+            }
+        })
+        .collect();
+    let mut first: Vec<&str> = deps.iter().map(|d| d.dependent.as_str()).collect();
+    first.dedup();
+    format!("{}; roll back {} first", names.join(", "), first.join(", "))
 }

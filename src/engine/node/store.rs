@@ -40,6 +40,13 @@ const MIGRATIONS: &[&str] = &[
     // 2: service state, for draining and restoring cluster members.
     "CREATE TABLE service(id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, since TEXT NOT NULL);
      INSERT INTO service(id, state, since) VALUES (1, 'up', strftime('%Y-%m-%dT%H:%M:%SZ','now'));",
+    // 3: supersession edges the console sent with installs (a node has no
+    // depot, yet must follow a chain through patches it never held), and
+    // operations finished or undone by recovery, kept until reported.
+    "CREATE TABLE known_supersedes(new TEXT NOT NULL, old TEXT NOT NULL, PRIMARY KEY(new, old));
+     CREATE TABLE recovered(
+         id INTEGER PRIMARY KEY,
+         at TEXT NOT NULL, op TEXT NOT NULL, patch TEXT NOT NULL, outcome TEXT NOT NULL);",
 ];
 
 pub fn schema_version() -> usize {
@@ -239,4 +246,56 @@ pub fn insert_staged(tx: &Transaction, id: &str, manifest: &Manifest) -> rusqlit
         params![id, json, now()],
     )?;
     Ok(())
+}
+
+/// Supersession edges learned from the console, as `(new, old)`.
+pub fn known_supersedes(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT new, old FROM known_supersedes ORDER BY new, old")?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Keeps supersession edges the console sent.
+pub fn learn_supersedes<'a>(
+    conn: &Connection,
+    edges: impl Iterator<Item = (&'a str, &'a str)>,
+) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    for (new, old) in edges {
+        tx.execute(
+            "INSERT OR IGNORE INTO known_supersedes(new, old) VALUES (?1, ?2)",
+            [new, old],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Notes an operation that recovery finished (`finished`) or undid (`undone`).
+pub fn note_recovered(
+    conn: &Connection,
+    op: &str,
+    patch: &str,
+    outcome: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO recovered(at, op, patch, outcome) VALUES (?1, ?2, ?3, ?4)",
+        params![now(), op, patch, outcome],
+    )?;
+    Ok(())
+}
+
+/// Takes the recovery notes not yet reported, oldest first, as
+/// `(at, op, patch, outcome)`.
+pub fn take_recovered(
+    conn: &Connection,
+) -> rusqlite::Result<Vec<(String, String, String, String)>> {
+    let tx = conn.unchecked_transaction()?;
+    let rows = {
+        let mut stmt = tx.prepare("SELECT at, op, patch, outcome FROM recovered ORDER BY id")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    tx.execute("DELETE FROM recovered", [])?;
+    tx.commit()?;
+    Ok(rows)
 }

@@ -182,7 +182,28 @@ impl Env for FleetEnv<'_> {
             })
             .map(String::as_str)
             .collect();
-        if missing.is_empty() {
+        if missing.is_empty() && plan.uninstall {
+            // Nothing is taken away from under a patch that needs it.
+            let blocked = self.with(node, |t| {
+                t.removal_blocked(&plan.patches).map_err(|e| e.to_string())
+            })?;
+            if blocked.is_empty() {
+                return Ok(());
+            }
+            let why: Vec<String> = blocked
+                .iter()
+                .map(|d| format!("{} requires {}", d.dependent, d.requirement))
+                .collect();
+            let mut first: Vec<&str> = blocked.iter().map(|d| d.dependent.as_str()).collect();
+            first.dedup();
+            Err(format!(
+                "cannot uninstall {}: applied {}, and nothing else installed meets it; \
+                 uninstall {} first, or with it",
+                plan.patches.join(", "),
+                why.join(", "),
+                first.join(", ")
+            ))
+        } else if missing.is_empty() {
             Ok(())
         } else if plan.uninstall {
             Err(format!(

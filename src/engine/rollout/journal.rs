@@ -118,6 +118,7 @@ pub fn create(conn: &Connection, plan: &Plan) -> rusqlite::Result<Result<i64, i6
         params![plan.cluster, json, std::process::id() as i64, now()],
     )?;
     let id = tx.last_insert_rowid();
+    crate::engine::journal::attribute_rollout(&tx, id)?;
     for s in &plan.steps {
         insert_step(&tx, id, s)?;
     }
