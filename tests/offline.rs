@@ -75,7 +75,9 @@ fn offline_round_trip_equals_an_online_install() {
     // gw-east-1 and gw-west-1 start identical; one goes offline, one online.
     assert_eq!(digest(&lab, "gw-east-1"), digest(&lab, "gw-west-1"));
     ok(&lab, &["snapshot", "--nodes", "gw-east-1", "-o", &snap]);
-    let ids = planned(&lab, &snap, "gateway.core", &bundle, "gw-east-1");
+    // Kernel chains run through patches a plan leaves out, so a
+    // requirement is met by a superseder the bundle must teach the node.
+    let ids = planned(&lab, &snap, "kernel", &bundle, "gw-east-1");
     assert!(ids.len() >= 2, "{ids:?}");
     let out = ok(&lab, &["apply", &bundle, "--nodes", "gw-east-1", "--json"]);
     let rows = json(&out);

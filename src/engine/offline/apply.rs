@@ -241,6 +241,7 @@ pub fn install_plan(
     plan: &[String],
     record: Record,
 ) -> Result<Vec<String>, OfflineError> {
+    teach(t, bundle);
     let mut installed = Vec::new();
     for id in plan {
         if !stage_one(t, bundle, id, record)? {
@@ -268,6 +269,7 @@ pub fn stage_plan(
     plan: &[String],
     record: Record,
 ) -> Result<(), OfflineError> {
+    teach(t, bundle);
     for id in plan {
         stage_one(t, bundle, id, record)?;
     }
@@ -295,4 +297,13 @@ fn stage_one(
         }
     }
     Ok(true)
+}
+
+/// Tells the node the depot's chains the bundle carries. Best effort, as
+/// online: a node too old to learn refuses an install it cannot check,
+/// which stops the apply with that error.
+fn teach(t: &mut dyn Transport, bundle: &Bundle) {
+    if let Err(e) = t.learn(&bundle.prepared.known) {
+        tracing::debug!(node = %t.node(), error = %e, "the node did not learn the bundle's chains");
+    }
 }

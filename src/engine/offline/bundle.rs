@@ -21,6 +21,7 @@ use crate::engine::filter::FilterList;
 use crate::engine::inventory::Inventory;
 use crate::engine::manifest::{Manifest, Restart};
 use crate::engine::patch::Patch;
+use crate::engine::requirement::Supersession;
 use crate::engine::select::{self, Request};
 
 const JSON_NAME: &str = "BUNDLE.json";
@@ -72,6 +73,12 @@ pub struct Prepared {
     pub plans: Vec<NodePlan>,
     /// Patch id → SHA-256 of its file in the bundle.
     pub files: BTreeMap<String, String>,
+    /// The depot's supersession chains below the bundle's patches, which
+    /// the node learns before installing: a requirement met by a superseder
+    /// through patches the bundle does not carry is then seen as met, as
+    /// online (the one requirement rule).
+    #[serde(default)]
+    pub known: Supersession,
 }
 
 /// A bundle read from disk, its patch files extracted and checked.
@@ -173,7 +180,9 @@ pub fn prepare(
             patches,
         });
     }
+    let known = Supersession::from_depot(|p| depot.get(p), files.keys().map(String::as_str));
     Ok(Prepared {
+        known,
         format: BUNDLE_FORMAT.into(),
         version: FORMAT_VERSION,
         created_at: crate::engine::node::store::now(),
