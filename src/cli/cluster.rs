@@ -22,6 +22,9 @@ pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     let fleet = load_fleet(&global.lab())?;
     let partition =
         groups::partition(&fleet, &args.cluster, args.groups).map_err(Failure::Input)?;
+    if let Some(w) = groups::unused_count(&partition, args.groups) {
+        eprintln!("warning: {w}");
+    }
     if args.json {
         return print_json(&partition);
     }

@@ -406,7 +406,8 @@ fn apply_cluster(
         println!("cluster {cluster}: already applied on every member");
         return Ok(());
     }
-    let plan = Plan::new(config, &partition, &staged.ids, false, false);
+    // The cluster's own failure policy, as for `rollout start`.
+    let plan = Plan::new(config, &partition, &staged.ids, false, config.on_failure);
     let conn = crate::engine::console::open(&lab)
         .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
     let id = match journal::create(&conn, &plan)

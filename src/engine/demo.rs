@@ -635,6 +635,7 @@ fn cluster(id: &str, groups: Option<Grouping>, parallel: usize) -> Cluster {
         after: vec![format!("echo enable image cloning on {id}")],
         drain: None,
         restore: None,
+        on_failure: Default::default(),
     }
 }
 

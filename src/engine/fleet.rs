@@ -70,6 +70,33 @@ pub struct Cluster {
     pub drain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<String>,
+    /// What a rollout does with the group it was patching when a step
+    /// fails (default: roll it back and restore it).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// A cluster's policy for a failed rollout step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Roll the failed group's changed members back and restore the group,
+    /// so every group serves again.
+    #[default]
+    Rollback,
+    /// Leave the failed group as it is (drained) for inspection; an abort
+    /// restores it.
+    Halt,
+}
+
+impl OnFailure {
+    /// The word used in fleet.toml and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Rollback => "rollback",
+            OnFailure::Halt => "halt",
+        }
+    }
 }
 
 fn one() -> usize {

@@ -57,6 +57,8 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             panes::replication::render(app, frame, bottom);
         } else if app.focus == Pane::Replication {
             panes::replication::render(app, frame, right);
+        } else if app.focus == Pane::History {
+            panes::history::render(app, frame, right);
         } else {
             panes::groups::render(app, frame, right);
         }
@@ -71,6 +73,7 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             Pane::Filter => panes::filter::render(app, frame, body),
             Pane::Replication => panes::replication::render(app, frame, body),
             Pane::Groups => panes::groups::render(app, frame, body),
+            Pane::History => panes::history::render(app, frame, body),
         }
         app.theme.focus_border = focus_border;
     }
@@ -85,13 +88,25 @@ pub fn render(app: &mut App, frame: &mut Frame) {
 
 fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
     let Some(d) = &app.ops.dialog else { return };
-    let room = area.height.saturating_sub(3) as usize;
-    let mut lines: Vec<Line<'static>> = d
+    let room = area.height.saturating_sub(4) as usize;
+    // Wrapped here, to the overlay's inner width, so a long reason is read
+    // whole and the prompt below it is never pushed off the screen.
+    let inner = (area.width.saturating_sub(4).min(76) as usize)
+        .saturating_sub(2)
+        .max(1);
+    let rows: Vec<String> = d
         .lines
         .iter()
-        .skip(d.scroll)
+        .flat_map(|l| crate::tui::text::wrap(l, inner))
+        .collect();
+    let scroll = d
+        .scroll
+        .min(rows.len().saturating_sub(room.saturating_sub(1)));
+    let mut lines: Vec<Line<'static>> = rows
+        .into_iter()
+        .skip(scroll)
         .take(room.saturating_sub(1))
-        .map(|l| Line::raw(l.clone()))
+        .map(Line::raw)
         .collect();
     match &d.confirm {
         crate::tui::state::Confirm::Typed { .. } => lines.push(Line::from(vec![
@@ -182,6 +197,14 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
                     (&[Action::Replicate], "retry"),
                     (&[Action::Command], "command"),
                     (&[Action::FocusGroups], "groups"),
+                    (&[Action::Quit], "quit"),
+                ],
+                Pane::History => &[
+                    (&[Action::Help], "help"),
+                    (&[Action::Search], "filter"),
+                    (&[Action::Apply], "record"),
+                    (&[Action::ClearFilter], "clear"),
+                    (&[Action::FocusDepot], "depot"),
                     (&[Action::Quit], "quit"),
                 ],
                 Pane::Groups => &[

@@ -286,7 +286,10 @@ impl Node {
     }
 
     /// Drains (down) or restores (up) the node's service. Bringing it up
-    /// restarts it, which settles pending service restarts (not reboots).
+    /// restarts it, which settles pending service restarts; bringing a
+    /// drained node back up is also how the demo simulates its reboot, so
+    /// that settles pending reboots too (a rollout restarts members only
+    /// while their group is drained).
     pub fn set_service(&mut self, state: Service) -> Result<ServiceStatus> {
         let _lock = self.lock(
             if state == Service::Up {
@@ -297,9 +300,12 @@ impl Node {
             "-",
         )?;
         self.recover()?;
+        let was_down = self.service()?.state == Service::Down;
         let tx = self.db(self.conn.unchecked_transaction())?;
         self.db(store::set_service_state(&tx, state.as_str()))?;
-        if state == Service::Up {
+        if state == Service::Up && was_down {
+            self.db(tx.execute("DELETE FROM pending_restart", []))?;
+        } else if state == Service::Up {
             self.db(tx.execute("DELETE FROM pending_restart WHERE kind='service'", []))?;
         }
         self.db(tx.commit())?;

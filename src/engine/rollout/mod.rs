@@ -13,6 +13,7 @@
 pub mod fleet_env;
 pub mod journal;
 pub mod plan;
+pub mod prepare;
 pub mod run;
 
 use std::path::PathBuf;
@@ -63,9 +64,38 @@ fn busy(cluster: &str, holder: Option<Holder>) -> String {
     }
 }
 
+/// The live process holding a cluster's rollout lock, as its lock file
+/// names it (a dead holder's stale name is no holder). It takes the lock
+/// before it records itself in the rollout, so this sees a runner first.
+pub fn lock_holder(lab: &Lab, cluster: &str) -> Option<Holder> {
+    let text = std::fs::read_to_string(lock_path(lab, cluster)).ok()?;
+    let holder: Holder = serde_json::from_str(&text).ok()?;
+    alive(i64::from(holder.pid)).then_some(holder)
+}
+
+/// Whether a rollout is still being worked on by a live process: taken up
+/// by its runner (or about to be) and that process alive. A `running`
+/// rollout whose process died is interrupted, not running.
+pub fn is_running(r: &Rollout) -> bool {
+    matches!(r.state, State::Pending | State::Running) && alive(r.pid)
+}
+
 /// Whether a process is still alive (to tell an interrupted rollout from a
 /// running one).
 pub fn alive(pid: i64) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+    let exists = pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    // A killed runner whose parent has not reaped it yet still exists, as
+    // a zombie; it runs nothing.
+    exists && !zombie(pid)
+}
+
+fn zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
