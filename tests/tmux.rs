@@ -192,7 +192,7 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
     // clusters; close it to see them.
     t.keys(&["Escape"]);
     let s = t.wait("the paused groups", |s| {
-        s.contains("rollout 1 paused") && !s.contains("pause requested")
+        s.contains("rollout 1 paused") && s.contains("group B")
     });
     assert!(s.contains("group B"), "{s}");
     t.keys(&["u"]);
