@@ -539,3 +539,36 @@ fn command_line_previews_an_install_with_order_skips_and_restarts() {
         other => panic!("expected a run, got {other:?}"),
     }
 }
+
+/// Metadata with escape sequences (legal in TOML) is drawn visibly, never
+/// obeyed: a title that would retitle the window and clear the screen, and
+/// control characters in the product and version, show as `^[` and kin.
+#[test]
+fn hostile_metadata_is_shown_not_obeyed() {
+    let mut c = console();
+    let text = "id = \"AAA_1\"\ntitle = \"\\u001b]0;owned\\u0007\\u001b[2Jgone \\u202eevil\"\nproduct = \"gate\\u001bway\"\nversion = \"1\\u0008\\u0008.0\"\nvendor = \"acme\"\nseverity = \"high\"\nreleased = 2026-01-02\ncategories = [\"bad\\u001bcat\"]\n";
+    let mut bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut bytes);
+        patchdeck::engine::archive::append(&mut b, "PATCH.toml", 0o644, text.as_bytes()).unwrap();
+        b.finish().unwrap();
+    }
+    std::fs::write(c.lab.depot_dir().join("AAA_1.patch"), bytes).unwrap();
+    let depot = Depot::open(&c.lab.depot_dir()).unwrap();
+    assert!(depot.get("AAA_1").is_some(), "{:?}", depot.broken);
+    c.app = App::new(
+        "demo".into(),
+        depot,
+        &c.lab.config().unwrap(),
+        Theme::mono(),
+    );
+    c.searcher = Searcher::new(c.app.lines.clone());
+    let screen = c.screen(80, 24);
+    assert!(
+        !screen.contains('\u{1b}') && !screen.contains('\u{7}') && !screen.contains('\u{202e}'),
+        "a control character reached the screen"
+    );
+    assert!(screen.contains("^[]0;owned^G^[[2Jgone"), "{screen}");
+    assert!(screen.contains("gate^[way"), "{screen}");
+    insta::assert_snapshot!(screen);
+}

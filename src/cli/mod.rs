@@ -6,6 +6,7 @@
 mod cluster;
 mod components;
 mod depot;
+mod doctor;
 mod history;
 mod mirror;
 mod node;
@@ -113,6 +114,8 @@ pub enum Command {
     Prepare(offline::PrepareArgs),
     /// On the site: check a bundle and install it (crash safe, journaled).
     Apply(offline::ApplyArgs),
+    /// Damaged databases and node stores, and how to recover them; exit 1 when any.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(shell::CompletionsArgs),
     /// Write the manual pages (roff) to standard output or a directory.
@@ -153,6 +156,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Snapshot(args) => offline::snapshot(global, args),
         Command::Prepare(args) => offline::prepare(global, args),
         Command::Apply(args) => offline::apply(global, args),
+        Command::Doctor(args) => doctor::run(global, args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
         Command::History(args) => history::run(global, args),
@@ -182,6 +186,7 @@ impl Command {
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
         }
     }

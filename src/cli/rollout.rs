@@ -208,7 +208,7 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         let conn = console::open(lab).map_err(db_err(lab))?;
         Ok(journal::unfinished(&conn, &plan.cluster)
             .map_err(db_err(lab))?
-            .map(|id| held_by(&conn, id)))
+            .map(|id| held_by(lab, &conn, id)))
     };
     if let Some(m) = busy(&lab)? {
         return Err(Failure::Failed(m));
@@ -221,7 +221,7 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     let id = match journal::create(&conn, plan).map_err(db_err(&lab))? {
         Ok(id) => id,
-        Err(existing) => return Err(Failure::Failed(held_by(&conn, existing))),
+        Err(existing) => return Err(Failure::Failed(held_by(&lab, &conn, existing))),
     };
     drop(conn);
     background(&lab, id, args.detach, args.json)
@@ -293,7 +293,7 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
         printer.steps(&r, json);
         // Another live process took the rollout (two resumes at once: the
         // cluster lock let one run): follow that one instead.
-        let elsewhere = (r.state == State::Running && rollout::is_running(&r))
+        let elsewhere = (r.state == State::Running && rollout::is_running(lab, &r))
             || (!r.state.ended()
                 && rollout::lock_holder(lab, &r.cluster).is_some_and(|h| h.pid != child.id()));
         if exited && !elsewhere {
@@ -379,9 +379,9 @@ impl Printer {
 }
 
 /// Why a cluster is not free: who holds it, or what is left unfinished.
-fn held_by(conn: &rusqlite::Connection, id: i64) -> String {
+fn held_by(lab: &Lab, conn: &rusqlite::Connection, id: i64) -> String {
     match journal::load(conn, id) {
-        Ok(Some(r)) if rollout::is_running(&r) => format!(
+        Ok(Some(r)) if rollout::is_running(lab, &r) => format!(
             "cluster {} is busy: rollout {id} is {} in pid {} (since {}); only one rollout runs on a cluster",
             r.cluster,
             if r.state == State::Pending {
@@ -395,15 +395,15 @@ fn held_by(conn: &rusqlite::Connection, id: i64) -> String {
         Ok(Some(r)) => format!(
             "cluster {} has unfinished rollout {id} ({}); `patchdeck rollout resume {id}` or `patchdeck rollout abort {id}` first",
             r.cluster,
-            describe_state(&r)
+            describe_state(lab, &r)
         ),
         _ => format!("cluster has unfinished rollout {id}"),
     }
 }
 
-fn describe_state(r: &Rollout) -> String {
+fn describe_state(lab: &Lab, r: &Rollout) -> String {
     match r.state {
-        State::Running | State::Pending if !rollout::alive(r.pid) => {
+        State::Running | State::Pending if !rollout::is_running(lab, r) => {
             format!("interrupted: its runner, pid {}, died", r.pid)
         }
         s => s.as_str().to_string(),
@@ -589,8 +589,8 @@ fn load(lab: &Lab, id: Option<i64>) -> Result<Rollout, Failure> {
 }
 
 /// Progress of each group: steps done of all, and the group's state.
-fn group_lines(r: &Rollout) -> Vec<serde_json::Value> {
-    let live = rollout::is_running(r);
+fn group_lines(lab: &Lab, r: &Rollout) -> Vec<serde_json::Value> {
+    let live = rollout::is_running(lab, r);
     r.plan
         .groups
         .iter()
@@ -615,10 +615,10 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         if args.json && !args.follow {
             let current = r.next_step().map(|s| s.step.seq);
             let body = serde_json::json!({
-                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state.unfinished() && matches!(r.state, State::Running | State::Pending) && !rollout::alive(r.pid),
+                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state.unfinished() && matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, &r),
                 "on_failure": r.plan.on_failure.as_str(),
                 "message": r.message, "requested": r.requested, "pid": r.pid, "patches": r.plan.patches, "uninstall": r.plan.uninstall,
-                "groups": group_lines(&r), "current_step": current, "steps": r.steps,
+                "groups": group_lines(&lab, &r), "current_step": current, "steps": r.steps,
             });
             return print_json(&body);
         }
@@ -627,7 +627,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 "rollout {} on {}: {} ({})",
                 r.id,
                 r.cluster,
-                describe_state(&r),
+                describe_state(&lab, &r),
                 r.plan.patches.join(" ")
             );
             if !r.message.is_empty() {
@@ -638,7 +638,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 r.plan.on_failure.as_str(),
                 policy_words(r.plan.on_failure)
             );
-            for g in group_lines(&r) {
+            for g in group_lines(&lab, &r) {
                 println!(
                     "  group {}: {}/{} steps, {}",
                     g["name"].as_str().unwrap_or(""),
@@ -660,14 +660,14 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         }
         // Follow: print step changes as they land in the journal.
         printer.steps(&r, args.json);
-        if !rollout::is_running(&r) {
+        if !rollout::is_running(&lab, &r) {
             let e = Event {
                 rollout: r.id,
                 seq: None,
                 kind: "rollout".into(),
                 group: String::new(),
                 node: String::new(),
-                state: describe_state(&r),
+                state: describe_state(&lab, &r),
                 message: r.message.clone(),
             };
             print_event(&e, args.json);
@@ -683,7 +683,7 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
     let r = load(&lab, args.id)?;
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     match r.state {
-        State::Running | State::Pending if rollout::is_running(&r) => {
+        State::Running | State::Pending if rollout::is_running(&lab, &r) => {
             journal::request(&conn, r.id, "pause").map_err(db_err(&lab))?;
             println!(
                 "rollout {}: pause requested; no new step starts, and steps already running finish",
@@ -717,9 +717,9 @@ fn resume(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if rollout::is_running(&r) && r.pid != std::process::id() as i64 {
+    if rollout::is_running(&lab, &r) && r.pid != std::process::id() as i64 {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
-        return Err(Failure::Failed(held_by(&conn, r.id)));
+        return Err(Failure::Failed(held_by(&lab, &conn, r.id)));
     }
     background(&lab, r.id, args.detach, args.json)
 }
@@ -740,7 +740,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             .map(|r| {
                 serde_json::json!({
                     "id": r.id, "cluster": r.cluster, "state": r.state,
-                    "interrupted": matches!(r.state, State::Running | State::Pending) && !rollout::alive(r.pid),
+                    "interrupted": matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, r),
                     "patches": r.plan.patches, "uninstall": r.plan.uninstall,
                     "on_failure": r.plan.on_failure.as_str(),
                     "created_at": r.created_at, "updated_at": r.updated_at, "message": r.message,
@@ -762,7 +762,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             "{:>4}  {:<10} {:<28} {} {what} {}",
             r.id,
             r.cluster,
-            describe_state(r),
+            describe_state(&lab, r),
             r.created_at,
             r.plan.patches.join(" ")
         );
@@ -780,7 +780,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if rollout::is_running(&r) {
+    if rollout::is_running(&lab, &r) {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
         journal::request(&conn, r.id, "abort").map_err(db_err(&lab))?;
         println!(
@@ -811,7 +811,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
 fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     let lab = global.lab();
     let r = load(&lab, args.id)?;
-    if rollout::is_running(&r) {
+    if rollout::is_running(&lab, &r) {
         return Err(Failure::Failed(format!(
             "rollout {} is running; pause or abort it before rolling a group back",
             r.id
@@ -828,7 +828,7 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
             .map_err(db_err(&lab))?
             .filter(|other| *other != r.id)
         {
-            return Err(Failure::Failed(held_by(&c, other)));
+            return Err(Failure::Failed(held_by(&lab, &c, other)));
         }
     }
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;

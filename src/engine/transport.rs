@@ -60,6 +60,9 @@ pub trait Transport: Send {
             message: "this transport cannot report the node's environment id".into(),
         })
     }
+    /// Whether the node has the free space installing `patches` (those it
+    /// has staged) needs; see [`Node::check_install_space`].
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError>;
 }
 
 /// A node whose root is a directory on this machine, driven in-process.
@@ -146,5 +149,9 @@ impl Transport for Local {
 
     fn environment(&mut self) -> Result<Environment, NodeError> {
         self.node.environment()
+    }
+
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {
+        self.node.check_install_space(patches)
     }
 }

@@ -265,7 +265,12 @@ impl App {
             .snapshot
             .rollouts
             .iter()
-            .filter(|r| crate::engine::rollout::is_running(r))
+            .filter(|r| {
+                self.ops
+                    .lab
+                    .as_ref()
+                    .is_some_and(|lab| crate::engine::rollout::is_running(lab, r))
+            })
             .map(|r| (r.id, r.cluster.clone()))
             .collect();
         let Some((id, cluster)) = running.first().cloned() else {

@@ -3,8 +3,16 @@
 use ratatui::style::Style;
 use ratatui::text::Span;
 
-/// `s` cut or padded to exactly `width` characters.
+/// `s` as the console shows it: control characters made visible (`^[`),
+/// never passed to the terminal. Every string from a patch, fleet, node or
+/// log goes through this (or [`fit`], which calls it) before it is drawn.
+pub fn shown(s: &str) -> String {
+    crate::engine::text::neutralise(s).into_owned()
+}
+
+/// `s` cut or padded to exactly `width` characters, controls made visible.
 pub fn fit(s: &str, width: usize) -> String {
+    let s = crate::engine::text::neutralise(s);
     let mut out: String = s.chars().take(width).collect();
     let n = out.chars().count();
     out.extend(std::iter::repeat_n(' ', width - n));

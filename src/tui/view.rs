@@ -12,6 +12,7 @@ use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::panes;
 use crate::tui::state::{Mode, Pane};
+use crate::tui::text::shown;
 
 pub const MIN_WIDTH: u16 = 40;
 pub const MIN_HEIGHT: u16 = 10;
@@ -165,13 +166,13 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
             };
             Line::from(vec![
                 Span::styled("/", theme.key),
-                Span::raw(app.query.clone()),
+                Span::raw(shown(&app.query)),
                 Span::styled("_", theme.key),
                 Span::styled(format!("  {count}  Enter keep  Esc clear"), theme.dim),
             ])
         }
-        (_, Some((message, true))) => Line::styled(message.clone(), theme.error),
-        (_, Some((message, false))) => Line::styled(message.clone(), theme.ok),
+        (_, Some((message, true))) => Line::styled(shown(message), theme.error),
+        (_, Some((message, false))) => Line::styled(shown(message), theme.ok),
         _ => {
             let mut spans = Vec::new();
             let hints: &[(&[Action], &str)] = match app.focus {
@@ -335,12 +336,12 @@ fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
         app.theme.header,
     ));
     for (n, e) in sel.patches.iter().enumerate() {
-        lines.push(Line::raw(format!(
+        lines.push(Line::raw(shown(&format!(
             "{:>3}. {:<10} {}",
             n + 1,
             e.id,
             e.reason
-        )));
+        ))));
     }
     for d in &sel.dropped {
         lines.push(Line::styled(
@@ -352,7 +353,10 @@ fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
         ));
     }
     for p in &sel.problems {
-        lines.push(Line::styled(format!("  ! {}", p.message), app.theme.error));
+        lines.push(Line::styled(
+            shown(&format!("  ! {}", p.message)),
+            app.theme.error,
+        ));
     }
     lines.push(Line::styled("Esc or Enter closes", app.theme.dim));
     let title = format!(

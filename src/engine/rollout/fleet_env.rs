@@ -202,6 +202,12 @@ pub fn missing_words(missing: &[String], uninstall: bool) -> String {
 
 impl Env for FleetEnv<'_> {
     fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        // Room for the install on every member before any group is drained.
+        if !plan.uninstall {
+            self.with(node, |t| {
+                t.check_space(&plan.patches).map_err(|e| e.to_string())
+            })?;
+        }
         let missing = self.missing(node, plan)?;
         if missing.is_empty() && plan.uninstall {
             // Nothing is taken away from under a patch that needs it.

@@ -51,7 +51,11 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let state = match r {
             Some(r)
                 if matches!(r.state, State::Running | State::Pending)
-                    && !crate::engine::rollout::is_running(r) =>
+                    && !app
+                        .ops
+                        .lab
+                        .as_ref()
+                        .is_some_and(|lab| crate::engine::rollout::is_running(lab, r)) =>
             {
                 format!("rollout {} interrupted", r.id)
             }
@@ -123,6 +127,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             _ if r.message.is_empty() => r.state.as_str().to_string(),
             _ => format!("{}: {}", r.state.as_str(), r.message),
         };
+        let step = crate::tui::text::shown(&step);
         let style = if matches!(r.state, State::Failed | State::RolledBack) {
             theme.error
         } else {
@@ -145,7 +150,12 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             .unwrap_or_default();
         let done = steps.iter().filter(|s| s.state == StepState::Done).count();
         let mark = if gi == app.ops.group { ">" } else { " " };
-        let live = rollout.is_some_and(crate::engine::rollout::is_running);
+        let live = rollout.is_some_and(|r| {
+            app.ops
+                .lab
+                .as_ref()
+                .is_some_and(|lab| crate::engine::rollout::is_running(lab, r))
+        });
         let word = rollout
             .map(|r| format!(" {}", r.group_state(&g.name, live)))
             .unwrap_or_default();
