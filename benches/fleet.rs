@@ -108,6 +108,7 @@ fn fleet_of(n: usize) -> Fleet {
                 role: Role::Primary,
                 root: Some(format!("nodes/n1_{i}")),
                 command: None,
+                offline: false,
                 products: vec!["app".into()],
                 demo: Default::default(),
             })

@@ -122,6 +122,19 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
     }
+    let offline: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.offline)
+        .map(|n| n.id.as_str())
+        .collect();
+    if !offline.is_empty() && !targets.is_empty() {
+        eprintln!(
+            "patchdeck: not replicated to {} (offline site: use snapshot, prepare and apply)",
+            offline.join(", ")
+        );
+    }
+    let nodes: Vec<&crate::engine::fleet::Node> =
+        nodes.into_iter().filter(|n| !n.offline).collect();
     let journal = crate::engine::journal::Journal::open(
         &lab,
         &std::env::args().collect::<Vec<_>>().join(" "),

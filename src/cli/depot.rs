@@ -21,7 +21,7 @@ pub struct DemoArgs {
     /// Random seed: the same seed writes the same lab.
     #[arg(long, default_value_t = demo::DEFAULT_SEED)]
     seed: u64,
-    /// Number of nodes (at least 18: three clusters and two appliances).
+    /// Number of nodes (at least 23: four clusters, the offline site and two appliances).
     #[arg(long, default_value_t = demo::DEFAULT_NODES)]
     nodes: usize,
     /// Number of patches in the depot.
@@ -40,6 +40,8 @@ pub enum DepotCommand {
     Check(CheckArgs),
     /// Verify patch files and copy them into the depot.
     Add(AddArgs),
+    /// Copy matching patches from an upstream depot: verified, only what changed, resumable.
+    Mirror(super::mirror::MirrorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +84,7 @@ impl DepotCommand {
             DepotCommand::List(a) => a.json,
             DepotCommand::Check(a) => a.json,
             DepotCommand::Add(_) => false,
+            DepotCommand::Mirror(a) => a.json,
         }
     }
 }
@@ -131,6 +134,7 @@ pub fn run(global: &Global, command: DepotCommand) -> Outcome {
         DepotCommand::List(args) => list(global, args),
         DepotCommand::Check(args) => check(global, args),
         DepotCommand::Add(args) => add(global, args),
+        DepotCommand::Mirror(args) => super::mirror::run(global, args),
     }
 }
 

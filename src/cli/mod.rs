@@ -4,12 +4,15 @@
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
 mod cluster;
+mod components;
 mod depot;
 mod doctor;
 mod global;
 mod history;
+mod mirror;
 mod node;
 pub(crate) mod nodes;
+pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
@@ -65,6 +68,18 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Per node, every component (PRODUCT.FILESET) with its installed version.
+    Components(components::ComponentsArgs),
+    /// Per node and component: the newest version the depot offers and the patches to get there.
+    Updates(components::UpdatesArgs),
+    /// Whether a cluster's members are on the same release; exit 1 when they differ.
+    Drift(components::DriftArgs),
+    /// On an offline site: record what each node is and has, for `prepare`.
+    Snapshot(offline::SnapshotArgs),
+    /// Where the depot is: resolve a selection against a snapshot into one bundle file.
+    Prepare(offline::PrepareArgs),
+    /// On the site: check a bundle and install it (crash safe, journaled).
+    Apply(offline::ApplyArgs),
     /// Damaged databases and node stores, and how to recover them; exit 1 when any.
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: bash, zsh or fish.
@@ -101,6 +116,12 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Components(args) => components::components(global, args),
+        Command::Updates(args) => components::updates(global, args),
+        Command::Drift(args) => components::drift(global, args),
+        Command::Snapshot(args) => offline::snapshot(global, args),
+        Command::Prepare(args) => offline::prepare(global, args),
+        Command::Apply(args) => offline::apply(global, args),
         Command::Doctor(args) => doctor::run(global, args),
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
@@ -124,6 +145,12 @@ impl Command {
             Command::Rollback(a) | Command::Remove(a) => a.json,
             Command::Commit(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
+            Command::Components(a) => a.json,
+            Command::Updates(a) => a.json,
+            Command::Drift(a) => a.json,
+            Command::Snapshot(a) => a.json,
+            Command::Prepare(a) => a.json,
+            Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,

@@ -107,6 +107,9 @@ pub struct StartArgs {
     /// Print the plan (groups, and each step with its command); change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Start even when the cluster's members differ (see `patchdeck drift`).
+    #[arg(long)]
+    allow_drift: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -180,6 +183,23 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     let prepared = prepare::prepare(&fleet, &depot, &request).map_err(prepare_failure)?;
     for w in &prepared.warnings {
         eprintln!("warning: {w}");
+    }
+    let gate = crate::engine::drift::rollout_gate(
+        &lab,
+        &fleet,
+        &|id: &str| {
+            depot
+                .get(id)
+                .map(|p| crate::engine::components::component_of(&p.manifest))
+        },
+        &args.cluster,
+        &prepared.plan.patches,
+        args.allow_drift,
+        !args.dry_run,
+    )
+    .map_err(|e| Failure::Failed(e.to_string()))?;
+    if let crate::engine::drift::Gate::Allowed(note) = &gate {
+        eprintln!("patchdeck: {note}");
     }
     if args.dry_run {
         return print_plan(&prepared, args.json);
@@ -392,7 +412,12 @@ fn describe_state(lab: &Lab, r: &Rollout) -> String {
 }
 
 /// Runs rollout `id` here, holding its cluster, printing events live.
-fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) -> Outcome {
+pub(crate) fn execute(
+    lab: &Lab,
+    fleet: &crate::engine::fleet::Fleet,
+    id: i64,
+    json: bool,
+) -> Outcome {
     let conn = Mutex::new(console::open(lab).map_err(db_err(lab))?);
     let cluster = {
         let c = conn

@@ -151,6 +151,10 @@ pub struct Node {
     /// Remote node: a command that speaks the node protocol on stdio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// On an offline site: the console cannot stage onto it directly;
+    /// patches reach it through `snapshot` → `prepare` → `apply` (seed 003).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
     /// Products this kind of node carries (informational; the node's own
     /// database is the truth).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

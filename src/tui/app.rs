@@ -202,6 +202,7 @@ impl App {
                 return self.refresh_rows(effect);
             }
             Action::Resolve => self.resolve(),
+            Action::Updates => return self.updates_dialog(),
             Action::Mark => {
                 if let Some(id) = self.current_patch().map(|p| p.id.clone()) {
                     if !self.marks.remove(&id) {
