@@ -2,6 +2,7 @@
 //! updates the depot offers it, and whether a cluster is on one release.
 //! The engine decides (engine::components, engine::drift); this renders.
 
+use crate::front::{say, shout};
 use clap::Args;
 
 use super::global::Global;
@@ -74,7 +75,7 @@ pub struct DriftArgs {
 /// others were reported.
 fn finish(failed: &[String]) -> Outcome {
     for f in failed {
-        eprintln!("patchdeck: {f}");
+        shout!("patchdeck: {f}");
     }
     if failed.is_empty() {
         Ok(())
@@ -101,9 +102,9 @@ pub fn components(global: &Global, args: ComponentsArgs) -> Outcome {
     if args.json {
         print_json(&rows)?;
     } else {
-        println!("{:<14} {:<22} INSTALLED", "NODE", "COMPONENT");
+        say!("{:<14} {:<22} INSTALLED", "NODE", "COMPONENT");
         for r in &rows {
-            println!("{:<14} {:<22} {}", r.node, r.component, r.installed);
+            say!("{:<14} {:<22} {}", r.node, r.component, r.installed);
         }
     }
     finish(&failed)
@@ -126,15 +127,19 @@ pub fn updates(global: &Global, args: UpdatesArgs) -> Outcome {
     if args.json {
         print_json(&rows)?;
     } else if rows.is_empty() {
-        println!("no updates available");
+        say!("no updates available");
     } else {
-        println!(
+        say!(
             "{:<14} {:<20} {:<10} {:<10} {:<8} PATCHES",
-            "NODE", "COMPONENT", "INSTALLED", "AVAILABLE", "RESTART"
+            "NODE",
+            "COMPONENT",
+            "INSTALLED",
+            "AVAILABLE",
+            "RESTART"
         );
         for u in &rows {
             let ids: Vec<&str> = u.patches.iter().map(|p| p.id.as_str()).collect();
-            println!(
+            say!(
                 "{:<14} {:<20} {:<10} {:<10} {:<8} {}",
                 u.node,
                 u.component,
@@ -144,7 +149,7 @@ pub fn updates(global: &Global, args: UpdatesArgs) -> Outcome {
                 ids.join(" ")
             );
             for p in &u.problems {
-                println!("    problem: {p}");
+                say!("    problem: {p}");
             }
         }
     }
@@ -162,23 +167,23 @@ pub fn drift(global: &Global, args: DriftArgs) -> Outcome {
     if args.json {
         print_json(&report)?;
     } else if report.drifted {
-        println!(
+        say!(
             "cluster {}: drifted; members differ ({})",
             report.cluster,
             report.members.join(", ")
         );
         for d in &report.differences {
-            println!("  {}", d.describe());
+            say!("  {}", d.describe());
         }
     } else {
-        println!(
+        say!(
             "cluster {}: level; {} members on the same release",
             report.cluster,
             report.members.len()
         );
     }
     for u in &report.unreachable {
-        eprintln!("patchdeck: {}: {}", u.node, u.error);
+        shout!("patchdeck: {}: {}", u.node, u.error);
     }
     if report.drifted {
         Err(Failure::Reported(

@@ -1,6 +1,7 @@
 //! `depot mirror`: refresh a private mirror of an upstream depot (see
 //! engine::mirror).
 
+use crate::front::{say, shout};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -53,9 +54,9 @@ pub fn run(global: &Global, args: MirrorArgs) -> Outcome {
         print_json(&report)?;
     } else {
         for f in &report.copied {
-            println!("copied {f}");
+            say!("copied {f}");
         }
-        println!(
+        say!(
             "{} copied, {} unchanged, {} failed ({} -> {})",
             report.copied.len(),
             report.unchanged,
@@ -65,7 +66,7 @@ pub fn run(global: &Global, args: MirrorArgs) -> Outcome {
         );
     }
     for f in &report.failed {
-        eprintln!("patchdeck: {}: {}", f.file, f.error);
+        shout!("patchdeck: {}: {}", f.file, f.error);
     }
     if report.failed.is_empty() {
         Ok(())

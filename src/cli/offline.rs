@@ -1,6 +1,7 @@
 //! `snapshot`, `prepare`, `apply`: patching an offline site (see
 //! engine::offline). Front end only: gathers the nodes and files, renders.
 
+use crate::front::{say, shout};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -141,7 +142,7 @@ pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
         print_json(&snap)?;
     } else {
         for n in &snap.nodes {
-            println!(
+            say!(
                 "{}: environment {} on {}; {} components, {} patches known",
                 n.inventory.node,
                 n.environment.id,
@@ -150,7 +151,7 @@ pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
                 n.inventory.patches.len()
             );
         }
-        println!("snapshot written to {}", args.output.display());
+        say!("snapshot written to {}", args.output.display());
     }
     Ok(())
 }
@@ -176,12 +177,12 @@ pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
     } else {
         for plan in &prepared.plans {
             if plan.patches.is_empty() {
-                println!("{}: nothing to install", plan.node);
+                say!("{}: nothing to install", plan.node);
                 continue;
             }
-            println!("{}:", plan.node);
+            say!("{}:", plan.node);
             for (i, p) in plan.patches.iter().enumerate() {
-                println!(
+                say!(
                     "  {:>2}. {:<10} {:<20} {:<10} restart {:<7} {}",
                     i + 1,
                     p.id,
@@ -192,7 +193,7 @@ pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
                 );
             }
         }
-        println!(
+        say!(
             "bundle written to {} ({} patches)",
             args.output.display(),
             prepared.files.len()
@@ -281,7 +282,7 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
                 let node = t.node().to_string();
                 let record = |patch: &str, op: &str, ok: bool, message: &str| {
                     if let Err(e) = journal.record(&node, patch, op, ok, message) {
-                        eprintln!("patchdeck: journal: {e}");
+                        shout!("patchdeck: journal: {e}");
                     }
                 };
                 match offline::apply_node(t.as_mut(), &bundle, how, args.rebase, &record) {
@@ -305,8 +306,8 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
             match (&r.applied, &r.error) {
                 (Some(a), _) => {
                     if let Some(rb) = &a.rebased {
-                        println!("{}: rebased: {}", a.node, rb.changes.join("; "));
-                        println!(
+                        say!("{}: rebased: {}", a.node, rb.changes.join("; "));
+                        say!(
                             "{}:   plan now {} (dropped: {}; added: {})",
                             a.node,
                             if rb.plan.is_empty() {
@@ -326,9 +327,9 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
                             }
                         );
                     }
-                    println!("{}: {}", a.node, a.message);
+                    say!("{}: {}", a.node, a.message);
                 }
-                (None, Some(e)) => eprintln!("patchdeck: {e}"),
+                (None, Some(e)) => shout!("patchdeck: {e}"),
                 (None, None) => {}
             }
         }
@@ -368,7 +369,7 @@ fn apply_cluster(
         Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;
     let record = |node: &str, patch: &str, op: &str, ok: bool, message: &str| {
         if let Err(e) = journal.record(node, patch, op, ok, message) {
-            eprintln!("patchdeck: journal: {e}");
+            shout!("patchdeck: journal: {e}");
         }
     };
     let component = |id: &str| {
@@ -389,7 +390,7 @@ fn apply_cluster(
             true,
         ) {
             Ok(crate::engine::drift::Gate::Allowed(note)) => {
-                eprintln!("patchdeck: {note}");
+                shout!("patchdeck: {note}");
                 Ok(())
             }
             Ok(crate::engine::drift::Gate::Clear) => Ok(()),
@@ -400,11 +401,11 @@ fn apply_cluster(
         .map_err(|e| Failure::Failed(e.to_string()))?;
     for m in &staged.members {
         if let Some(rb) = &m.rebased {
-            eprintln!("patchdeck: {}: rebased: {}", m.node, rb.changes.join("; "));
+            shout!("patchdeck: {}: rebased: {}", m.node, rb.changes.join("; "));
         }
     }
     if staged.ids.is_empty() {
-        println!("cluster {cluster}: already applied on every member");
+        say!("cluster {cluster}: already applied on every member");
         return Ok(());
     }
     // The cluster's own failure policy, as for `rollout start`.
