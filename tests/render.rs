@@ -473,6 +473,38 @@ fn history_pane_snapshot_80x24() {
 }
 
 #[test]
+fn groups_pane_marks_a_drifted_cluster_and_enter_names_the_difference() {
+    let mut c = console_with_operations();
+    c.keys("4");
+    let screen = c.screen(80, 24);
+    let legacy = screen
+        .lines()
+        .find(|l| l.contains("legacy"))
+        .unwrap_or_default();
+    assert!(legacy.contains("DRIFTED"), "{screen}");
+    let edge = screen
+        .lines()
+        .find(|l| l.contains("  edge ") || l.contains("> edge "))
+        .unwrap_or_default();
+    assert!(!edge.contains("DRIFTED"), "{screen}");
+    while c
+        .app
+        .ops
+        .selected_cluster()
+        .is_some_and(|cl| cl.id != "legacy")
+    {
+        c.keys("j");
+    }
+    c.key(KeyCode::Enter);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("legacy has drifted"), "{screen}");
+    assert!(
+        screen.contains("missing on") || screen.contains("component"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn groups_pane_keeps_the_newest_events_when_member_lines_wrap() {
     let mut c = console_with_operations();
     for n in 1..=40 {

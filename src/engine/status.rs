@@ -18,6 +18,8 @@ pub struct NodeView {
     /// `None` when the node could not be read (see `error`).
     pub service: Option<Service>,
     pub products: Vec<String>,
+    /// Installed `product.fileset` → version.
+    pub components: BTreeMap<String, String>,
     pub patches: BTreeMap<String, PatchState>,
     pub error: Option<String>,
 }
@@ -37,6 +39,7 @@ impl FleetView {
                 cluster: n.cluster.clone(),
                 service: None,
                 products: Vec::new(),
+                components: BTreeMap::new(),
                 patches: BTreeMap::new(),
                 error: None,
             };
@@ -49,6 +52,7 @@ impl FleetView {
                 Ok((inv, service)) => {
                     view.service = Some(service.state);
                     view.products = inv.products.keys().cloned().collect();
+                    view.components = inv.components;
                     view.patches = inv.patches;
                 }
                 Err(e) => view.error = Some(e.to_string()),
@@ -60,6 +64,24 @@ impl FleetView {
 
     pub fn node(&self, id: &str) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The drift of a cluster as this view saw its members: the same
+    /// comparison as `patchdeck drift` ([`drift::compare`]), over the
+    /// members that could be read. `None` when fewer than two were.
+    pub fn drift(&self, cluster: &str) -> Option<crate::engine::drift::Report> {
+        let members: Vec<crate::engine::inventory::Inventory> = self
+            .nodes
+            .iter()
+            .filter(|n| n.cluster.as_deref() == Some(cluster) && n.error.is_none())
+            .map(|n| crate::engine::inventory::Inventory {
+                node: n.id.clone(),
+                products: BTreeMap::new(),
+                components: n.components.clone(),
+                patches: n.patches.clone(),
+            })
+            .collect();
+        (members.len() >= 2).then(|| crate::engine::drift::compare(cluster, &members))
     }
 
     /// Per patch: (nodes with it installed, nodes that carry its product).

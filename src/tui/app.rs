@@ -173,6 +173,33 @@ impl App {
                 self.ops.history_filter = Editor::default();
                 self.ops.history_cursor = ListCursor::default();
             }
+            Action::Apply if self.focus == Pane::Groups => {
+                if let Some(cluster) = self.ops.selected_cluster().map(|c| c.id.clone()) {
+                    let lines = match self.ops.snapshot.fleet.drift(&cluster) {
+                        Some(r) if r.drifted => {
+                            let mut lines = vec![format!(
+                                "{cluster} has drifted: its members are not on the same release."
+                            )];
+                            lines.extend(
+                                r.differences.iter().map(|d| format!("  {}", d.describe())),
+                            );
+                            lines.push(String::new());
+                            lines.push(format!("`patchdeck drift --cluster {cluster}` says the same; a rollout needs --allow-drift unless it brings them level."));
+                            lines
+                        }
+                        Some(_) => vec![format!(
+                            "{cluster}: every member has the same patches and component versions."
+                        )],
+                        None => vec![format!(
+                            "{cluster}: fewer than two members could be read; no comparison."
+                        )],
+                    };
+                    return self.open(crate::tui::state::Dialog::info(
+                        format!(" drift: {cluster} "),
+                        lines,
+                    ));
+                }
+            }
             Action::Apply if self.focus == Pane::History => {
                 let rows = self.history_rows();
                 if let Some(&i) = rows.get(self.ops.history_cursor.selected)

@@ -155,6 +155,12 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
         Scope::History,
         "the whole record",
     ),
+    (
+        &["enter"],
+        Action::Apply,
+        Scope::Groups,
+        "what differs (drift)",
+    ),
     (&["p"], Action::Pause, Scope::Groups, "pause rollout"),
     (&["u"], Action::Resume, Scope::Groups, "resume rollout"),
     (&["A"], Action::Abort, Scope::Groups, "abort rollout"),

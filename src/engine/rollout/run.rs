@@ -499,34 +499,34 @@ impl<E: Env> Runner<'_, E> {
         }
     }
 
+    /// The closing check: members' applied patches compared by the same
+    /// function as `patchdeck drift` ([`crate::engine::drift::compare`]).
     fn consistency(&self, plan: &Plan) -> Result<String, Fail> {
+        use crate::engine::inventory::{Inventory, PatchState};
         let members = plan.all_members();
         let applied = each_member(&members, |node| self.env.applied(node))?;
-        let mut sets: Vec<(String, Vec<String>)> = Vec::new();
+        let mut inventories = Vec::new();
         for (node, applied) in members.into_iter().zip(applied) {
-            let mut applied = applied?;
-            applied.sort();
-            sets.push((node, applied));
+            inventories.push(Inventory {
+                node,
+                products: Default::default(),
+                components: Default::default(),
+                patches: applied?
+                    .into_iter()
+                    .map(|id| (id, PatchState::Applied))
+                    .collect(),
+            });
         }
-        let first = sets.first().map(|(_, s)| s.clone()).unwrap_or_default();
-        let differ: Vec<String> = sets
-            .iter()
-            .filter(|(_, s)| *s != first)
-            .map(|(n, _)| n.clone())
-            .collect();
-        if differ.is_empty() {
-            Ok(format!(
-                "all {} members have the same {} applied patch(es)",
-                sets.len(),
-                first.len()
-            ))
-        } else {
-            Ok(format!(
-                "drift: {} differ from {} in their applied patches",
-                differ.join(", "),
-                sets[0].0
-            ))
+        let report = crate::engine::drift::compare(&plan.cluster, &inventories);
+        if !report.drifted {
+            let count = inventories.first().map(|i| i.patches.len()).unwrap_or(0);
+            return Ok(format!(
+                "all {} members have the same {count} applied patch(es)",
+                inventories.len()
+            ));
         }
+        let what: Vec<String> = report.differences.iter().map(|d| d.describe()).collect();
+        Ok(format!("drift: {}", what.join("; ")))
     }
 
     /// Halts on a failed step: with auto-rollback, the failed group's

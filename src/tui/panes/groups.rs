@@ -67,11 +67,18 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             .as_ref()
             .map(|p| p.groups.iter().map(|g| g.members.len()).sum::<usize>())
             .unwrap_or(0);
+        let drifted = app
+            .ops
+            .snapshot
+            .fleet
+            .drift(&c.id)
+            .is_some_and(|r| r.drifted);
         let text = format!(
-            "{} {:<10} {:>2} members  {state}",
+            "{} {:<10} {:>2} members  {state}{}",
             if selected { ">" } else { " " },
             c.id,
-            members
+            members,
+            if drifted { "  DRIFTED (Enter)" } else { "" }
         );
         lines.push(Line::styled(
             fit(&text, width),
