@@ -81,8 +81,14 @@ fn typeahead_burst_ends_on_the_row_the_keys_reach() {
 
 /// The depot's ids in the order the depot pane lists them.
 fn patchdeck_ids(lab: &str) -> Vec<String> {
+    listed(lab, &[])
+}
+
+/// Ids of `depot list --json` with extra arguments, in its order.
+fn listed(lab: &str, extra: &[&str]) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
         .args(["depot", "list", "--lab", lab, "--json"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -120,15 +126,7 @@ fn keys_straight_after_a_search_act_on_the_rows_it_found() {
 }
 
 fn patchdeck_hits(lab: &str, query: &str) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
-        .args(["depot", "list", "--lab", lab, "--query", query, "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect()
+    listed(lab, &["--query", query])
 }
 
 #[test]

@@ -19,14 +19,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(global: &Global, args: DoctorArgs) -> Outcome {
-    let lab = global.lab();
-    if !lab.exists() {
-        return Err(Failure::Failed(format!(
-            "no lab at {}; create one with `patchdeck demo --lab {}`",
-            lab.root.display(),
-            lab.root.display()
-        )));
-    }
+    let lab = global.existing_lab()?;
     let mut findings = doctor::check_lab(&lab);
     // The fleet as written: a missing root is a finding here, not a refusal.
     let fleet = Fleet::load(&lab.fleet_path()).map_err(|e| Failure::Input(e.to_string()))?;

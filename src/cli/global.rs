@@ -46,6 +46,19 @@ impl Global {
         Lab::new(self.lab.clone().unwrap_or_else(Lab::default_root))
     }
 
+    /// The lab, for a verb that needs one to exist already.
+    pub fn existing_lab(&self) -> Result<Lab, Failure> {
+        let lab = self.lab();
+        if !lab.exists() {
+            return Err(Failure::Failed(format!(
+                "no lab at {}; create one with `patchdeck demo --lab {}`",
+                lab.root.display(),
+                lab.root.display()
+            )));
+        }
+        Ok(lab)
+    }
+
     /// The depot a read-only command works on: `--depot`, else the lab's.
     pub fn depot_dir(&self) -> Result<PathBuf, Failure> {
         if let Some(dir) = &self.depot {

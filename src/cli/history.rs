@@ -27,14 +27,7 @@ pub struct HistoryArgs {
 }
 
 pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
-    let lab = global.lab();
-    if !lab.exists() {
-        return Err(Failure::Failed(format!(
-            "no lab at {}; create one with `patchdeck demo --lab {}`",
-            lab.root.display(),
-            lab.root.display()
-        )));
-    }
+    let lab = global.existing_lab()?;
     let since = args
         .since
         .as_deref()
