@@ -28,6 +28,18 @@ fn console(name: &str, lab: &str) -> Tmux {
     Tmux::start(name, &command, 80, 24)
 }
 
+/// The depot pane of the 150-patch lab with its frame complete: the status
+/// line is the last row a frame writes, so a capture taken mid-frame does
+/// not count.
+fn drawn(screen: &str) -> bool {
+    screen.contains("Depot 150/150")
+        && screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("q quit"))
+}
+
 /// Ids of the depot pane's rows, top to bottom.
 fn row_ids(screen: &str) -> Vec<String> {
     screen
@@ -64,7 +76,7 @@ fn typeahead_burst_ends_on_the_row_the_keys_reach() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo_lab(tmp.path(), 150);
     let t = console("burst", &lab);
-    let first = t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    let first = t.wait("the depot pane, fully drawn", drawn);
     let top = row_ids(&first);
     assert!(top.len() > 5, "{first}");
     // Twenty rows down and two back up, typed in one burst.
@@ -158,7 +170,7 @@ fn shrinking_and_growing_the_terminal_redraws_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo_lab(tmp.path(), 150);
     let t = console("resize", &lab);
-    let first = t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    let first = t.wait("the depot pane, fully drawn", drawn);
     let full = row_ids(&first).len();
     t.keys(&["G"]);
     let ids = patchdeck_ids(&lab);
