@@ -204,9 +204,10 @@ fn select_json_shape_order_and_problems() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!json(&out)["problems"].as_array().unwrap().is_empty());
 
+    // An unknown id is bad input, as it is for install.
     let out = patchdeck(&["select", "--depot", &depot, "NOPE_1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("NOPE_1"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOPE_1"));
 }
 
 #[test]

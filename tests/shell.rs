@@ -52,3 +52,41 @@ fn a_bad_log_level_is_bad_usage() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
 }
+
+#[test]
+fn each_lifecycle_verb_documents_only_its_own_flags() {
+    let help = |verb: &str| {
+        let out = patchdeck(&[verb, "--help"]);
+        assert!(out.status.success(), "{verb}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stage = help("stage");
+    assert!(stage.contains("none -> staged"), "{stage}");
+    for flag in [
+        "--no-save",
+        "--require-replicated",
+        "--all-at-once",
+        "--theme",
+    ] {
+        assert!(!stage.contains(flag), "stage --help shows {flag}:\n{stage}");
+    }
+    let install = help("install");
+    for flag in [
+        "--no-save",
+        "--require-replicated",
+        "--all-at-once",
+        "--reason",
+    ] {
+        assert!(install.contains(flag), "install --help lacks {flag}");
+    }
+    for verb in ["rollback", "remove"] {
+        let text = help(verb);
+        assert!(text.contains("--all-at-once"), "{verb}: {text}");
+        assert!(!text.contains("--no-save"), "{verb}: {text}");
+    }
+    let commit = help("commit");
+    assert!(
+        !commit.contains("--all-at-once") && !commit.contains("--no-save"),
+        "{commit}"
+    );
+}

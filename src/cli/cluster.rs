@@ -82,6 +82,9 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         ));
     }
     let depot = super::open_depot(&lab.depot_dir())?;
+    depot
+        .check_specs(&args.patches)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let mut ids = Vec::new();
     for spec in &args.patches {
         if depot.get(spec).is_some() {

@@ -50,15 +50,15 @@ pub struct Global {
 #[derive(Debug, Clone, Args)]
 pub struct ConsoleArgs {
     /// Colour theme: default, mono, high-contrast, or a user theme name.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
     /// Serial-console profile: ASCII only, no colour, at most one redraw a
     /// second. Chosen by itself for TERM=vt100/vt102/vt220/linux or a
     /// locale that is not UTF-8.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub serial: bool,
     /// Minimum milliseconds between redraws for live updates (default 100; 1000 in the serial profile).
-    #[arg(long, global = true, value_name = "MS")]
+    #[arg(long, value_name = "MS")]
     pub refresh_ms: Option<u64>,
 }
 
@@ -76,15 +76,15 @@ pub enum Command {
     /// The fleet's nodes: id, data center, organization, site, cluster, root, service state.
     Nodes(nodes::NodesArgs),
     /// Copy patches to nodes and verify them there (none -> staged).
-    Stage(nodes::OpArgs),
+    Stage(nodes::StageArgs),
     /// Install staged patches, resolver order, saving what they replace (staged -> applied).
-    Install(nodes::OpArgs),
+    Install(nodes::InstallArgs),
     /// Restore what an applied patch replaced (applied -> staged).
-    Rollback(nodes::OpArgs),
+    Rollback(nodes::TakeBackArgs),
     /// Drop the saved files of applied patches; no rollback after (applied -> committed).
-    Commit(nodes::OpArgs),
+    Commit(nodes::CommitArgs),
     /// Delete a staged patch from nodes (staged -> none).
-    Remove(nodes::OpArgs),
+    Remove(nodes::TakeBackArgs),
     /// Patch states per node.
     List(nodes::ListArgs),
     /// Compare installed files with each node's database; exit 1 on drift.
@@ -149,11 +149,10 @@ impl Command {
             Command::Groups(a) => a.json,
             Command::Replicate(a) => a.json,
             Command::Rollout(cmd) => cmd.json(),
-            Command::Stage(a)
-            | Command::Install(a)
-            | Command::Rollback(a)
-            | Command::Commit(a)
-            | Command::Remove(a) => a.json,
+            Command::Stage(a) => a.json,
+            Command::Install(a) => a.json,
+            Command::Rollback(a) | Command::Remove(a) => a.json,
+            Command::Commit(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::History(a) => a.json,

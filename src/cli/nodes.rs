@@ -46,32 +46,148 @@ pub struct NodesArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+/// What every lifecycle verb was asked, once its own flags are read: the
+/// flags a verb does not have keep their defaults.
+#[derive(Debug)]
 pub struct OpArgs {
-    /// Patch ids (install also takes product specs, resolved per node).
+    patches: Vec<String>,
+    targets: TargetArgs,
+    no_save: bool,
+    require_replicated: bool,
+    parallel: usize,
+    all_at_once: bool,
+    reason: Option<String>,
+    pub json: bool,
+}
+
+/// `--all-at-once --reason TEXT`, for the verbs that take members of a
+/// cluster out of service.
+#[derive(Debug, Args)]
+pub struct AllAtOnceArgs {
+    /// Allow several members of one cluster at once (normally refused: use
+    /// `rollout start`, which goes group by group). Needs --reason.
+    #[arg(long, requires = "reason")]
+    all_at_once: bool,
+    /// Why --all-at-once is needed; journaled with the operator's name.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Patch ids or product specs to copy to the nodes and verify there.
     #[arg(required = true, value_name = "PATCH")]
     patches: Vec<String>,
     #[command(flatten)]
     targets: TargetArgs,
-    /// Install only: do not keep the replaced files (straight to committed, no rollback).
-    #[arg(long)]
-    no_save: bool,
-    /// Install only: refuse when the patches are not staged and verified on
-    /// every target (default: warn, skip those nodes, install on the rest).
-    #[arg(long)]
-    require_replicated: bool,
     /// Nodes worked on at once.
     #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
     parallel: usize,
-    /// Install, rollback, remove: allow several members of one cluster at
-    /// once (normally refused: use `rollout start`). Needs --reason.
-    #[arg(long, requires = "reason")]
-    all_at_once: bool,
-    /// Why --all-at-once is needed; journaled.
-    #[arg(long, value_name = "TEXT")]
-    reason: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Patch ids or product specs, resolved against each node's inventory.
+    #[arg(required = true, value_name = "PATCH")]
+    patches: Vec<String>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Do not keep the replaced files (straight to committed, no rollback).
+    #[arg(long)]
+    no_save: bool,
+    /// Refuse when the patches are not staged and verified on every target
+    /// (default: warn, skip those nodes, install on the rest).
+    #[arg(long)]
+    require_replicated: bool,
+    #[command(flatten)]
+    all_at_once: AllAtOnceArgs,
+    /// Nodes worked on at once.
+    #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
+    parallel: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rollback` and `remove`: patch ids, targets, and the cluster override.
+#[derive(Debug, Args)]
+pub struct TakeBackArgs {
+    /// Patch ids.
+    #[arg(required = true, value_name = "PATCH")]
+    patches: Vec<String>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    #[command(flatten)]
+    all_at_once: AllAtOnceArgs,
+    /// Nodes worked on at once.
+    #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
+    parallel: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Patch ids.
+    #[arg(required = true, value_name = "PATCH")]
+    patches: Vec<String>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Nodes worked on at once.
+    #[arg(long, default_value_t = ops::DEFAULT_PARALLEL)]
+    parallel: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OpArgs {
+    fn plain(patches: Vec<String>, targets: TargetArgs, parallel: usize, json: bool) -> OpArgs {
+        OpArgs {
+            patches,
+            targets,
+            no_save: false,
+            require_replicated: false,
+            parallel,
+            all_at_once: false,
+            reason: None,
+            json,
+        }
+    }
+}
+
+impl From<StageArgs> for OpArgs {
+    fn from(a: StageArgs) -> OpArgs {
+        OpArgs::plain(a.patches, a.targets, a.parallel, a.json)
+    }
+}
+
+impl From<InstallArgs> for OpArgs {
+    fn from(a: InstallArgs) -> OpArgs {
+        OpArgs {
+            no_save: a.no_save,
+            require_replicated: a.require_replicated,
+            all_at_once: a.all_at_once.all_at_once,
+            reason: a.all_at_once.reason,
+            ..OpArgs::plain(a.patches, a.targets, a.parallel, a.json)
+        }
+    }
+}
+
+impl From<TakeBackArgs> for OpArgs {
+    fn from(a: TakeBackArgs) -> OpArgs {
+        OpArgs {
+            all_at_once: a.all_at_once.all_at_once,
+            reason: a.all_at_once.reason,
+            ..OpArgs::plain(a.patches, a.targets, a.parallel, a.json)
+        }
+    }
+}
+
+impl From<CommitArgs> for OpArgs {
+    fn from(a: CommitArgs) -> OpArgs {
+        OpArgs::plain(a.patches, a.targets, a.parallel, a.json)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +287,8 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
 }
 
 /// `stage` and the four lifecycle verbs.
-pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
+pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
+    let args: OpArgs = args.into();
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
     let targets = args.targets.targets();
@@ -187,17 +304,9 @@ pub fn operate(global: &Global, op: Op, args: OpArgs) -> Outcome {
     }
     let depot = open_depot(&lab.depot_dir())?;
     if matches!(op, Op::Stage | Op::Install) {
-        for spec in &args.patches {
-            let product = spec.split('.').next().unwrap_or(spec);
-            if depot.get(spec).is_none()
-                && !depot.patches.iter().any(|p| p.manifest.product == product)
-            {
-                return Err(Failure::Input(format!(
-                    "{spec} is neither a patch nor a product in the depot {}",
-                    depot.root.display()
-                )));
-            }
-        }
+        depot
+            .check_specs(&args.patches)
+            .map_err(|e| Failure::Input(e.to_string()))?;
     }
     // Cluster guards: decided in the engine, the same for every front end.
     if op != Op::Stage {

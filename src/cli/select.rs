@@ -43,6 +43,9 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
         ));
     }
     let depot = open_depot(&global.depot_dir()?)?;
+    depot
+        .check_specs(&args.specs)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let narrow = |p: &crate::engine::patch::Patch| filters.matches(p);
     let request = Request {
         specs: args.specs.clone(),

@@ -63,6 +63,18 @@ pub enum DepotError {
     Io(String),
 }
 
+/// Why a spec given to a verb names nothing it can use. Both are bad input
+/// (exit 2) for every verb that takes patch ids or product specs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The depot has a file of that id, but it could not be read as a patch.
+    #[error("{spec} is in the depot but broken: {reason}")]
+    Broken { spec: String, reason: String },
+    /// Neither a patch id nor a product (or `PRODUCT.FILESET`) of the depot.
+    #[error("{spec} is neither a patch id nor a product in the depot {depot}")]
+    Unknown { spec: String, depot: String },
+}
+
 /// How opening went, for progress and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenStats {
@@ -226,6 +238,45 @@ impl Depot {
 
     pub fn get(&self, id: &str) -> Option<&Patch> {
         self.by_id.get(id).map(|&i| &self.patches[i])
+    }
+
+    /// Checks what an operator named: each spec is a good patch's id, or a
+    /// product (`PRODUCT` or `PRODUCT.FILESET`) some good patch is for. The
+    /// first that is not is returned, a broken patch file named as broken
+    /// with its reason rather than as unknown.
+    pub fn check_specs(&self, specs: &[String]) -> Result<(), SpecError> {
+        for spec in specs {
+            if self.get(spec).is_some() {
+                continue;
+            }
+            let (product, fileset) = match spec.split_once('.') {
+                Some((p, f)) => (p, Some(f)),
+                None => (spec.as_str(), None),
+            };
+            let is_product = self.patches.iter().any(|p| {
+                p.manifest.product == product
+                    && fileset.is_none_or(|f| p.manifest.fileset.as_deref() == Some(f))
+            });
+            if is_product {
+                continue;
+            }
+            let broken = self.broken.iter().find(|b| {
+                Path::new(&b.file)
+                    .file_stem()
+                    .is_some_and(|stem| stem.to_string_lossy() == spec.as_str())
+            });
+            return Err(match broken {
+                Some(b) => SpecError::Broken {
+                    spec: spec.clone(),
+                    reason: b.to_string(),
+                },
+                None => SpecError::Unknown {
+                    spec: spec.clone(),
+                    depot: self.root.display().to_string(),
+                },
+            });
+        }
+        Ok(())
     }
 
     /// Verifies each file and copies it in (temporary file, fsync, rename).
