@@ -134,6 +134,29 @@ fn a_requirement_is_met_through_a_supersession_chain_the_node_never_held() {
 }
 
 #[test]
+fn a_patch_supersedes_what_it_replaces_through_a_chain_the_node_never_held() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    ok(&lab, &["stage", "LC_A1", "--nodes", "gw-east-1"]);
+    ok(&lab, &["install", "LC_A1", "--nodes", "gw-east-1"]);
+    // LC_A3 replaces LC_A1 through LC_A2, which this node never holds.
+    ok(&lab, &["stage", "LC_A3", "--nodes", "gw-east-1"]);
+    ok(&lab, &["install", "LC_A3", "--nodes", "gw-east-1"]);
+    let rows = json(&ok(&lab, &["list", "--nodes", "gw-east-1", "--json"]));
+    let a1 = rows
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["patch"] == "LC_A1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(a1["state"], "superseded", "{rows}");
+    assert_eq!(a1["superseded_by"], "LC_A3", "{rows}");
+    // The way back gives LC_A1 its place again.
+    ok(&lab, &["rollback", "LC_A3", "--nodes", "gw-east-1"]);
+    assert_eq!(state(&lab, "gw-east-1", "LC_A1"), "applied");
+    ok(&lab, &["verify", "--nodes", "gw-east-1"]);
+}
+
+#[test]
 fn the_demo_kernel_chain_installs_whole_on_a_cluster_member() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = tmp.path().join("lab").display().to_string();

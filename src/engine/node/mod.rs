@@ -1039,6 +1039,15 @@ impl Node {
         self.io("install", point(16))?;
 
         let manifest = self.require(id)?.manifest;
+        // What the patch replaces through a chain (MA3 over MA1 via an MA2
+        // the node never held) is superseded too, by the one rule.
+        let rows = self.db(store::patches(&self.conn))?;
+        let graph = self.graph(&rows)?;
+        let replaced: Vec<String> = rows
+            .iter()
+            .filter(|r| r.id != id && requirement::covers(&graph, id, &r.id))
+            .map(|r| r.id.clone())
+            .collect();
         let now = store::now();
         let tx = self.db(self.conn.unchecked_transaction())?;
         let seq: i64 = self.db(tx.query_row(
@@ -1080,7 +1089,7 @@ impl Node {
                 [id, d],
             ))?;
         }
-        for old in &manifest.supersedes {
+        for old in &replaced {
             self.db(tx.execute(
                 "UPDATE patch SET state='superseded', superseded_by=?2 WHERE id=?1 AND state IN ('applied','committed')",
                 [old, id],
