@@ -1112,6 +1112,12 @@ impl Case<'_> {
             }
             self.model.insert(m, now);
         }
+        if matches!(
+            state.as_str(),
+            "done" | "aborted" | "failed" | "rolled_back"
+        ) {
+            self.told_the_end(a.id, &st);
+        }
         if ended(&st) {
             self.active = None;
             self.hook_ran(a.id, &st);
@@ -1188,6 +1194,25 @@ impl Case<'_> {
             self.fail(format!(
                 "left out of service: {down:?}; latest rollout: state {} on_failure {} message {:?}",
                 st["state"], st["on_failure"], st["message"]
+            ));
+        }
+    }
+
+    /// After its end, a rollout's status shows no step or group as still
+    /// going and no next step.
+    fn told_the_end(&self, id: i64, st: &Value) {
+        let going = |s: &Value| {
+            matches!(
+                s["state"].as_str(),
+                Some("running" | "in progress" | "paused" | "waiting" | "interrupted")
+            )
+        };
+        let groups = st["groups"].as_array().into_iter().flatten();
+        let steps = st["steps"].as_array().into_iter().flatten();
+        if !st["current_step"].is_null() || groups.clone().any(going) || steps.clone().any(going) {
+            self.fail(format!(
+                "rollout {id} ended {} yet its status shows something still going: current_step {}, groups {}",
+                st["state"], st["current_step"], st["groups"]
             ));
         }
     }
