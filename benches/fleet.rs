@@ -95,6 +95,7 @@ fn fleet_of(n: usize) -> Fleet {
             after: vec![],
             drain: None,
             restore: None,
+            on_failure: fleet::OnFailure::Halt,
         }],
         nodes: (1..=n)
             .map(|i| fleet::Node {
@@ -273,7 +274,13 @@ fn main() {
         });
     };
     for _ in 0..rounds {
-        let plan = Plan::new(&cluster, &partition, &patches, false, false);
+        let plan = Plan::new(
+            &cluster,
+            &partition,
+            &patches,
+            false,
+            fleet::OnFailure::Halt,
+        );
         let conn = console::open(&lab).expect("console");
         let id = journal::create(&conn, &plan)
             .expect("create")
@@ -387,7 +394,7 @@ fn print_profile(conn: &Mutex<rusqlite::Connection>, id: i64) {
         )
         .expect("count");
     let start = Instant::now();
-    for seq in 0..steps as usize {
+    for seq in 1..=steps as usize {
         journal::set_step(&c, id, seq, StepState::Running, "").expect("journal");
         journal::set_step(&c, id, seq, StepState::Done, "").expect("journal");
     }

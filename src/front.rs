@@ -8,6 +8,31 @@ use std::process::ExitCode;
 
 use crate::engine::depot::Depot;
 
+/// Prints one line on stdout with every control character in it made
+/// visible ([`crate::engine::text::neutralise`]): text output carries
+/// strings from patches, fleets, nodes and logs, which must never reach a
+/// terminal raw. JSON goes through `println!`: its escaping is enough.
+macro_rules! say {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", $crate::engine::text::neutralise(&format!($($arg)*)))
+    };
+}
+pub(crate) use say;
+
+/// [`say!`] for stderr.
+macro_rules! shout {
+    () => {
+        eprintln!()
+    };
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::engine::text::neutralise(&format!($($arg)*)))
+    };
+}
+pub(crate) use shout;
+
 /// How a command failed, and so which exit status it gets.
 #[derive(Debug)]
 pub enum Failure {
@@ -44,7 +69,7 @@ pub fn exit(outcome: Outcome, json: bool) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("patchdeck: {}", failure.message());
+            shout!("patchdeck: {}", failure.message());
             if json && !matches!(failure, Failure::Reported(..)) {
                 let body = serde_json::json!({ "error": { "code": failure.code(), "message": failure.message() } });
                 println!("{body}");

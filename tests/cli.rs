@@ -309,3 +309,85 @@ fn help_fits_an_80_column_console() {
         assert!(wide.is_empty(), "{args:?}: {wide:?}");
     }
 }
+
+/// Escape sequences in every text field of a manifest (legal TOML) reach a
+/// terminal only as visible text (`^[`) through `depot list`, `select` and
+/// `depot check`; `--json` keeps them, escaped as JSON escapes them.
+#[test]
+fn escape_sequences_in_metadata_never_reach_the_terminal_raw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depot = tmp.path().join("depot");
+    std::fs::create_dir_all(&depot).unwrap();
+    let esc = "\\u001b]0;owned\\u0007\\u001b[2J\\u202e";
+    let text = format!(
+        "id = \"EVIL_1\"\ntitle = \"t{esc}\"\ndescription = \"d{esc}\"\nproduct = \"gateway\"\nfileset = \"f\\u001b\"\nversion = \"1\\u0008.0\"\nvendor = \"v{esc}\"\narch = \"a\\u001b\"\nseverity = \"high\"\nreleased = 2026-01-02\ncategories = [\"c\\u001bx\"]\nbase_version = \"10\\u001b\"\n"
+    );
+    common::write_raw(&depot, "EVIL_1", &text, &[]);
+    // A broken file whose name and message carry escapes too.
+    common::write_raw(
+        &depot,
+        "BAD_1",
+        &format!("title = \"{esc}\"\nnonsense"),
+        &[],
+    );
+    let d = depot.display().to_string();
+    for args in [
+        vec!["depot", "list", "--depot", &d],
+        vec!["depot", "check", "--depot", &d],
+    ] {
+        let out = patchdeck(&args);
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let s = String::from_utf8_lossy(bytes);
+            assert!(
+                !s.contains(['\u{1b}', '\u{7}', '\u{8}', '\u{202e}']),
+                "{args:?} {name} carries a raw control character: {s:?}"
+            );
+        }
+    }
+    let out = patchdeck(&["depot", "list", "--depot", &d]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("t^[]0;owned^G^[[2J<U+202E>"), "{s}");
+    let out = patchdeck(&["depot", "list", "--depot", &d, "--json"]);
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(!raw.contains('\u{1b}') && raw.contains("\\u001b"), "{raw}");
+    let rows = json(&out);
+    assert_eq!(rows[0]["title"], "t\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}");
+}
+
+/// Files given on the command line that are not UTF-8 name the line and
+/// the byte offset of the first bad byte.
+#[test]
+fn input_files_that_are_not_utf8_name_line_and_byte_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let inv = tmp.path().join("inventory.json");
+    std::fs::write(&inv, b"{\n  \"node\": \"x\xff\"\n}\n").unwrap();
+    let out = patchdeck(&[
+        "select",
+        "--lab",
+        &lab,
+        "--inventory",
+        inv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("inventory.json:2:") && err.contains("byte offset 14"),
+        "{err}"
+    );
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("PATCH.toml"), b"title = \"a\"\n# \xfe\n").unwrap();
+    let out = patchdeck(&[
+        "pack",
+        src.to_str().unwrap(),
+        "-o",
+        tmp.path().join("X_1.patch").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PATCH.toml: line 2:") && err.contains("byte offset 14"),
+        "{err}"
+    );
+}

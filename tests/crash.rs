@@ -52,7 +52,13 @@ fn child_entry() {
         (Some(op), Some(id), Some(root)) => (op, id, PathBuf::from(root)),
         _ => panic!("{CHILD_ENV}={spec:?} is not op:patch:root"),
     };
-    let mut node = Node::open(&root, NODE).expect("child: opening the node");
+    let mut node = match Node::open(&root, NODE) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("{RESULT} err 0 {e}");
+            return;
+        }
+    };
     eprintln!("{READY}");
     let start = Instant::now();
     let result = match op {
@@ -803,4 +809,190 @@ fn random_kills_during_stage_and_remove() {
         .map(|op| (op, random_kills(&s, op, 100, seed, &mut rng)))
         .collect();
     check_tallies(seed, &tallies);
+}
+
+// ----- full disks -----
+
+/// A tmpfs mounted on a fresh directory, unmounted when dropped. The tests
+/// run as root (as scripts/test does); without the right to mount they fail
+/// and say so rather than skip.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("fulldisk")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("the full-disk tests run `mount -t tmpfs`: {e}"));
+        assert!(
+            out.status.success(),
+            "the full-disk tests need to mount a tmpfs (run them as root, or with CAP_SYS_ADMIN): mount said {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn free(&self) -> u64 {
+        patchdeck::engine::node::space::free(self.path())
+            .unwrap()
+            .bytes
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// How a run on a full disk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Refused,
+    Done,
+}
+
+/// Copies the case's "before" tree onto `fs`, fills the file system until
+/// about `free` bytes are left, runs the operation in a child and checks
+/// it ended exactly before (with no intent, without any recovery, and an
+/// error saying how much space was needed) or exactly after.
+fn full_disk_trial(
+    s: &Scenario,
+    case: &Case,
+    fs_: &Tmpfs,
+    free: u64,
+    env: &[(&str, String)],
+) -> (Full, String) {
+    let root = fs_.path().join("node");
+    let filler = fs_.path().join("filler");
+    let _ = fs::remove_dir_all(&root);
+    let _ = fs::remove_file(&filler);
+    copy_tree(&case.before.root, &root);
+    let have = fs_.free();
+    if have > free {
+        fs::write(&filler, vec![0u8; (have - free) as usize]).unwrap();
+    }
+    let left = fs_.free();
+    let ran = run_child(case, &root, s, env);
+    let ctx = format!("{} with {left} bytes free ({env:?})", case.op.arg());
+    assert!(ran.status.success(), "{ctx}: the child crashed: {ran:?}");
+    let outcome = match &ran.result {
+        Some(Ok(_)) => Full::Done,
+        Some(Err(m)) => {
+            assert_eq!(raw_intent(&root), None, "{ctx}: intent left behind: {m}");
+            assert!(
+                m.contains(" needs ") && m.contains("bytes free"),
+                "{ctx}: the error does not say how much space was needed: {m}"
+            );
+            Full::Refused
+        }
+        None => panic!("{ctx}: no result: {}", ran.stderr),
+    };
+    let recovered = recover_and_check(case, &root).unwrap_or_else(|m| panic!("{ctx}: {m}"));
+    let expected = match outcome {
+        Full::Done => Outcome::After,
+        Full::Refused => Outcome::Before,
+    };
+    assert_eq!(recovered, expected, "{ctx}: {:?}", ran.result);
+    let _ = fs::remove_file(&filler);
+    (outcome, format!("{ctx}: {:?}", ran.result))
+}
+
+const FULL_OPS: [Op; 5] = [
+    Op::Stage,
+    Op::Install,
+    Op::InstallNoSave,
+    Op::Rollback,
+    Op::Commit,
+];
+
+/// With the up-front check switched off, every operation runs into the
+/// full disk at each fill level, page by page, from nothing free until it
+/// succeeds three times in a row: wherever the write fails (the intent, the
+/// copy, the extraction, the database commit), the node is exactly as
+/// before, no intent is left, and the error says how much space was needed.
+#[test]
+fn full_disk_at_every_fill_level_ends_exactly_before_with_the_space_needed() {
+    let s = build_scenario();
+    let off = [(fault::NO_SPACE_CHECK_ENV, "1".to_string())];
+    for op in FULL_OPS {
+        let case = case(&s, op);
+        let fs_ = Tmpfs::mount(16 << 20);
+        let mut refused = 0;
+        let mut done_in_a_row = 0;
+        let mut free = 0;
+        while done_in_a_row < 3 {
+            assert!(free < (4 << 20), "{} never succeeds", op.arg());
+            match full_disk_trial(&s, &case, &fs_, free, &off).0 {
+                Full::Refused => {
+                    refused += 1;
+                    done_in_a_row = 0;
+                }
+                Full::Done => done_in_a_row += 1,
+            }
+            free += 4096;
+        }
+        eprintln!(
+            "{}: refused at {refused} fill levels, done from {} bytes free",
+            op.arg(),
+            free - 3 * 4096
+        );
+        if op != Op::Commit {
+            assert!(refused > 0, "{}: the disk was never too full", op.arg());
+        }
+    }
+}
+
+/// With the check on, an operation that would not fit is refused before it
+/// starts, saying how much it needs and how much is free, and only when
+/// what is free is less than what it needs; with what it said it needs
+/// free (and a little slack for the measurement), it succeeds. (Commit is
+/// not checked up front: it frees space; the sweep above covers it.)
+#[test]
+fn full_disk_is_refused_up_front_with_the_space_needed() {
+    let s = build_scenario();
+    for op in [Op::Stage, Op::Install, Op::InstallNoSave, Op::Rollback] {
+        let case = case(&s, op);
+        let fs_ = Tmpfs::mount(16 << 20);
+        let mut need = None;
+        let mut done = 0;
+        let mut free = 0;
+        while free <= 1 << 20 {
+            let (outcome, what) = full_disk_trial(&s, &case, &fs_, free, &[]);
+            match outcome {
+                Full::Refused => {
+                    // "... it needs N bytes (...), and ROOT has F bytes free"
+                    let number = |after: &str| -> Option<u64> {
+                        let rest = what.split(after).nth(1)?;
+                        rest.split_whitespace().next()?.parse().ok()
+                    };
+                    if let (Some(n), Some(f)) = (number("it needs "), number(" has ")) {
+                        assert!(f < n, "refused although {f} bytes >= {n} needed: {what}");
+                        need = Some(n);
+                    }
+                    if let Some(n) = need {
+                        assert!(
+                            free < n + 64 * 1024,
+                            "refused with {free} bytes free, well over the {n} it needs: {what}"
+                        );
+                    }
+                }
+                Full::Done => done += 1,
+            }
+            free += 16 * 1024;
+        }
+        assert!(need.is_some(), "{} was never refused up front", op.arg());
+        assert!(done > 0, "{} never succeeds", op.arg());
+    }
 }

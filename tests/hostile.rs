@@ -489,7 +489,21 @@ fn a_payload_larger_than_declared_is_cut_off_and_refused() {
         "1 MiB declared as 10",
         "GW_1",
         &p,
-        "is 11 bytes or more; the manifest says 10",
+        "declared 10 bytes in PATCH.toml, found 1048576 in the archive",
+    );
+    // Shorter than declared: both sizes are named too.
+    let short = b"eleven byte";
+    let p = hostile(
+        &w,
+        "GW_3",
+        &listed("opt/gw/short", &sha(short), 12, 0o644),
+        &[file("files/opt/gw/short", short)],
+    );
+    w.refused_at_stage(
+        "11 bytes declared as 12",
+        "GW_3",
+        &p,
+        "declared 12 bytes in PATCH.toml, found 11 in the archive",
     );
 
     // Staged honestly, then the staged copy is swapped for the oversized one.
@@ -506,7 +520,11 @@ fn a_payload_larger_than_declared_is_cut_off_and_refused() {
     let (outside, digest) = (w.outside(), w.digest());
     let e = w.node().install("GW_2", true).unwrap_err();
     w.check_refusal("tampered staged copy", &e, "fails verification");
-    assert!(e.message.contains("is 11 bytes or more"), "{e}");
+    assert!(
+        e.message
+            .contains("declared 10 bytes in PATCH.toml, found 1048576"),
+        "{e}"
+    );
     w.unchanged("tampered staged copy", &outside, &digest);
     assert!(!w.root.join("opt/gw/big").exists());
     assert!(!w.root.join("var/lib/patchdeck/save/GW_2").exists());
@@ -726,6 +744,44 @@ fn setuid_and_setgid_bits_are_never_written() {
     assert_eq!(w.outside(), outside);
 }
 
+/// Rollback restores exactly what was there: an original with setuid and
+/// setgid (6755) that a patch replaced comes back 6755, while the patch's
+/// own file, declared 6755, was installed without the bits.
+#[test]
+fn rollback_restores_a_setuid_original_exactly() {
+    let w = World::new();
+    let original = w.root.join("opt/gw/bin/helper");
+    fs::create_dir_all(original.parent().unwrap()).unwrap();
+    fs::write(&original, b"original setuid helper\n").unwrap();
+    fs::set_permissions(&original, fs::Permissions::from_mode(0o6755)).unwrap();
+    let files: &[(&str, &[u8], u32)] = &[("opt/gw/bin/helper", b"patched helper\n", 0o6755)];
+    let entries: Vec<Raw> = files
+        .iter()
+        .map(|(p, d, m)| Raw {
+            mode: *m,
+            ..file(&format!("files/{p}"), d)
+        })
+        .collect();
+    let p = hostile(&w, "GW_1", &files_toml(files), &entries);
+    let before = w.digest();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let mut node = w.node();
+    node.stage("GW_1", &p).unwrap();
+    node.install("GW_1", true).unwrap();
+    assert_eq!(mode(&original), 0o755, "the payload got setuid bits");
+    assert_eq!(fs::read(&original).unwrap(), b"patched helper\n");
+    node.rollback("GW_1").unwrap();
+    assert_eq!(
+        mode(&original),
+        0o6755,
+        "the original's bits did not come back"
+    );
+    assert_eq!(fs::read(&original).unwrap(), b"original setuid helper\n");
+    node.remove("GW_1").unwrap();
+    drop(node);
+    assert_eq!(w.digest(), before);
+}
+
 // ----- harmless oddities -----
 
 /// Directory entries are allowed and ignored, wherever they point: they
@@ -770,4 +826,143 @@ fn the_outside_snapshot_sees_every_kind_of_change() {
     fs::remove_file(w.outside.join("link-to-etc")).unwrap();
     symlink("/etc/shadow", w.outside.join("link-to-etc")).unwrap();
     assert_ne!(w.outside(), before, "a changed link target is seen");
+}
+
+// ----- messages that point at the right place -----
+
+/// The 1-based line of `needle` in `text`.
+fn line_in(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+/// A bad value in the fourth `[[files]]` table is reported at that table's
+/// line, not at the first `path =`.
+#[test]
+fn errors_in_a_later_files_table_point_at_its_line() {
+    let w = World::new();
+    let good: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("opt/gw/f{i}"), format!("file {i}\n").into_bytes()))
+        .collect();
+    let files: String = good
+        .iter()
+        .map(|(p, d)| listed(p, &sha(d), d.len() as u64, 0o644))
+        .collect();
+    for (what, fourth, needle) in [
+        (
+            "bad path",
+            listed("opt/../../etc/x", &sha(b"x"), 1, 0o644),
+            "opt/../../etc/x",
+        ),
+        (
+            "bad sha256",
+            listed("opt/gw/f3", "abc", 1, 0o644),
+            "\"abc\"",
+        ),
+        (
+            "duplicate path",
+            listed("opt/gw/f1", &sha(b"x"), 1, 0o644),
+            "",
+        ),
+    ] {
+        let text = format!("{}{files}{fourth}", manifest("GW_1", ""));
+        let line = if needle.is_empty() {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains("\"opt/gw/f1\""))
+                .nth(1)
+                .unwrap()
+                .0
+                + 1
+        } else {
+            line_in(&text, needle)
+        };
+        assert!(
+            line > 20,
+            "{what}: the fourth table is further down ({line})"
+        );
+        let entries: Vec<Raw> = good
+            .iter()
+            .map(|(p, d)| file(&format!("files/{p}"), d))
+            .collect();
+        let p = w.write("GW_1", &raw_tar(&text, &entries));
+        let e = archive::read_patch(&p).unwrap_err();
+        assert_eq!(e.line, Some(line), "{what}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("PATCH.toml line {line}:")),
+            "{what}: {e}"
+        );
+    }
+}
+
+/// A `PATCH.toml` that is a symbolic link is refused as such.
+#[test]
+fn a_manifest_that_is_a_link_is_refused_as_a_link() {
+    let w = World::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_path("PATCH.toml").unwrap();
+    h.set_link_name("/etc/passwd").unwrap();
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let p = w.write("GW_1", &b.into_inner().unwrap());
+    w.refused_at_stage(
+        "PATCH.toml symlink",
+        "GW_1",
+        &p,
+        "PATCH.toml is a symbolic link in the archive; the manifest must be a regular file",
+    );
+}
+
+/// A huge name in an archive is quoted capped, in the error and in what
+/// the depot's cache index stores.
+#[test]
+fn huge_names_are_capped_in_messages_and_in_the_index() {
+    let w = World::new();
+    let name = format!("files/{}", "n".repeat(4 << 20));
+    let p = w.write(
+        "GW_1",
+        &raw_tar(&manifest("GW_1", ""), &[pax_path(&name), file("x", b"x")]),
+    );
+    let e = archive::read_patch(&p).unwrap_err();
+    assert!(
+        e.message.len() < 400,
+        "{} bytes of message",
+        e.message.len()
+    );
+    assert!(e.message.contains("bytes in all"), "{}", e.message);
+    let e = w.node().stage("GW_1", &p).unwrap_err();
+    assert!(
+        e.message.len() < 600,
+        "{} bytes of message",
+        e.message.len()
+    );
+    for round in ["read", "from the index"] {
+        let depot = patchdeck::engine::depot::Depot::open(&w.patches).unwrap();
+        let b = depot
+            .broken
+            .iter()
+            .find(|b| b.file == "GW_1.patch")
+            .unwrap();
+        assert!(b.message.len() < 400, "{round}: {} bytes", b.message.len());
+    }
+}
+
+/// A manifest that is not UTF-8 names the line and the byte offset.
+#[test]
+fn a_manifest_that_is_not_utf8_names_line_and_byte_offset() {
+    let w = World::new();
+    let mut text = manifest("GW_1", "").into_bytes();
+    let line = text.iter().filter(|&&b| b == b'\n').count() + 1;
+    let at = text.len() + 9;
+    text.extend_from_slice(b"# comment\xff\n");
+    let mut b = tar::Builder::new(Vec::new());
+    archive::append(&mut b, "PATCH.toml", 0o644, &text).unwrap();
+    let p = w.write("GW_1", &b.into_inner().unwrap());
+    let e = archive::read_patch(&p).unwrap_err();
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.message.contains(&format!("byte offset {at}")), "{e}");
 }

@@ -10,7 +10,7 @@ use patchdeck::engine::lab::Lab;
 use std::sync::Mutex;
 
 use patchdeck::engine::console;
-use patchdeck::engine::fleet::Fleet;
+use patchdeck::engine::fleet::{Fleet, OnFailure};
 use patchdeck::engine::groups;
 use patchdeck::engine::replicate;
 use patchdeck::engine::rollout::fleet_env::FleetEnv;
@@ -127,7 +127,7 @@ fn console_with_operations() -> Console {
             &partition,
             std::slice::from_ref(&patch),
             false,
-            false,
+            OnFailure::Halt,
         );
         let conn = Mutex::new(console::open(&lab).unwrap());
         let id = journal::create(&conn.lock().unwrap(), &plan)
@@ -148,6 +148,7 @@ fn console_with_operations() -> Console {
         replication,
         rollouts,
         fleet: FleetView::take(&lab, &fleet),
+        history: live::read_history(&lab).unwrap(),
     });
     c
 }
@@ -328,6 +329,34 @@ fn operations_panes_80x24() {
         "{failed}"
     );
     stable(|| insta::assert_snapshot!("groups_failed_80x24", failed));
+    // With halt, the screen says which group is left drained and how to
+    // restore it, in full.
+    assert!(
+        failed.contains("group B is left drained") && failed.contains("rollout abort 2"),
+        "{failed}"
+    );
+
+    // b on the failed group previews what it changes and what it leaves,
+    // then asks the rollout to roll that group back.
+    c.keys("l");
+    c.keys("b");
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let preview = c.screen(80, 24);
+    assert!(
+        preview.contains("members it changed: db-1_3") && preview.contains("Type db"),
+        "{preview}"
+    );
+    c.keys("db");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::state::Effect::Run { args, .. } => {
+            assert_eq!(args, ["rollout", "rollback", "2", "--group", "B"]);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
+    c.keys("h");
 
     // The depot pane shows where each patch is applied.
     c.keys("1");
@@ -349,6 +378,13 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
         "{screen}"
     );
     stable(|| insta::assert_snapshot!("rollout_preview_80x24", screen));
+    // Tab switches the failure policy, Right asks for one more group (which
+    // a cluster on two sites cannot honour, and the preview says so).
+    c.key(KeyCode::Tab);
+    c.key(KeyCode::Right);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("On failure: halt"), "{screen}");
+    assert!(screen.contains("--groups 3 is not used"), "{screen}");
     // A wrong name does nothing; the right one starts the rollout.
     c.keys("edgy");
     let effect = c
@@ -363,10 +399,77 @@ fn destructive_actions_preview_and_need_the_cluster_typed() {
     {
         patchdeck::tui::state::Effect::Run { args, detached, .. } => {
             assert_eq!(&args[..4], ["rollout", "start", "--cluster", "edge"]);
-            assert!(detached);
+            // The command returns once the rollout runs on its own (or
+            // with its refusal, which the console then shows).
+            assert!(args.iter().any(|a| a == "--detach"), "{args:?}");
+            assert!(
+                args.windows(2).any(|w| w == ["--on-failure", "halt"])
+                    && args.windows(2).any(|w| w == ["--groups", "3"]),
+                "{args:?}"
+            );
+            assert!(!detached);
         }
         other => panic!("expected a run, got {other:?}"),
     }
+}
+
+#[test]
+fn history_pane_80x24_filters_and_shows_a_whole_record() {
+    let mut c = console_with_operations();
+    assert!(!c.app.ops.snapshot.history.is_empty());
+    c.keys("5");
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("History"), "{screen}");
+    // Narrow to one op: every row shown is that op.
+    c.keys("/op=drain");
+    c.key(KeyCode::Enter);
+    let rows = c.app.history_rows();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|&i| c.app.ops.snapshot.history[i].op == "drain")
+    );
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("filter: op=drain"), "{screen}");
+    // Enter shows the whole record.
+    c.key(KeyCode::Enter);
+    let screen = c.screen(80, 24);
+    assert!(
+        screen.contains("operator") && screen.contains("source"),
+        "{screen}"
+    );
+    c.key(KeyCode::Esc);
+    c.keys("x");
+    assert_eq!(c.app.history_rows().len(), c.app.ops.snapshot.history.len());
+}
+
+#[test]
+fn history_pane_snapshot_80x24() {
+    use patchdeck::engine::journal::Change;
+    let mut c = console();
+    let row = |minute: u32, node: &str, patch: &str, op: &str, ok: bool, who: &str| Change {
+        time: format!("2026-11-29T20:{minute:02}:00Z"),
+        operator: who.into(),
+        sudo_user: None,
+        source: "cli".into(),
+        rollout: None,
+        node: node.into(),
+        patch: patch.into(),
+        op: op.into(),
+        ok,
+        message: format!("{op} {patch}"),
+        command: String::new(),
+    };
+    c.app.ops.snapshot.history = vec![
+        row(9, "edge-1_2", "KRN_1001", "install", false, "bob@ops2"),
+        row(8, "edge-1_1", "KRN_1001", "install", true, "ann@ops1"),
+        row(7, "edge-1_1", "KRN_1001", "stage", true, "ann@ops1"),
+        row(6, "gw-east-1", "GW_1021", "commit", true, "ann@ops1"),
+    ];
+    c.keys("5");
+    insta::assert_snapshot!(c.screen(80, 24));
+    c.keys("/operator=ann");
+    insta::assert_snapshot!("history_pane_filtered_80x24", c.screen(80, 24));
 }
 
 #[test]
@@ -435,4 +538,37 @@ fn command_line_previews_an_install_with_order_skips_and_restarts() {
         }
         other => panic!("expected a run, got {other:?}"),
     }
+}
+
+/// Metadata with escape sequences (legal in TOML) is drawn visibly, never
+/// obeyed: a title that would retitle the window and clear the screen, and
+/// control characters in the product and version, show as `^[` and kin.
+#[test]
+fn hostile_metadata_is_shown_not_obeyed() {
+    let mut c = console();
+    let text = "id = \"AAA_1\"\ntitle = \"\\u001b]0;owned\\u0007\\u001b[2Jgone \\u202eevil\"\nproduct = \"gate\\u001bway\"\nversion = \"1\\u0008\\u0008.0\"\nvendor = \"acme\"\nseverity = \"high\"\nreleased = 2026-01-02\ncategories = [\"bad\\u001bcat\"]\n";
+    let mut bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut bytes);
+        patchdeck::engine::archive::append(&mut b, "PATCH.toml", 0o644, text.as_bytes()).unwrap();
+        b.finish().unwrap();
+    }
+    std::fs::write(c.lab.depot_dir().join("AAA_1.patch"), bytes).unwrap();
+    let depot = Depot::open(&c.lab.depot_dir()).unwrap();
+    assert!(depot.get("AAA_1").is_some(), "{:?}", depot.broken);
+    c.app = App::new(
+        "demo".into(),
+        depot,
+        &c.lab.config().unwrap(),
+        Theme::mono(),
+    );
+    c.searcher = Searcher::new(c.app.lines.clone());
+    let screen = c.screen(80, 24);
+    assert!(
+        !screen.contains('\u{1b}') && !screen.contains('\u{7}') && !screen.contains('\u{202e}'),
+        "a control character reached the screen"
+    );
+    assert!(screen.contains("^[]0;owned^G^[[2Jgone"), "{screen}");
+    assert!(screen.contains("gate^[way"), "{screen}");
+    insta::assert_snapshot!(screen);
 }

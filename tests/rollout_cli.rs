@@ -326,7 +326,7 @@ fn a_full_rollout_ends_done_with_every_member_patched_and_serving() {
     assert!(groups.iter().all(|g| g["state"] == "done"));
     let all = st["steps"].as_array().expect("steps");
     for (i, s) in all.iter().enumerate() {
-        assert_eq!(s["seq"], i, "steps in order");
+        assert_eq!(s["seq"], i + 1, "steps in order, numbered from 1");
         for key in ["kind", "command", "state", "started_at", "ended_at"] {
             assert!(s.get(key).is_some(), "step {i} lacks {key}: {s}");
         }
@@ -352,7 +352,18 @@ fn a_failure_halts_the_group_and_abort_restores_service() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (lab, patch) = lab_with_patch(tmp.path());
     knobs(&lab, &["edge-2_2"], "fail_install = true");
-    let out = run(&lab, &["rollout", "start", "--cluster", "edge", &patch]);
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            &patch,
+            "--on-failure",
+            "halt",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
         text(&out.stderr).contains("halted"),
@@ -444,7 +455,7 @@ fn auto_rollback_puts_the_failed_group_back_as_it_was() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let st = status(&lab);
-    assert_eq!(st["state"], "aborted");
+    assert_eq!(st["state"], "failed");
     let message = st["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("edge-2_3") && message.contains("rolled back"),
@@ -563,10 +574,12 @@ fn two_consoles_starting_at_once_exactly_one_proceeds() {
     let (w, l) = (winners[0], 1 - winners[0]);
     assert_eq!(outs[l].status.code(), Some(1));
     let err = text(&outs[l].stderr);
+    // The holder is the winner's command until its runner takes over.
     assert!(
-        err.contains("rollout 1") && err.contains(&format!("pid {}", pids[w])),
+        err.contains("rollout 1") && err.contains("pid"),
         "the refusal names the holder: {err}"
     );
+    let _ = pids[w];
     // Only one rollout was recorded, and it finished.
     let st = status(&lab);
     assert_eq!(
@@ -593,6 +606,20 @@ fn install_seq(lab: &Path, node: &str, patch: &str) -> Option<i64> {
         .expect("seq")
 }
 
+/// SIGKILL to `pid` if it is a patchdeck process of this lab (a pid read
+/// from a journal or lock file may be stale and reused by now).
+fn kill_runner(lab: &Path, pid: i64) {
+    let ours = pid > 0
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("patchdeck") && c.contains(&*lab.to_string_lossy())
+        });
+    if ours {
+        // SAFETY: a signal to a process this test started (checked above).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
 /// Runs a rollout to its end, killing the console (SIGKILL) at random
 /// moments and resuming it each time. Returns the kills, and for each
 /// member step, how many kills caught it running (it may run again).
@@ -614,7 +641,18 @@ fn run_with_kills(
             if st["state"] == "done" {
                 return (kills, interrupted);
             }
-            assert_eq!(st["state"], "running", "only killed, never halted: {st}");
+            assert!(
+                st["state"] == "running" || st["state"] == "pending",
+                "only killed, never halted: {st}"
+            );
+            if st["interrupted"] == false {
+                // A runner that took over just as its follower was killed.
+                if let Some(pid) = st["pid"].as_i64() {
+                    kill_runner(lab, pid);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             vec!["rollout".into(), "resume".into(), st["id"].to_string()]
         } else {
             start.iter().map(|s| s.to_string()).collect()
@@ -635,6 +673,37 @@ fn run_with_kills(
                 );
             }
             None => {
+                // The rollout runs in its own process: kill that one (the
+                // command only follows it), then the follower.
+                let mut st = run(lab, &["rollout", "status", "--json"]);
+                // Until its runner takes it up, a rollout's pid is the
+                // command's own: wait for the runner.
+                let taking = Instant::now();
+                while st.status.success()
+                    && json(&st)["state"] == "pending"
+                    && json(&st)["interrupted"] == false
+                    && taking.elapsed() < Duration::from_secs(10)
+                {
+                    st = run(lab, &["rollout", "status", "--json"]);
+                }
+                if st.status.success() {
+                    let st = json(&st);
+                    if st["id"].as_i64() == Some(id)
+                        && let Some(pid) = st["pid"].as_i64()
+                    {
+                        kill_runner(lab, pid);
+                    }
+                }
+                // A runner that took the cluster but has not recorded
+                // itself yet is named by the cluster's lock file.
+                let holder = std::fs::read_to_string(lab.join("locks/rollout-edge.lock"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .and_then(|h| h["pid"].as_i64())
+                    .filter(|p| *p > 0);
+                if let Some(pid) = holder {
+                    kill_runner(lab, pid);
+                }
                 child.kill().expect("kill");
                 let _ = wait(child);
                 kills += 1;
@@ -731,4 +800,545 @@ fn a_console_killed_at_random_moments_resumes_to_the_same_end() {
     assert!(services(&lab).values().all(|s| s == "up"));
     eprintln!("console killed {kills} times installing, {more} times uninstalling");
     assert!(kills + more >= 10, "only {} kills", kills + more);
+}
+
+// ---------------------------------------------------------------------------
+// Regressions, each named for the rule it keeps.
+
+/// A patch of the demo depot with prerequisites (none of them with a base
+/// version): returns the named patch and the whole selection, in install
+/// order.
+fn patch_with_prerequisites(lab: &Path) -> (String, Vec<String>) {
+    let rows = json(&run(lab, &["depot", "list", "--json"]));
+    let rows = rows.as_array().expect("rows");
+    let base = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .is_some_and(|r| r.get("base_version").is_some_and(|b| !b.is_null()))
+    };
+    for r in rows {
+        let id = r["id"].as_str().unwrap_or_default();
+        let product = r["product"].as_str().unwrap_or_default();
+        if r["requires"].as_array().is_none_or(|a| a.is_empty())
+            || !(product == "gateway" || product == "kernel")
+        {
+            continue;
+        }
+        let sel = json(&run(lab, &["select", id, "--json"]));
+        let ids: Vec<String> = sel["patches"]
+            .as_array()
+            .expect("patches")
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(str::to_string))
+            .collect();
+        // A requirement met by a superseding patch is another rule, kept
+        // by the node; here each prerequisite is the patch itself.
+        let through_supersession = sel["patches"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|p| p["reason"].as_str().unwrap_or("").contains("supersedes"))
+        });
+        if sel["problems"].as_array().is_some_and(|p| p.is_empty())
+            && !through_supersession
+            && ids.len() > 1
+            && !ids.iter().any(|i| base(i))
+        {
+            return (id.to_string(), ids);
+        }
+    }
+    panic!("no patch with prerequisites in the demo depot");
+}
+
+/// Sets the `edge` cluster's `on_failure` in fleet.toml.
+fn edge_policy(lab: &Path, policy: &str) {
+    let path = lab.join("fleet.toml");
+    let t = std::fs::read_to_string(&path).expect("fleet");
+    let blocks: Vec<String> = t
+        .split("[[cluster]]")
+        .map(|b| {
+            if b.starts_with("\nid = \"edge\"\n") {
+                let kept: Vec<&str> = b.lines().filter(|l| !l.starts_with("on_failure")).collect();
+                format!(
+                    "{}\non_failure = \"{policy}\"\n\n",
+                    kept.join("\n").trim_end()
+                )
+            } else {
+                b.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, blocks.join("[[cluster]]")).expect("fleet");
+    let out = run(lab, &["nodes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn start_args<'a>(patch: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["rollout", "start", "--cluster", "edge", patch];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// The state of the step of `kind` on `node` (or the first such step).
+fn step_state(st: &Value, kind: &str, node: &str) -> String {
+    steps(st)
+        .into_iter()
+        .find(|(k, n, _)| k == kind && n == node)
+        .map(|(_, _, s)| s)
+        .unwrap_or_default()
+}
+
+#[test]
+fn refusal_before_a_rollout_names_every_member_and_the_replicate_command_that_fixes_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, _) = lab_with_patch(tmp.path());
+    let (named, all) = patch_with_prerequisites(&lab);
+    // Only the named patch is copied; its prerequisites are not.
+    let out = run(
+        &lab,
+        &["replicate", &named, "--nodes", &members().join(",")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&lab, &start_args(&named, &[]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("not every member of edge is ready"), "{err}");
+    for n in members() {
+        assert!(err.contains(&format!("{n}: ")), "{n} is named: {err}");
+    }
+    assert!(!err.contains("step 0"), "{err}");
+    let fix = err
+        .lines()
+        .find_map(|l| {
+            l.split_once("patchdeck ")
+                .map(|(_, c)| c.trim().to_string())
+        })
+        .filter(|c| c.starts_with("replicate "))
+        .unwrap_or_else(|| panic!("no replicate command in: {err}"));
+    for p in all.iter().filter(|p| **p != named) {
+        assert!(fix.contains(p.as_str()), "{p} is to be replicated: {fix}");
+    }
+    let out = run(&lab, &["rollout", "status"]);
+    assert_eq!(out.status.code(), Some(1), "nothing was recorded");
+    // Following the advice is enough.
+    let args: Vec<&str> = fix.split_whitespace().collect();
+    let out = run(&lab, &args);
+    assert!(out.status.success(), "{fix}: {}", text(&out.stderr));
+    let out = run(&lab, &start_args(&named, &[]));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for p in &all {
+        assert!(states(&lab, p).values().all(|s| s == "applied"), "{p}");
+    }
+}
+
+#[test]
+fn a_failure_with_the_default_policy_leaves_every_group_serving() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &["edge-2_3"], "fail_install = true");
+    let before = digests(&lab, &B);
+    let out = run(&lab, &start_args(&patch, &["--dry-run"]));
+    assert!(
+        text(&out.stdout).contains("on failure: rollback"),
+        "the preview names the policy: {}",
+        text(&out.stdout)
+    );
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let st = status(&lab);
+    assert_eq!(st["state"], "failed");
+    assert_eq!(st["on_failure"], "rollback");
+    assert!(
+        services(&lab).values().all(|s| s == "up"),
+        "{:?}",
+        services(&lab)
+    );
+    assert_eq!(digests(&lab, &B), before, "group B is as before");
+    let groups = st["groups"].as_array().expect("groups");
+    assert_eq!(groups[0]["state"], "done");
+    assert_eq!(groups[1]["state"], "rolled back");
+    assert!(st["current_step"].is_null(), "{st}");
+    assert_eq!(step_state(&st, "hook_after", ""), "done", "after-hooks ran");
+    // Over: the cluster is free for the next rollout.
+    let fleet = lab.join("fleet.toml");
+    let t = std::fs::read_to_string(&fleet).expect("fleet");
+    std::fs::write(
+        &fleet,
+        t.replace("fail_install = true", "fail_install = false"),
+    )
+    .expect("fleet");
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn cluster_on_failure_halt_leaves_the_group_drained_and_names_the_restoring_command() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    edge_policy(&lab, "halt");
+    let preview = |extra: &[&str]| {
+        let mut a = start_args(&patch, &["--dry-run", "--json"]);
+        a.extend_from_slice(extra);
+        json(&run(&lab, &a))["on_failure"].clone()
+    };
+    assert_eq!(preview(&[]), "halt");
+    assert_eq!(preview(&["--on-failure", "rollback"]), "rollback");
+    assert_eq!(preview(&["--auto-rollback"]), "rollback");
+    knobs(&lab, &["edge-1_3"], "fail_install = true");
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert_eq!(out.status.code(), Some(1));
+    let st = status(&lab);
+    assert_eq!(st["state"], "failed");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("group A is left drained")
+            && message.contains("patchdeck rollout abort 1"),
+        "{message}"
+    );
+    let svc = services(&lab);
+    assert!(A.iter().all(|n| svc[*n] == "down"), "{svc:?}");
+    assert!(B.iter().all(|n| svc[*n] == "up"), "{svc:?}");
+    assert_eq!(step_state(&st, "hook_after", ""), "done", "after-hooks ran");
+    let out = run(&lab, &["rollout", "abort", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
+
+#[test]
+fn a_failure_names_the_step_that_failed_with_the_plans_number() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    // Two at a time: edge-1_2 fails in the batch edge-1_1 starts.
+    knobs(&lab, &["edge-1_2"], "fail_install = true");
+    let plan = json(&run(&lab, &start_args(&patch, &["--dry-run", "--json"])));
+    let seq = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["kind"] == "apply" && s["node"] == "edge-1_2")
+        .and_then(|s| s["seq"].as_u64())
+        .expect("apply edge-1_2");
+    let first = plan["steps"][0]["seq"].as_u64();
+    assert_eq!(first, Some(1), "steps are numbered from 1");
+    let out = run(&lab, &start_args(&patch, &["--on-failure", "halt"]));
+    assert_eq!(out.status.code(), Some(1));
+    let st = status(&lab);
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("step {seq} (apply edge-1_2)")),
+        "{message}"
+    );
+    let text_status = text(&run(&lab, &["rollout", "status"]).stdout);
+    assert!(!text_status.contains("step 0"), "{text_status}");
+}
+
+#[test]
+fn pause_starts_no_new_step_in_a_parallel_batch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &A, "slow_ms = 1500");
+    let follower = spawn(&lab, &start_args(&patch, &[]));
+    wait_for(&lab, "the first drains running", |st| {
+        step_state(st, "drain", "edge-1_1") == "running"
+    });
+    let out = run(&lab, &["rollout", "pause"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = wait(follower);
+    assert!(
+        text(&out.stdout).contains("paused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let st = status(&lab);
+    assert_eq!(st["state"], "paused");
+    for n in ["edge-1_3", "edge-1_4"] {
+        assert_eq!(
+            step_state(&st, "drain", n),
+            "pending",
+            "{n} was not drained"
+        );
+    }
+    let down = services(&lab).values().filter(|s| *s == "down").count();
+    assert_eq!(down, 2, "only the batch in progress is out of service");
+    let out = run(&lab, &["rollout", "resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(status(&lab)["state"], "done");
+}
+
+#[test]
+fn status_after_an_abort_shows_no_group_in_progress_and_no_next_step() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &A, "slow_ms = 600");
+    let follower = spawn(&lab, &start_args(&patch, &[]));
+    wait_for(&lab, "group A drained", |st| {
+        step_state(st, "drain", "edge-1_1") == "done"
+    });
+    assert!(run(&lab, &["rollout", "pause"]).status.success());
+    let _ = wait(follower);
+    let out = run(&lab, &["rollout", "abort"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st = status(&lab);
+    assert_eq!(st["state"], "aborted");
+    assert!(st["current_step"].is_null(), "{st}");
+    for g in st["groups"].as_array().expect("groups") {
+        assert!(
+            !["in progress", "waiting", "paused"].contains(&g["state"].as_str().unwrap_or("")),
+            "{g}"
+        );
+    }
+    assert_eq!(step_state(&st, "hook_after", ""), "done", "after-hooks ran");
+    assert!(services(&lab).values().all(|s| s == "up"));
+    let t = text(&run(&lab, &["rollout", "status"]).stdout);
+    assert!(
+        t.contains(": aborted") && !t.contains("next:") && !t.contains("in progress"),
+        "{t}"
+    );
+}
+
+#[test]
+fn an_abort_requested_while_a_step_fails_is_carried_out() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &["edge-1_1"], "slow_ms = 1500\nfail_install = true");
+    let follower = spawn(&lab, &start_args(&patch, &["--on-failure", "halt"]));
+    wait_for(&lab, "the failing install running", |st| {
+        step_state(st, "apply", "edge-1_1") == "running"
+    });
+    let out = run(&lab, &["rollout", "abort"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _ = wait(follower);
+    let st = status(&lab);
+    assert_eq!(st["state"], "aborted", "{st}");
+    assert_eq!(step_state(&st, "apply", "edge-1_1"), "failed");
+    assert_eq!(step_state(&st, "hook_after", ""), "done");
+    assert!(
+        services(&lab).values().all(|s| s == "up"),
+        "{:?}",
+        services(&lab)
+    );
+}
+
+#[test]
+fn a_rollout_outlives_the_terminal_that_started_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &members(), "slow_ms = 200");
+    let follower = spawn(&lab, &start_args(&patch, &[]));
+    wait_for(&lab, "the rollout at work", |st| {
+        step_state(st, "drain", "edge-1_1") == "done"
+    });
+    // The terminal closes: the follower gets a hangup and dies.
+    // SAFETY: a signal to a process this test started.
+    unsafe { libc::kill(follower.id() as libc::pid_t, libc::SIGHUP) };
+    let _ = wait(follower);
+    wait_for(&lab, "the rollout to end by itself", |st| {
+        st["state"] == "done"
+    });
+    assert!(states(&lab, &patch).values().all(|s| s == "applied"));
+
+    // --detach returns at once; the rollout goes on.
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            &patch,
+            "--uninstall",
+            "--detach",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rollout 2 on edge started"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_for(&lab, "the detached rollout to end", |st| {
+        st["id"] == 2 && st["state"] == "done"
+    });
+    assert!(states(&lab, &patch).values().all(|s| s == "staged"));
+}
+
+#[test]
+fn rollout_list_shows_every_rollout_newest_first_with_its_state() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    assert!(run(&lab, &start_args(&patch, &[])).status.success());
+    knobs(&lab, &["edge-1_1"], "fail_install = true");
+    let out = run(&lab, &start_args(&patch, &["--uninstall"]));
+    assert!(
+        out.status.success(),
+        "an uninstall does not install: {}",
+        text(&out.stderr)
+    );
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert_eq!(out.status.code(), Some(1));
+    let list = json(&run(&lab, &["rollout", "list", "--json"]));
+    let rows: Vec<(i64, String)> = list
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap_or(0),
+                r["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(3, "failed".into()), (2, "done".into()), (1, "done".into())]
+    );
+    let only = json(&run(
+        &lab,
+        &["rollout", "list", "--cluster", "app", "--json"],
+    ));
+    assert_eq!(only.as_array().map(Vec::len), Some(0));
+    let t = text(&run(&lab, &["rollout", "list"]).stdout);
+    let first = t.lines().next().unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with('3') && first.contains("failed"),
+        "{t}"
+    );
+}
+
+#[test]
+fn groups_on_a_multi_site_cluster_gets_a_warning() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    let out = run(&lab, &start_args(&patch, &["--groups", "3", "--dry-run"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("--groups 3") && err.contains("site"),
+        "{err}"
+    );
+    let out = run(&lab, &["groups", "--cluster", "edge", "--groups", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Honoured where it can be: no warning.
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "app",
+            &patch,
+            "--groups",
+            "3",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn rolling_back_a_group_drains_it_first_and_status_shows_it_rolled_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    let log = tmp.path().join("service.log");
+    cluster_keys(
+        &lab,
+        &format!(
+            "drain = \"echo drain {{node}} >> {0}\"\nrestore = \"echo restore {{node}} >> {0}\"",
+            log.display()
+        ),
+    );
+    let before = digests(&lab, &B);
+    assert!(run(&lab, &start_args(&patch, &[])).status.success());
+    std::fs::remove_file(&log).ok();
+    let out = run(&lab, &["rollout", "rollback", "1", "--group", "B"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // Each member of B was taken out of service before its change was undone.
+    let counts = count_log(&log);
+    for n in B {
+        assert_eq!(counts.get(&format!("drain {n}")), Some(&1), "{counts:?}");
+        assert_eq!(counts.get(&format!("restore {n}")), Some(&1), "{counts:?}");
+    }
+    assert!(
+        A.iter()
+            .all(|n| !counts.contains_key(&format!("drain {n}")))
+    );
+    assert_eq!(digests(&lab, &B), before);
+    assert!(services(&lab).values().all(|s| s == "up"));
+    let st = status(&lab);
+    let groups = st["groups"].as_array().expect("groups");
+    assert_eq!(groups[0]["state"], "done");
+    assert_eq!(groups[1]["state"], "rolled back");
+    let t = text(&run(&lab, &["rollout", "status"]).stdout);
+    assert!(t.contains("group B") && t.contains("rolled back"), "{t}");
+}
+
+#[test]
+fn restarts_happen_inside_the_rollout_while_the_group_is_drained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, _) = lab_with_patch(tmp.path());
+    // A patch that needs a reboot, with nothing else to install first.
+    let rows = json(&run(&lab, &["depot", "list", "--json"]));
+    let patch = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| {
+            r["restart"] == "reboot"
+                && r["hot"] == false
+                && r["requires"].as_array().is_some_and(|a| a.is_empty())
+                && r.get("base_version").is_none_or(|b| b.is_null())
+                && (r["product"] == "kernel" || r["product"] == "gateway")
+        })
+        .and_then(|r| r["id"].as_str())
+        .expect("a reboot patch")
+        .to_string();
+    let out = run(
+        &lab,
+        &["replicate", &patch, "--nodes", &members().join(",")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let list = json(&run(
+        &lab,
+        &["list", "--nodes", &members().join(","), "--json"],
+    ));
+    let rows: Vec<&Value> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["patch"] == patch.as_str())
+        .collect();
+    assert_eq!(rows.len(), 8);
+    for r in rows {
+        assert_eq!(r["state"], "applied", "{r}");
+        assert!(
+            r["pending_restart"].is_null(),
+            "the reboot happened while drained, not left for a serving member: {r}"
+        );
+    }
+    assert!(services(&lab).values().all(|s| s == "up"));
 }

@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use rusqlite::Connection;
 
 use patchdeck::engine::console;
-use patchdeck::engine::fleet::Cluster;
+use patchdeck::engine::fleet::{Cluster, OnFailure};
 use patchdeck::engine::groups;
 use patchdeck::engine::rollout::journal::{self, StepRow};
 use patchdeck::engine::rollout::{Ending, Env, Event, Plan, Runner, State, StepKind, StepState};
@@ -386,7 +386,7 @@ fn gen_case(seed: u64, permanent_only: bool) -> Case {
     let asked = (sites == 1).then(|| rng.random_range(2..=n.min(4)));
     let hooks_before = rng.random_range(0..=2usize);
     let hooks_after = rng.random_range(0..=2usize);
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         id: "c".into(),
         groups: None,
         parallel: rng.random_range(1..=4),
@@ -396,12 +396,16 @@ fn gen_case(seed: u64, permanent_only: bool) -> Case {
         after: (0..hooks_after).map(|i| format!("after-{i}")).collect(),
         drain: None,
         restore: None,
+        on_failure: OnFailure::Halt,
     };
     let patches: Vec<String> = (1..=rng.random_range(1..=3))
         .map(|i| format!("P{i}"))
         .collect();
     let uninstall = rng.random_bool(0.25);
     let auto_rollback = rng.random_bool(0.5);
+    if auto_rollback {
+        cluster.on_failure = OnFailure::Rollback;
+    }
     let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
     let pick = |rng: &mut ChaCha8Rng| names[rng.random_range(0..names.len())].clone();
     let mut pre_applied = BTreeSet::new();
@@ -515,7 +519,7 @@ fn run_case(case: &Case, interrupts: &[Interrupt]) -> Outcome {
         &partition,
         &case.patches,
         case.uninstall,
-        case.auto_rollback,
+        case.cluster.on_failure,
     );
     let mut members = BTreeMap::new();
     let mut group = BTreeMap::new();
@@ -659,7 +663,7 @@ fn run_case(case: &Case, interrupts: &[Interrupt]) -> Outcome {
 fn halting_step(o: &Outcome) -> Option<&StepRow> {
     o.steps
         .iter()
-        .filter(|s| s.step.seq < o.plan.steps.len())
+        .filter(|s| s.step.seq <= o.plan.last_seq())
         .find(|s| s.state == StepState::Failed)
 }
 
@@ -723,7 +727,8 @@ fn check(case: &Case, o: &Outcome) -> Result<(), String> {
     let ok_state = match o.ending {
         Ending::Done => o.state == State::Done,
         Ending::Failed => o.state == State::Failed,
-        Ending::RolledBack | Ending::Aborted => o.state == State::Aborted,
+        Ending::RolledBack => o.state == State::RolledBack,
+        Ending::Aborted => o.state == State::Aborted,
         Ending::Paused => o.state == State::Paused,
     };
     if !ok_state {
@@ -750,6 +755,19 @@ fn check(case: &Case, o: &Outcome) -> Result<(), String> {
     }
     if let Some(s) = o.steps.iter().find(|s| s.state == StepState::Running) {
         return fail(format!("step {} left running", s.step.seq));
+    }
+    // (f) However it ended, the rollout ran its after-hooks.
+    if o.ending != Ending::Paused
+        && let Some(s) = o.steps.iter().find(|s| {
+            s.step.seq <= o.plan.last_seq()
+                && s.step.kind == StepKind::HookAfter
+                && s.state == StepState::Pending
+        })
+    {
+        return fail(format!(
+            "ended, but after-hook step {} never ran",
+            s.step.seq
+        ));
     }
     let interrupted_by_abort = o.ending == Ending::Aborted;
     if case.faults.none() && !interrupted_by_abort && o.ending != Ending::Done {
@@ -843,7 +861,7 @@ fn check(case: &Case, o: &Outcome) -> Result<(), String> {
                 if let Some(s) = o
                     .steps
                     .iter()
-                    .find(|s| s.step.seq >= o.plan.steps.len() && s.state != StepState::Done)
+                    .find(|s| s.step.seq > o.plan.last_seq() && s.state != StepState::Done)
                 {
                     return fail(format!(
                         "rolled back, but rollback step {} is {:?}",

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
 
@@ -192,17 +193,38 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
     t.keys(&["u"]);
     t.wait("the rollout to finish", |s| s.contains("rollout 1 done"));
 
-    // A rollout on db halts on the member whose install fails.
+    // A rollout on db fails on the member whose install fails; with the
+    // default policy its group is rolled back and every group serves.
     t.keys(&["j", "j"]);
     t.wait("db selected", |s| s.contains("> db"));
     t.keys(&["r"]);
-    t.wait("the db preview", |s| s.contains("Type db"));
+    let s = t.wait("the db preview", |s| s.contains("Type db"));
+    assert!(s.contains("On failure: rollback"), "{s}");
     t.literal("db");
     t.keys(&["Enter"]);
-    let s = t.wait("the failure", |s| {
-        s.contains("rollout 2 failed") && s.contains("db-1_3:failed")
+    let s = t.wait("the failure, rolled back", |s| {
+        s.contains("rollout 2 failed") && s.contains("rolled back and serving")
     });
     assert!(s.contains("install failed"), "{s}");
+    // The pane learns the members' service from its periodic look.
+    t.wait("every db member serving again", |s| {
+        ["db-1_1", "db-1_2", "db-1_3"]
+            .iter()
+            .all(|n| s.contains(&format!("{n}:serving")))
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args(["nodes", "--json", "--lab", &lab])
+        .output()
+        .unwrap();
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["service"] == "up"),
+        "every group serving: {nodes}"
+    );
 
     t.keys(&["q"]);
     let s = t.wait("the console to exit", |s| s.contains("patchdeck-exited-0"));
@@ -276,4 +298,170 @@ fn user_key_bindings_from_the_config_directory() {
     t.wait("the help to close", |s| !s.contains("this help"));
     t.keys(&["C-q"]);
     t.wait("ctrl-q to quit", |s| s.contains("patchdeck-exited-0"));
+}
+
+/// A kernel patch with prerequisites (each met by the patch itself), and
+/// the whole selection a rollout of it installs.
+fn patch_with_prerequisites(lab: &str) -> (String, Vec<String>) {
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+            .args(args)
+            .args(["--lab", lab])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rows = cli(&["depot", "list", "--json", "--filter", "kernel"]);
+    for r in rows.as_array().unwrap() {
+        if r["requires"].as_array().is_none_or(|a| a.is_empty()) {
+            continue;
+        }
+        let id = r["id"].as_str().unwrap();
+        let sel = cli(&["select", id, "--json"]);
+        let picked = sel["patches"].as_array().unwrap();
+        let plain = picked
+            .iter()
+            .all(|p| !p["reason"].as_str().unwrap_or("").contains("supersedes"));
+        let based = picked.iter().any(|p| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == p["id"] && r.get("base_version").is_some_and(|b| !b.is_null()))
+        });
+        if sel["problems"].as_array().unwrap().is_empty() && plain && !based && picked.len() > 1 {
+            let ids = picked
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_string())
+                .collect();
+            return (id.to_string(), ids);
+        }
+    }
+    panic!("no kernel patch with prerequisites in the demo depot");
+}
+
+#[test]
+fn mark_replicate_and_roll_out_a_patch_with_prerequisites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lab, _) = operations_lab(tmp.path());
+    let (patch, all) = patch_with_prerequisites(&lab);
+    let command = format!(
+        "TERM=xterm LC_ALL=C.UTF-8 {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 120",
+        env!("CARGO_BIN_EXE_patchdeck")
+    );
+    let t = Tmux::start("prereq", &command, 80, 24);
+    t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    t.keys(&["/"]);
+    t.literal(&patch);
+    t.wait("the search", |s| {
+        s.contains("match(es)") && s.contains(&patch)
+    });
+    t.keys(&["Enter", "Space"]);
+    t.wait("one mark", |s| s.contains("1 marked"));
+
+    // R copies what the rollout will need: the prerequisites too.
+    t.keys(&["R"]);
+    let s = t.wait("the replicate preview", |s| {
+        s.contains("Replicate") && s.contains("to copy")
+    });
+    for p in &all {
+        assert!(s.contains(p.as_str()), "{p} is replicated too:\n{s}");
+    }
+    t.keys(&["y"]);
+    t.keys(&["3"]);
+    t.wait("replication of every patch to finish", |s| {
+        all.iter().all(|p| {
+            s.lines()
+                .any(|l| l.contains(p.as_str()) && l.contains("20/20"))
+        })
+    });
+
+    // r rolls it out on edge, to the end.
+    t.keys(&["4"]);
+    t.wait("the groups pane", |s| {
+        s.contains("Cluster groups") && s.contains("edge")
+    });
+    // The preview's readiness comes from the console's periodic look at
+    // the nodes: reopen it until that look has seen the replication.
+    let start = Instant::now();
+    loop {
+        t.keys(&["r"]);
+        let s = t.wait("the rollout preview", |s| {
+            s.contains("Roll out on edge") && s.contains("Type edge")
+        });
+        if !s.contains("NOT READY") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never ready:\n{s}"
+        );
+        t.keys(&["Escape"]);
+        t.wait("the preview to close", |s| !s.contains("Roll out on edge"));
+    }
+    t.literal("edge");
+    t.keys(&["Enter"]);
+    t.wait("the rollout to finish", |s| s.contains("rollout 1 done"));
+    let out = Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args([
+            "list",
+            "--nodes",
+            "edge-1_1,edge-2_4",
+            "--json",
+            "--lab",
+            &lab,
+        ])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in &all {
+        let applied = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["patch"] == p.as_str() && r["state"] == "applied")
+            .count();
+        assert_eq!(applied, 2, "{p} applied on both: {rows}");
+    }
+    t.keys(&["q"]);
+    t.wait("the console to exit", |s| s.contains("patchdeck-exited-0"));
+}
+
+#[test]
+fn a_refused_rollout_shows_its_whole_reason_on_the_screen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lab, _) = operations_lab(tmp.path());
+    let (patch, all) = patch_with_prerequisites(&lab);
+    let command = format!(
+        "TERM=xterm LC_ALL=C.UTF-8 {} --lab {lab} --theme mono; echo patchdeck-exited-$?; sleep 120",
+        env!("CARGO_BIN_EXE_patchdeck")
+    );
+    let t = Tmux::start("refusal", &command, 80, 24);
+    t.wait("the depot pane", |s| s.contains("Depot 150/150"));
+    t.keys(&["/"]);
+    t.literal(&patch);
+    t.wait("the search", |s| {
+        s.contains("match(es)") && s.contains(&patch)
+    });
+    t.keys(&["Enter", "Space"]);
+    t.wait("one mark", |s| s.contains("1 marked"));
+    // Nothing replicated: the rollout is refused, and the screen says why.
+    t.keys(&["4"]);
+    t.wait("the groups pane", |s| {
+        s.contains("Cluster groups") && s.contains("edge")
+    });
+    t.keys(&["r"]);
+    t.wait("the rollout preview", |s| s.contains("Type edge"));
+    t.literal("edge");
+    t.keys(&["Enter"]);
+    let s = t.wait("the refusal", |s| {
+        s.contains("FAILED") && s.contains("not every member")
+    });
+    assert!(s.contains("not staged"), "{s}");
+    // Scrolled to its end: the command that fixes it, whole.
+    let s = t.wait("the replicate advice", |s| {
+        s.contains("patchdeck replicate")
+    });
+    assert!(s.contains(all[0].as_str()), "{s}");
+    t.keys(&["Escape", "q"]);
+    t.wait("the console to exit", |s| s.contains("patchdeck-exited-0"));
 }

@@ -1,5 +1,6 @@
 //! Cluster verbs: `groups` (the partition a rollout uses).
 
+use crate::front::{say, shout};
 use clap::Args;
 
 use super::nodes::load_fleet;
@@ -22,16 +23,19 @@ pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     let fleet = load_fleet(&global.lab())?;
     let partition =
         groups::partition(&fleet, &args.cluster, args.groups).map_err(Failure::Input)?;
+    if let Some(w) = groups::unused_count(&partition, args.groups) {
+        eprintln!("warning: {w}");
+    }
     if args.json {
         return print_json(&partition);
     }
-    println!(
+    say!(
         "cluster {}: {} groups",
         partition.cluster,
         partition.groups.len()
     );
     for g in &partition.groups {
-        println!("  {}: {}", g.name, g.members.join(" "));
+        say!("  {}: {}", g.name, g.members.join(" "));
     }
     Ok(())
 }
@@ -190,7 +194,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     )
     .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
     if bar {
-        eprintln!();
+        shout!();
     }
     let settled = journal
         .lock()
@@ -229,17 +233,17 @@ fn report_progress(progress: &[crate::engine::replicate::PatchProgress], json: b
                 .iter()
                 .map(|d| format!("{} {}/{}", d.dc, d.done, d.total))
                 .collect();
-            println!("{:<12} {:>7}  {}", p.patch, p.ratio(), dcs.join("  "));
+            say!("{:<12} {:>7}  {}", p.patch, p.ratio(), dcs.join("  "));
             for n in p
                 .nodes
                 .iter()
                 .filter(|n| n.status != crate::engine::replicate::Status::Verified)
             {
-                println!("    {:<12} {:<8} {}", n.node, n.status.as_str(), n.reason);
+                say!("    {:<12} {:<8} {}", n.node, n.status.as_str(), n.reason);
             }
         }
         if progress.is_empty() {
-            println!("nothing replicated yet");
+            say!("nothing replicated yet");
         }
     }
     if failed == 0 {

@@ -1,5 +1,6 @@
 //! `demo`, `depot list|check|add` and `pack`.
 
+use crate::front::{say, shout};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -12,6 +13,7 @@ use crate::engine::depot::{Depot, DepotError};
 use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{SearchLines, Searcher};
 use crate::engine::patch::Patch;
+use crate::engine::text::neutralise;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -113,7 +115,7 @@ pub fn demo(global: &Global, args: DemoArgs) -> Outcome {
     };
     demo::write_lab(&lab, options)
         .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
-    println!(
+    say!(
         "demo lab written to {}: {} patches, {} nodes (seed {})",
         lab.root.display(),
         args.patches,
@@ -212,9 +214,13 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             .collect();
         return print_json(&rows);
     }
-    println!(
+    say!(
         "{:<12} {:<8} {:<20} {:<10} {:<28} TITLE",
-        "ID", "SEV", "PRODUCT", "VERSION", "CATEGORIES"
+        "ID",
+        "SEV",
+        "PRODUCT",
+        "VERSION",
+        "CATEGORIES"
     );
     for &(i, _) in &hits {
         let p = &depot.patches[i];
@@ -222,14 +228,15 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             Some(fs) => format!("{}.{fs}", p.manifest.product),
             None => p.manifest.product.clone(),
         };
-        println!(
+        // Everything from a manifest is shown, never obeyed by the terminal.
+        say!(
             "{:<12} {:<8} {:<20} {:<10} {:<28} {}",
-            p.id,
+            neutralise(&p.id),
             p.manifest.severity.as_str(),
-            product,
-            p.manifest.version,
-            p.categories.join(","),
-            p.manifest.title
+            neutralise(&product),
+            neutralise(&p.manifest.version),
+            neutralise(&p.categories.join(",")),
+            neutralise(&p.manifest.title)
         );
     }
     Ok(())
@@ -237,7 +244,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
 
 fn warn_broken(depot: &Depot) {
     if !depot.broken.is_empty() {
-        eprintln!(
+        shout!(
             "patchdeck: {} broken file(s) in {} left out; `patchdeck depot check` lists them",
             depot.broken.len(),
             depot.root.display()
@@ -246,14 +253,16 @@ fn warn_broken(depot: &Depot) {
 }
 
 fn check(global: &Global, args: CheckArgs) -> Outcome {
-    let depot = open_depot(&global.depot_dir()?)?;
+    // Every byte, not the cache: the cache cannot see a flipped bit.
+    let depot = Depot::check(&global.depot_dir()?, &|_, _| {})
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     if args.json {
         print_json(&serde_json::json!({ "ok": depot.patches.len(), "broken": depot.broken }))?;
     } else {
         for b in &depot.broken {
-            println!("{b}");
+            say!("{}", neutralise(&b.to_string()));
         }
-        println!(
+        say!(
             "{} patch(es) ok, {} broken, in {}",
             depot.patches.len(),
             depot.broken.len(),
@@ -277,11 +286,11 @@ fn add(global: &Global, args: AddArgs) -> Outcome {
         other => Failure::Failed(other.to_string()),
     })?;
     for id in &added {
-        println!("added {id}");
+        say!("added {id}");
     }
     let already = args.files.len() - added.len();
     if already > 0 {
-        println!("{already} already in the depot, unchanged");
+        say!("{already} already in the depot, unchanged");
     }
     Ok(())
 }
@@ -292,7 +301,7 @@ pub fn pack(args: PackArgs) -> Outcome {
         PackError::Io { .. } => Failure::Failed(e.to_string()),
     })?;
     let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
-    println!(
+    say!(
         "packed {} ({} files, {bytes} bytes)",
         args.output.display(),
         manifest.files.len()

@@ -5,6 +5,7 @@
 
 mod cluster;
 mod depot;
+mod doctor;
 mod history;
 mod node;
 pub(crate) mod nodes;
@@ -98,6 +99,8 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Damaged databases and node stores, and how to recover them; exit 1 when any.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: bash, zsh or fish.
     Completions(shell::CompletionsArgs),
     /// Write the manual pages (roff) to standard output or a directory.
@@ -132,6 +135,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Doctor(args) => doctor::run(global, args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
         Command::History(args) => history::run(global, args),
@@ -155,6 +159,7 @@ impl Command {
             Command::Commit(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
         }
     }

@@ -1,6 +1,7 @@
 //! `nodes`, `stage`, `install`, `rollback`, `commit`, `remove`, `list`:
 //! the fleet's nodes and the patch lifecycle on them.
 
+use crate::front::{say, shout};
 use clap::Args;
 use serde::Serialize;
 
@@ -207,7 +208,7 @@ pub fn load_fleet(lab: &Lab) -> Result<Fleet, Failure> {
             lab.root.display()
         )));
     }
-    Fleet::load(&lab.fleet_path()).map_err(|e| Failure::Input(e.to_string()))
+    Fleet::load_in(&lab.fleet_path(), &lab.root).map_err(|e| Failure::Input(e.to_string()))
 }
 
 /// A row of `nodes`.
@@ -263,12 +264,18 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
     if args.json {
         return print_json(&rows);
     }
-    println!(
+    say!(
         "{:<12} {:<6} {:<9} {:<4} {:<8} {:<9} {:<8} REACHED BY",
-        "NODE", "DC", "ORG", "SITE", "CLUSTER", "ROLE", "SERVICE"
+        "NODE",
+        "DC",
+        "ORG",
+        "SITE",
+        "CLUSTER",
+        "ROLE",
+        "SERVICE"
     );
     for r in &rows {
-        println!(
+        say!(
             "{:<12} {:<6} {:<9} {:<4} {:<8} {:<9} {:<8} {}",
             r.id,
             r.dc,
@@ -341,7 +348,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             Err(_) => Err("journal: a writer panicked".to_string()),
         };
         if let Err(e) = r {
-            eprintln!("patchdeck: {e}");
+            shout!("patchdeck: {e}");
             if let Ok(mut v) = journal_failures.lock() {
                 v.push(e);
             }
@@ -358,7 +365,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             } else {
                 "FAIL"
             };
-            println!(
+            say!(
                 "{mark} {:<12} {:<10} {:<8} {}",
                 o.node,
                 o.patch,
@@ -392,7 +399,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
                     list.join(", ")
                 )));
             }
-            eprintln!(
+            shout!(
                 "patchdeck: warning: not staged and verified on {} node(s), skipping them: {}",
                 not_ready.len(),
                 list.join(", ")
@@ -464,9 +471,9 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         }
         let restarts: Vec<String> = restarts.iter().map(|(n, r)| format!("{n} ({r})")).collect();
         if !restarts.is_empty() {
-            println!("restart needed on: {}", restarts.join(", "));
+            say!("restart needed on: {}", restarts.join(", "));
         }
-        println!(
+        say!(
             "{} of {} step(s) succeeded on {} node(s){}",
             outcomes.len() - failed - skipped_count,
             outcomes.len() - skipped_count,
@@ -563,7 +570,7 @@ where
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
         for o in &recovered {
-            eprintln!("patchdeck: {}", o.message);
+            shout!("patchdeck: {}", o.message);
             journal
                 .record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message)
                 .map_err(|e| Failure::Failed(e.to_string()))?;
@@ -598,9 +605,13 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
     if args.json {
         print_json(&rows)?;
     } else {
-        println!(
+        say!(
             "{:<12} {:<10} {:<21} {:<16} {:<7} BY",
-            "NODE", "PATCH", "STATE", "APPLIED", "RESTART"
+            "NODE",
+            "PATCH",
+            "STATE",
+            "APPLIED",
+            "RESTART"
         );
         for r in &rows {
             let e = &r.entry;
@@ -610,7 +621,7 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
                 .as_deref()
                 .map(|t| t.chars().take(16).collect::<String>().replace('T', " "))
                 .unwrap_or_else(|| "-".into());
-            println!(
+            say!(
                 "{:<12} {:<10} {:<21} {:<16} {:<7} {}",
                 r.node,
                 e.patch,
@@ -622,7 +633,7 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
         }
     }
     for f in &failed {
-        eprintln!("patchdeck: {f}");
+        shout!("patchdeck: {f}");
     }
     if failed.is_empty() {
         Ok(())
@@ -657,15 +668,16 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         for r in &rows {
             let d = &r.drift;
             if let Some(req) = &d.requires {
-                println!(
+                say!(
                     "{:<12} {} requires {req}, which nothing installed meets any more",
-                    r.node, d.patch
+                    r.node,
+                    d.patch
                 );
                 continue;
             }
             let short = |h: &str| h.chars().take(12).collect::<String>();
             let actual = d.actual.as_deref().map(short).unwrap_or("missing".into());
-            println!(
+            say!(
                 "{:<12} {:<40} written by {:<10} expected {} found {actual}",
                 r.node,
                 d.path,
@@ -673,7 +685,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
                 short(&d.expected)
             );
         }
-        println!(
+        say!(
             "{} drifted file(s) and {} unmet requirement(s) on {} node(s) checked",
             rows.len() - unmet,
             unmet,
@@ -681,7 +693,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         );
     }
     for f in &failed {
-        eprintln!("patchdeck: {f}");
+        shout!("patchdeck: {f}");
     }
     match (rows.is_empty(), failed.is_empty()) {
         (true, true) => Ok(()),

@@ -1,18 +1,24 @@
-//! `rollout start|status|pause|resume|abort`: gradual rollouts on a cluster.
+//! `rollout start|status|list|pause|resume|abort`: gradual rollouts on a
+//! cluster. A rollout runs in its own process (`rollout run`, started by
+//! `start` and `resume` in a session of its own), so closing the terminal
+//! or Ctrl-C stops only the command following it, never the rollout.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::nodes::load_fleet;
 use super::{Failure, Global, Outcome, open_depot, print_json};
 use crate::engine::console;
-use crate::engine::groups;
+use crate::engine::fleet::OnFailure;
 use crate::engine::lab::Lab;
 use crate::engine::rollout::fleet_env::FleetEnv;
+use crate::engine::rollout::prepare::{self, Prepared};
 use crate::engine::rollout::{
-    self, ClusterLock, Ending, Event, Plan, Rollout, Runner, State, StepState, journal,
+    self, ClusterLock, Ending, Event, Rollout, Runner, State, StepState, journal,
 };
 
 #[derive(Debug, Subcommand)]
@@ -21,12 +27,56 @@ pub enum RolloutCommand {
     Start(StartArgs),
     /// A rollout's groups, steps and state (default: the newest).
     Status(IdArgs),
+    /// Every rollout, newest first, with its state.
+    List(ListArgs),
     /// Stop between steps; `resume` carries on.
     Pause(IdArgs),
-    /// Carry on with a paused, failed or interrupted rollout, in this process.
+    /// Carry on with a paused, failed or interrupted rollout.
     Resume(IdArgs),
     /// Stop and bring every drained member back into service.
     Abort(IdArgs),
+    /// Roll one group of a rollout back (draining it first if it serves).
+    Rollback(RollbackArgs),
+    /// Run a recorded rollout in this process (what `start` and `resume`
+    /// start in the background).
+    #[command(hide = true)]
+    Run(RunArgs),
+}
+
+/// The `--on-failure` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicy {
+    /// Roll the failed group back and restore it.
+    Rollback,
+    /// Leave the failed group drained for inspection.
+    Halt,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this cluster's rollouts.
+    #[arg(long, value_name = "C")]
+    cluster: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Rollout id (default: the newest).
+    id: Option<i64>,
+    /// The group to roll back (A, B, ...).
+    #[arg(long, value_name = "G")]
+    group: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    id: i64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -39,9 +89,17 @@ pub struct StartArgs {
     /// Roll the patches back group by group instead of installing them.
     #[arg(long)]
     uninstall: bool,
-    /// On a failure, roll the failed group back and restore it.
-    #[arg(long)]
+    /// What a failed step does to its group (default: the cluster's
+    /// `on_failure`, else rollback).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    on_failure: Option<FailurePolicy>,
+    /// The old spelling of `--on-failure rollback`.
+    #[arg(long, conflicts_with = "on_failure")]
     auto_rollback: bool,
+    /// Start the rollout and return at once (`rollout status --follow`
+    /// follows it).
+    #[arg(long)]
+    detach: bool,
     /// Groups for a single-site cluster (default: the cluster's setting, else 2).
     #[arg(long, value_name = "N")]
     groups: Option<usize>,
@@ -59,6 +117,9 @@ pub struct IdArgs {
     /// Status only: keep printing steps as they change until the rollout stops.
     #[arg(long)]
     follow: bool,
+    /// Resume only: return once the rollout is running again.
+    #[arg(long)]
+    detach: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -67,6 +128,9 @@ impl RolloutCommand {
     pub fn json(&self) -> bool {
         match self {
             RolloutCommand::Start(a) => a.json,
+            RolloutCommand::List(a) => a.json,
+            RolloutCommand::Rollback(a) => a.json,
+            RolloutCommand::Run(a) => a.json,
             RolloutCommand::Status(a)
             | RolloutCommand::Pause(a)
             | RolloutCommand::Resume(a)
@@ -82,6 +146,13 @@ pub fn run(global: &Global, command: RolloutCommand) -> Outcome {
         RolloutCommand::Pause(args) => pause(global, args),
         RolloutCommand::Resume(args) => resume(global, args),
         RolloutCommand::Abort(args) => abort(global, args),
+        RolloutCommand::List(args) => list(global, args),
+        RolloutCommand::Rollback(args) => rollback_group(global, args),
+        RolloutCommand::Run(args) => {
+            let lab = global.lab();
+            let fleet = load_fleet(&lab)?;
+            execute(&lab, &fleet, args.id, args.json)
+        }
     }
 }
 
@@ -92,63 +163,228 @@ fn db_err(lab: &Lab) -> impl Fn(rusqlite::Error) -> Failure + '_ {
 fn start(global: &Global, args: StartArgs) -> Outcome {
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
-    let cluster = fleet
-        .clusters
-        .iter()
-        .find(|c| c.id == args.cluster)
-        .ok_or_else(|| Failure::Input(format!("unknown cluster {:?}", args.cluster)))?;
-    let partition =
-        groups::partition(&fleet, &args.cluster, args.groups).map_err(Failure::Input)?;
     let depot = open_depot(&lab.depot_dir())?;
-    // Patch ids in the resolver's order (product specs expanded).
-    let request = crate::engine::select::Request {
-        autoselect: true,
-        ..crate::engine::select::Request::new(args.patches.clone())
+    let on_failure = match (args.on_failure, args.auto_rollback) {
+        (Some(FailurePolicy::Halt), _) => Some(OnFailure::Halt),
+        (Some(FailurePolicy::Rollback), _) | (None, true) => Some(OnFailure::Rollback),
+        (None, false) => None,
     };
-    let selection = crate::engine::select::resolve(&depot.patches, &request);
-    if let Some(p) = selection.problems.first() {
-        return Err(Failure::Input(p.message.clone()));
+    let request = prepare::Request {
+        cluster: args.cluster.clone(),
+        specs: args.patches.clone(),
+        uninstall: args.uninstall,
+        groups: args.groups,
+        on_failure,
+    };
+    let prepared = prepare::prepare(&fleet, &depot, &request).map_err(prepare_failure)?;
+    for w in &prepared.warnings {
+        eprintln!("warning: {w}");
     }
-    let ids: Vec<String> = selection.patches.into_iter().map(|s| s.id).collect();
-    let plan = Plan::new(
-        cluster,
-        &partition,
-        &ids,
-        args.uninstall,
-        args.auto_rollback,
-    );
     if args.dry_run {
-        return print_plan(&plan, args.json);
+        return print_plan(&prepared, args.json);
+    }
+    let plan = &prepared.plan;
+    let busy = |lab: &Lab| -> Result<Option<String>, Failure> {
+        let conn = console::open(lab).map_err(db_err(lab))?;
+        Ok(journal::unfinished(&conn, &plan.cluster)
+            .map_err(db_err(lab))?
+            .map(|id| held_by(lab, &conn, id)))
+    };
+    if let Some(m) = busy(&lab)? {
+        return Err(Failure::Failed(m));
+    }
+    let ready = prepare::readiness(&lab, &fleet, plan);
+    if let Some(refusal) = prepare::refusal(plan, &ready) {
+        // A rollout started meanwhile (draining members) is the reason.
+        return Err(Failure::Failed(busy(&lab)?.unwrap_or(refusal)));
     }
     let conn = console::open(&lab).map_err(db_err(&lab))?;
-    let id = match journal::create(&conn, &plan).map_err(db_err(&lab))? {
+    let id = match journal::create(&conn, plan).map_err(db_err(&lab))? {
         Ok(id) => id,
-        Err(existing) => return Err(Failure::Failed(held_by(&conn, existing))),
+        Err(existing) => return Err(Failure::Failed(held_by(&lab, &conn, existing))),
     };
     drop(conn);
-    execute(&lab, &fleet, id, args.json)
+    background(&lab, id, args.detach, args.json)
+}
+
+fn prepare_failure(e: prepare::PrepareError) -> Failure {
+    if e.is_input() {
+        Failure::Input(e.to_string())
+    } else {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// Starts `rollout run ID` in a session of its own with its output in the
+/// lab's logs, then follows it (or, detached, says where it runs).
+fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::Failed(format!("cannot find the patchdeck binary: {e}")))?;
+    let logs = lab.root.join("logs");
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", logs.display())))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
+    let log: PathBuf = logs.join(format!("rollout-{id}-{stamp}.log"));
+    let out = std::fs::File::create(&log)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["rollout", "run", &id.to_string(), "--lab"])
+        .arg(&lab.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid in the child before exec touches no shared state; it
+    // keeps the terminal's hangup and Ctrl-C away from the rollout.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::Failed(format!("cannot start rollout {id}: {e}")))?;
+    if detach {
+        let r = load(lab, Some(id))?;
+        if json {
+            return print_json(&serde_json::json!({
+                "rollout": id, "cluster": r.cluster, "state": r.state, "pid": child.id(), "log": log,
+            }));
+        }
+        println!(
+            "rollout {id} on {} started in pid {}; `patchdeck rollout status {id} --follow` follows it (log {})",
+            r.cluster,
+            child.id(),
+            log.display()
+        );
+        return Ok(());
+    }
+    let mut printer = Printer::default();
+    loop {
+        let exited = child
+            .try_wait()
+            .map_err(|e| Failure::Failed(e.to_string()))?
+            .is_some();
+        let r = load(lab, Some(id))?;
+        printer.steps(&r, json);
+        // Another live process took the rollout (two resumes at once: the
+        // cluster lock let one run): follow that one instead.
+        let elsewhere = (r.state == State::Running && rollout::is_running(lab, &r))
+            || (!r.state.ended()
+                && rollout::lock_holder(lab, &r.cluster).is_some_and(|h| h.pid != child.id()));
+        if exited && !elsewhere {
+            if matches!(r.state, State::Pending | State::Running) {
+                // The runner stopped without a word in the journal: its
+                // log says why (e.g. it could not take the cluster).
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(3).collect();
+                if !tail.is_empty() {
+                    eprintln!(
+                        "rollout {id}: its runner said: {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                    );
+                }
+            }
+            return ended(&r, json);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// The last word on a rollout whose runner has stopped, and the exit status.
+fn ended(r: &Rollout, json: bool) -> Outcome {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "rollout": r.id, "cluster": r.cluster, "state": r.state, "message": r.message })
+        );
+    } else {
+        println!(
+            "rollout {} on {}: {}{}",
+            r.id,
+            r.cluster,
+            r.state.as_str(),
+            if r.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.message)
+            }
+        );
+    }
+    match r.state {
+        State::Done | State::Paused | State::Aborted => Ok(()),
+        State::Failed | State::RolledBack => Err(Failure::Reported(
+            1,
+            format!("rollout {} failed: {}", r.id, r.message),
+        )),
+        State::Pending | State::Running => Err(Failure::Failed(format!(
+            "rollout {} was interrupted: its runner stopped; `patchdeck rollout resume {}` carries on",
+            r.id, r.id
+        ))),
+    }
+}
+
+/// Prints each step once when it finishes, in the order they finish.
+#[derive(Default)]
+struct Printer {
+    shown: BTreeSet<(usize, &'static str)>,
+}
+
+impl Printer {
+    fn steps(&mut self, r: &Rollout, json: bool) {
+        for s in r
+            .steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Done | StepState::Failed))
+        {
+            if !self.shown.insert((s.step.seq, s.state.as_str())) {
+                continue;
+            }
+            let e = Event {
+                rollout: r.id,
+                seq: Some(s.step.seq),
+                kind: s.step.kind.as_str().into(),
+                group: s.step.group.clone(),
+                node: s.step.node.clone(),
+                state: s.state.as_str().into(),
+                message: s.message.clone(),
+            };
+            print_event(&e, json);
+        }
+    }
 }
 
 /// Why a cluster is not free: who holds it, or what is left unfinished.
-fn held_by(conn: &rusqlite::Connection, id: i64) -> String {
+fn held_by(lab: &Lab, conn: &rusqlite::Connection, id: i64) -> String {
     match journal::load(conn, id) {
-        Ok(Some(r)) if r.state == State::Running && rollout::alive(r.pid) => format!(
-            "cluster {} is busy: rollout {id} is running in pid {} (since {}); only one rollout runs on a cluster",
-            r.cluster, r.pid, r.created_at
+        Ok(Some(r)) if rollout::is_running(lab, &r) => format!(
+            "cluster {} is busy: rollout {id} is {} in pid {} (since {}); only one rollout runs on a cluster",
+            r.cluster,
+            if r.state == State::Pending {
+                "starting"
+            } else {
+                "running"
+            },
+            r.pid,
+            r.created_at
         ),
         Ok(Some(r)) => format!(
             "cluster {} has unfinished rollout {id} ({}); `patchdeck rollout resume {id}` or `patchdeck rollout abort {id}` first",
             r.cluster,
-            describe_state(&r)
+            describe_state(lab, &r)
         ),
         _ => format!("cluster has unfinished rollout {id}"),
     }
 }
 
-fn describe_state(r: &Rollout) -> String {
+fn describe_state(lab: &Lab, r: &Rollout) -> String {
     match r.state {
-        State::Running if !rollout::alive(r.pid) => {
-            format!("interrupted: its console, pid {}, died", r.pid)
+        State::Running | State::Pending if !rollout::is_running(lab, r) => {
+            format!("interrupted: its runner, pid {}, died", r.pid)
         }
         s => s.as_str().to_string(),
     }
@@ -161,10 +397,16 @@ fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) 
         let c = conn
             .lock()
             .map_err(|_| Failure::Failed("console database lock poisoned".into()))?;
-        journal::load(&c, id)
+        let r = journal::load(&c, id)
             .map_err(db_err(lab))?
-            .ok_or_else(|| Failure::Input(format!("no rollout {id}")))?
-            .cluster
+            .ok_or_else(|| Failure::Input(format!("no rollout {id}")))?;
+        if r.state.ended() {
+            return Err(Failure::Failed(format!(
+                "rollout {id} is {}; there is nothing left to run",
+                r.state.as_str()
+            )));
+        }
+        r.cluster
     };
     let _lock = ClusterLock::acquire(lab, &cluster, id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(lab, fleet, id);
@@ -237,14 +479,37 @@ fn print_event(e: &Event, json: bool) {
         e.group.clone()
     };
     println!(
-        "  [{group}] {:<12} {:<11} {:<7} {}",
-        e.node, e.kind, e.state, e.message
+        "  {:>3}. [{group}] {:<12} {:<11} {:<7} {}",
+        e.seq.unwrap_or_default(),
+        e.node,
+        e.kind,
+        e.state,
+        e.message
     );
 }
 
-fn print_plan(plan: &Plan, json: bool) -> Outcome {
+/// What a failure does under a policy, in plain words.
+fn policy_words(p: OnFailure) -> &'static str {
+    match p {
+        OnFailure::Rollback => "the failed group is rolled back and restored",
+        OnFailure::Halt => "the failed group stays drained for inspection",
+    }
+}
+
+fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
+    let plan = &prepared.plan;
     if json {
-        return print_json(plan);
+        let mut body = serde_json::to_value(plan).map_err(|e| Failure::Failed(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("warnings".into(), serde_json::json!(prepared.warnings));
+            let why: Vec<serde_json::Value> = prepared
+                .patches
+                .iter()
+                .map(|p| serde_json::json!({ "id": p.id, "reason": p.reason }))
+                .collect();
+            o.insert("reasons".into(), serde_json::json!(why));
+        }
+        return print_json(&body);
     }
     let what = if plan.uninstall {
         "uninstall"
@@ -257,6 +522,14 @@ fn print_plan(plan: &Plan, json: bool) -> Outcome {
         plan.cluster,
         plan.parallel
     );
+    for p in &prepared.patches {
+        println!("  {}: {}", p.id, p.reason);
+    }
+    println!(
+        "on failure: {} ({})",
+        plan.on_failure.as_str(),
+        policy_words(plan.on_failure)
+    );
     for g in &plan.groups {
         println!("  group {}: {}", g.name, g.members.join(" "));
     }
@@ -268,7 +541,7 @@ fn print_plan(plan: &Plan, json: bool) -> Outcome {
         };
         println!(
             "  {:>3}. [{group}] {:<11} {}",
-            s.seq + 1,
+            s.seq,
             s.kind.as_str(),
             s.command
         );
@@ -290,18 +563,21 @@ fn load(lab: &Lab, id: Option<i64>) -> Result<Rollout, Failure> {
         .ok_or_else(|| Failure::Input(format!("no rollout {id}")))
 }
 
-/// Progress of each group: member steps done of all.
-fn group_lines(r: &Rollout) -> Vec<serde_json::Value> {
+/// Progress of each group: steps done of all, and the group's state.
+fn group_lines(lab: &Lab, r: &Rollout) -> Vec<serde_json::Value> {
+    let live = rollout::is_running(lab, r);
     r.plan
         .groups
         .iter()
         .map(|g| {
-            let steps: Vec<_> = r.steps.iter().filter(|s| s.step.group == g.name).collect();
-            let done = steps.iter().filter(|s| s.state == StepState::Done).count();
-            let failed = steps.iter().any(|s| s.state == StepState::Failed);
-            let running = steps.iter().any(|s| s.state == StepState::Running);
-            let state = if failed { "failed" } else if done == steps.len() { "done" } else if running || done > 0 { "in progress" } else { "waiting" };
-            serde_json::json!({ "name": g.name, "members": g.members, "done": done, "total": steps.len(), "state": state })
+            let total = r.steps.iter().filter(|s| s.step.group == g.name).count();
+            let done = r
+                .steps
+                .iter()
+                .filter(|s| s.step.group == g.name && s.state == StepState::Done)
+                .count();
+            let state = r.group_state(&g.name, live);
+            serde_json::json!({ "name": g.name, "members": g.members, "done": done, "total": total, "state": state })
         })
         .collect()
 }
@@ -309,18 +585,15 @@ fn group_lines(r: &Rollout) -> Vec<serde_json::Value> {
 fn status(global: &Global, args: IdArgs) -> Outcome {
     let lab = global.lab();
     let mut r = load(&lab, args.id)?;
-    let mut shown = 0usize;
+    let mut printer = Printer::default();
     loop {
         if args.json && !args.follow {
-            let current = r
-                .steps
-                .iter()
-                .find(|s| s.state != StepState::Done)
-                .map(|s| s.step.seq);
+            let current = r.next_step().map(|s| s.step.seq);
             let body = serde_json::json!({
-                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state == State::Running && !rollout::alive(r.pid),
+                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state.unfinished() && matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, &r),
+                "on_failure": r.plan.on_failure.as_str(),
                 "message": r.message, "requested": r.requested, "pid": r.pid, "patches": r.plan.patches, "uninstall": r.plan.uninstall,
-                "groups": group_lines(&r), "current_step": current, "steps": r.steps,
+                "groups": group_lines(&lab, &r), "current_step": current, "steps": r.steps,
             });
             return print_json(&body);
         }
@@ -329,13 +602,18 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 "rollout {} on {}: {} ({})",
                 r.id,
                 r.cluster,
-                describe_state(&r),
+                describe_state(&lab, &r),
                 r.plan.patches.join(" ")
             );
             if !r.message.is_empty() {
                 println!("  {}", r.message);
             }
-            for g in group_lines(&r) {
+            println!(
+                "  on failure: {} ({})",
+                r.plan.on_failure.as_str(),
+                policy_words(r.plan.on_failure)
+            );
+            for g in group_lines(&lab, &r) {
                 println!(
                     "  group {}: {}/{} steps, {}",
                     g["name"].as_str().unwrap_or(""),
@@ -344,10 +622,10 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                     g["state"].as_str().unwrap_or("")
                 );
             }
-            if let Some(s) = r.steps.iter().find(|s| s.state != StepState::Done) {
+            if let Some(s) = r.next_step() {
                 println!(
                     "  next: step {} {} {} ({})",
-                    s.step.seq + 1,
+                    s.step.seq,
                     s.step.kind.as_str(),
                     s.step.node,
                     s.state.as_str()
@@ -356,33 +634,15 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
             return Ok(());
         }
         // Follow: print step changes as they land in the journal.
-        let finished: Vec<_> = r
-            .steps
-            .iter()
-            .filter(|s| matches!(s.state, StepState::Done | StepState::Failed))
-            .collect();
-        for s in finished.iter().skip(shown) {
-            let e = Event {
-                rollout: r.id,
-                seq: Some(s.step.seq),
-                kind: s.step.kind.as_str().into(),
-                group: s.step.group.clone(),
-                node: s.step.node.clone(),
-                state: s.state.as_str().into(),
-                message: s.message.clone(),
-            };
-            print_event(&e, args.json);
-        }
-        shown = finished.len();
-        let live = r.state == State::Running && rollout::alive(r.pid);
-        if !live {
+        printer.steps(&r, args.json);
+        if !rollout::is_running(&lab, &r) {
             let e = Event {
                 rollout: r.id,
                 seq: None,
                 kind: "rollout".into(),
                 group: String::new(),
                 node: String::new(),
-                state: describe_state(&r),
+                state: describe_state(&lab, &r),
                 message: r.message.clone(),
             };
             print_event(&e, args.json);
@@ -398,14 +658,14 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
     let r = load(&lab, args.id)?;
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     match r.state {
-        State::Running if rollout::alive(r.pid) => {
+        State::Running | State::Pending if rollout::is_running(&lab, &r) => {
             journal::request(&conn, r.id, "pause").map_err(db_err(&lab))?;
             println!(
-                "rollout {}: pause requested; it stops after the step in progress",
+                "rollout {}: pause requested; no new step starts, and steps already running finish",
                 r.id
             );
         }
-        State::Running => {
+        State::Running | State::Pending => {
             journal::set_state(&conn, r.id, State::Paused, "paused while interrupted")
                 .map_err(db_err(&lab))?;
             println!("rollout {}: paused (its console had died)", r.id);
@@ -432,12 +692,57 @@ fn resume(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if r.state == State::Running && rollout::alive(r.pid) && r.pid != std::process::id() as i64 {
+    if rollout::is_running(&lab, &r) && r.pid != std::process::id() as i64 {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
-        return Err(Failure::Failed(held_by(&conn, r.id)));
+        return Err(Failure::Failed(held_by(&lab, &conn, r.id)));
     }
-    let fleet = load_fleet(&lab)?;
-    execute(&lab, &fleet, r.id, args.json)
+    background(&lab, r.id, args.detach, args.json)
+}
+
+fn list(global: &Global, args: ListArgs) -> Outcome {
+    let lab = global.lab();
+    let conn = console::open(&lab).map_err(db_err(&lab))?;
+    let ids = journal::ids(&conn, args.cluster.as_deref()).map_err(db_err(&lab))?;
+    let mut rows = Vec::new();
+    for id in ids {
+        if let Some(r) = journal::load(&conn, id).map_err(db_err(&lab))? {
+            rows.push(r);
+        }
+    }
+    if args.json {
+        let body: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "cluster": r.cluster, "state": r.state,
+                    "interrupted": matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, r),
+                    "patches": r.plan.patches, "uninstall": r.plan.uninstall,
+                    "on_failure": r.plan.on_failure.as_str(),
+                    "created_at": r.created_at, "updated_at": r.updated_at, "message": r.message,
+                })
+            })
+            .collect();
+        return print_json(&body);
+    }
+    if rows.is_empty() {
+        println!("no rollout yet");
+    }
+    for r in &rows {
+        let what = if r.plan.uninstall {
+            "uninstall"
+        } else {
+            "install"
+        };
+        println!(
+            "{:>4}  {:<10} {:<28} {} {what} {}",
+            r.id,
+            r.cluster,
+            describe_state(&lab, r),
+            r.created_at,
+            r.plan.patches.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn abort(global: &Global, args: IdArgs) -> Outcome {
@@ -450,11 +755,11 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
             r.state.as_str()
         )));
     }
-    if r.state == State::Running && rollout::alive(r.pid) {
+    if rollout::is_running(&lab, &r) {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
         journal::request(&conn, r.id, "abort").map_err(db_err(&lab))?;
         println!(
-            "rollout {}: abort requested; its console stops after the step in progress and restores drained members",
+            "rollout {}: abort requested; no new step starts, and once the steps in progress end every drained member is restored and the after-hooks run",
             r.id
         );
         return Ok(());
@@ -475,5 +780,52 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
         // Some drained member could not be restored: the rollout stays
         // failed with the abort requested, and says which and why.
         _ => Err(Failure::Failed(load(&lab, Some(r.id))?.message)),
+    }
+}
+
+fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
+    let lab = global.lab();
+    let r = load(&lab, args.id)?;
+    if rollout::is_running(&lab, &r) {
+        return Err(Failure::Failed(format!(
+            "rollout {} is running; pause or abort it before rolling a group back",
+            r.id
+        )));
+    }
+    let fleet = load_fleet(&lab)?;
+    let conn = Mutex::new(console::open(&lab).map_err(db_err(&lab))?);
+    {
+        // Another rollout left unfinished owns the cluster now.
+        let c = conn
+            .lock()
+            .map_err(|_| Failure::Failed("console database lock poisoned".into()))?;
+        if let Some(other) = journal::unfinished(&c, &r.cluster)
+            .map_err(db_err(&lab))?
+            .filter(|other| *other != r.id)
+        {
+            return Err(Failure::Failed(held_by(&lab, &c, other)));
+        }
+    }
+    let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
+    let env = FleetEnv::new(&lab, &fleet, r.id);
+    let print = |e: &Event| print_event(e, args.json);
+    let runner = Runner {
+        conn: &conn,
+        env: &env,
+        events: &print,
+        poll: Duration::from_millis(200),
+    };
+    let ending = runner
+        .roll_back_group(r.id, &args.group)
+        .map_err(Failure::Failed)?;
+    let after = load(&lab, Some(r.id))?;
+    match ending {
+        Ending::RolledBack => {
+            if !args.json {
+                println!("rollout {}: {}", r.id, after.message);
+            }
+            Ok(())
+        }
+        _ => Err(Failure::Failed(after.message)),
     }
 }

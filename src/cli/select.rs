@@ -1,5 +1,6 @@
 //! `select`: resolve what the operator named into an ordered install list.
 
+use crate::front::say;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -59,19 +60,20 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
         print_json(&selection)?;
     } else {
         for (n, entry) in selection.patches.iter().enumerate() {
-            println!("{:>3}. {:<12} {}", n + 1, entry.id, entry.reason);
+            say!("{:>3}. {:<12} {}", n + 1, entry.id, entry.reason);
         }
         for d in &selection.dropped {
-            println!(
+            say!(
                 "     {:<12} dropped: superseded by {}",
-                d.id, d.superseded_by
+                d.id,
+                d.superseded_by
             );
         }
         for p in &selection.problems {
-            println!("problem: {}", p.message);
+            say!("problem: {}", p.message);
         }
         if selection.patches.is_empty() && selection.problems.is_empty() {
-            println!("nothing selected");
+            say!("nothing selected");
         }
     }
     if selection.problems.is_empty() {
@@ -84,9 +86,8 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
     }
 }
 
-fn read_inventory(path: &PathBuf) -> Result<Inventory, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Input(format!("{}: cannot read: {e}", path.display())))?;
+fn read_inventory(path: &std::path::Path) -> Result<Inventory, Failure> {
+    let text = crate::engine::text::read_file(path).map_err(Failure::Input)?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::Input(format!(
             "{}:{}:{}: {e}",

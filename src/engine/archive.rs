@@ -14,6 +14,11 @@ use crate::engine::manifest::{self, FileEntry, Manifest, ManifestError};
 
 pub const MANIFEST_NAME: &str = "PATCH.toml";
 pub const PAYLOAD_DIR: &str = "files/";
+/// The largest patch file patchdeck accepts, in bytes (4 GiB): `depot add`
+/// refuses a larger file, and a node refuses an upload announcing more
+/// before it writes anything.
+pub const MAX_PATCH_BYTES: u64 = 4 << 30;
+
 /// A manifest larger than this is refused rather than read into memory.
 const MANIFEST_LIMIT: u64 = 1 << 20;
 
@@ -73,6 +78,12 @@ pub fn id_from_path(path: &Path) -> Result<String, PatchFileError> {
 /// SHA-256, and every listed file present exactly once.
 pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
     let id = id_from_path(path)?;
+    // Never open a fifo or a device: reading one could block or never end.
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return fail("is not a regular file; a patch is a regular file"),
+        Err(e) => return fail(format!("cannot read: {e}")),
+    }
     let file = fs::File::open(path).map_err(|e| PatchFileError {
         line: None,
         message: format!("cannot read: {e}"),
@@ -90,12 +101,36 @@ pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
 
 /// Verifies an archive from any reader (see [`read_patch`]).
 pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
+    read_archive_with(reader, None, |f, data| {
+        hash_limited(data, f.size).map_err(|e| io::Error::other(e.message))
+    })
+}
+
+/// The one reader of patch archives: what the depot, staging and install
+/// accept is decided here, the same way for each.
+///
+/// Entry names are normalised first: leading `./` (as GNU tar and bsdtar
+/// write them when given `.`) is dropped, and the archive's root directory
+/// entry is ignored. `PATCH.toml` must come first and be a regular file;
+/// it must equal `expected` when given (a staged copy must still be what
+/// was staged). Every other entry is a directory under `files/` (ignored)
+/// or a regular file listed in the manifest, exactly once, whose header
+/// size is the declared one. `payload` receives each such file's listed
+/// entry and its bytes and returns the size and SHA-256 it read (reading
+/// at most size + 1 bytes); both must match the manifest. Every listed
+/// file must be present.
+pub fn read_archive_with(
+    reader: impl Read,
+    expected: Option<&Manifest>,
+    mut payload: impl FnMut(&FileEntry, &mut dyn Read) -> io::Result<(u64, String)>,
+) -> Result<Manifest, PatchFileError> {
+    let q = crate::engine::text::quoted;
     let mut archive = tar::Archive::new(reader);
     let mut entries = archive.entries().map_err(|e| PatchFileError {
         line: None,
         message: format!("not a tar archive: {e}"),
     })?;
-    let manifest = {
+    let manifest = loop {
         let Some(first) = entries.next() else {
             return fail(format!(
                 "empty archive; expected {MANIFEST_NAME} as the first entry"
@@ -106,8 +141,30 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
             message: format!("not a tar archive: {e}"),
         })?;
         let name = entry_name(&first)?;
-        if name != MANIFEST_NAME || !first.header().entry_type().is_file() {
-            return fail(format!("first entry is {name:?}; expected {MANIFEST_NAME}"));
+        let kind = first.header().entry_type();
+        if name.is_empty() && kind.is_dir() {
+            continue;
+        }
+        if name != MANIFEST_NAME {
+            return fail(format!(
+                "first entry is {}; expected {MANIFEST_NAME}",
+                q(&name)
+            ));
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            return fail(format!(
+                "{MANIFEST_NAME} is a {} link in the archive; the manifest must be a regular file",
+                if kind.is_symlink() {
+                    "symbolic"
+                } else {
+                    "hard"
+                }
+            ));
+        }
+        if !kind.is_file() {
+            return fail(format!(
+                "{MANIFEST_NAME} is a {kind:?} entry in the archive; the manifest must be a regular file"
+            ));
         }
         if first.size() > MANIFEST_LIMIT {
             return fail(format!(
@@ -115,15 +172,22 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
                 first.size()
             ));
         }
-        let mut text = String::new();
-        first
-            .read_to_string(&mut text)
-            .map_err(|e| PatchFileError {
-                line: None,
-                message: format!("{MANIFEST_NAME} is not UTF-8 text: {e}"),
-            })?;
-        Manifest::parse(&text)?
+        let mut bytes = Vec::new();
+        first.read_to_end(&mut bytes).map_err(|e| PatchFileError {
+            line: None,
+            message: format!("damaged archive: {e}"),
+        })?;
+        let text = crate::engine::text::utf8(bytes).map_err(|(line, message)| PatchFileError {
+            line: Some(line),
+            message,
+        })?;
+        break Manifest::parse(&text)?;
     };
+    if let Some(expected) = expected
+        && expected.files != manifest.files
+    {
+        return fail("its PATCH.toml no longer lists the files it listed when it was staged");
+    }
     // No path may be a file and, for another file, a directory.
     let listed: std::collections::HashSet<&str> =
         manifest.files.iter().map(|f| f.path.as_str()).collect();
@@ -132,8 +196,9 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
         while let Some((parent, _)) = dir.rsplit_once('/') {
             if listed.contains(parent) {
                 return fail(format!(
-                    "payload {parent:?} is both a file and a directory (holding {:?})",
-                    f.path
+                    "payload {} is both a file and a directory (holding {})",
+                    q(parent),
+                    q(&f.path)
                 ));
             }
             dir = parent;
@@ -148,63 +213,105 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
         })?;
         let name = entry_name(&entry)?;
         let kind = entry.header().entry_type();
-        if kind.is_dir() && (name == "files" || name.starts_with(PAYLOAD_DIR)) {
+        if kind.is_dir() && (name.is_empty() || name == "files" || name.starts_with(PAYLOAD_DIR)) {
             continue;
         }
         let Some(rel) = name.strip_prefix(PAYLOAD_DIR) else {
-            return fail(format!("archive entry {name:?} is outside {PAYLOAD_DIR}"));
+            return fail(format!(
+                "archive entry {} is outside {PAYLOAD_DIR}",
+                q(&name)
+            ));
         };
         if !kind.is_file() {
             return fail(format!(
-                "archive entry {name:?} is a {kind:?}, not a regular file"
+                "archive entry {} is a {kind:?}, not a regular file",
+                q(&name)
             ));
         }
         let Some(index) = manifest.files.iter().position(|f| f.path == rel) else {
             return fail(format!(
-                "archive entry {name:?} is not listed in {MANIFEST_NAME}"
+                "archive entry {} is not listed in {MANIFEST_NAME}",
+                q(&name)
             ));
         };
         if std::mem::replace(&mut seen[index], true) {
-            return fail(format!("archive entry {name:?} appears twice"));
+            return fail(format!("archive entry {} appears twice", q(&name)));
         }
         let expected = &manifest.files[index];
-        let (size, sha) = hash_limited(&mut entry, expected.size)?;
-        if size != expected.size {
+        let declared = expected.size;
+        let header = entry.size();
+        if header != declared {
             return fail(format!(
-                "payload {rel:?} is {size} bytes or more; the manifest says {}",
-                expected.size
+                "payload {} has the wrong size: declared {declared} bytes in {MANIFEST_NAME}, found {header} in the archive",
+                q(rel)
+            ));
+        }
+        let (size, sha) = payload(expected, &mut entry).map_err(|e| PatchFileError {
+            line: None,
+            message: format!("payload {}: {e}", q(rel)),
+        })?;
+        if size != declared {
+            let found = if size > declared {
+                format!("{size} or more")
+            } else {
+                size.to_string()
+            };
+            return fail(format!(
+                "payload {} has the wrong size: declared {declared} bytes in {MANIFEST_NAME}, found {found} in the archive",
+                q(rel)
             ));
         }
         if sha != expected.sha256.to_ascii_lowercase() {
             return fail(format!(
-                "payload {rel:?} has sha256 {sha}; the manifest says {}",
-                expected.sha256
+                "payload {} has sha256 {sha}; the manifest says {}",
+                q(rel),
+                q(&expected.sha256)
             ));
         }
     }
     if let Some(missing) = seen.iter().position(|s| !s) {
         return fail(format!(
-            "payload {:?} is listed in {MANIFEST_NAME} but missing from the archive",
-            manifest.files[missing].path
+            "payload {} is listed in {MANIFEST_NAME} but missing from the archive",
+            q(&manifest.files[missing].path)
         ));
     }
     Ok(manifest)
 }
 
+/// An entry's name as the archive rules see it: UTF-8, with any leading
+/// `./` and trailing `/` dropped (`./` alone, the archive root, is empty).
 fn entry_name<R: Read>(entry: &tar::Entry<R>) -> Result<String, PatchFileError> {
     let path = entry.path().map_err(|e| PatchFileError {
         line: None,
-        message: format!("bad entry name: {e}"),
+        message: format!(
+            "bad entry name: {}",
+            crate::engine::text::cap(&e.to_string())
+        ),
     })?;
     match path.to_str() {
-        Some(s) => Ok(s.trim_start_matches("./").to_string()),
-        None => fail(format!("entry name {path:?} is not UTF-8")),
+        Some(s) => {
+            let mut s = s;
+            while let Some(rest) = s.strip_prefix("./") {
+                s = rest;
+            }
+            if s == "." {
+                s = "";
+            }
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        None => fail(format!(
+            "entry name {} is not UTF-8",
+            crate::engine::text::quoted(&path.to_string_lossy())
+        )),
     }
 }
 
 /// Hashes at most `limit + 1` bytes, so an oversized payload is caught
 /// without reading all of it.
-fn hash_limited(reader: &mut impl Read, limit: u64) -> Result<(u64, String), PatchFileError> {
+fn hash_limited<R: Read + ?Sized>(
+    reader: &mut R,
+    limit: u64,
+) -> Result<(u64, String), PatchFileError> {
     let mut hasher = Sha256::new();
     let mut limited = reader.take(limit.saturating_add(1));
     let mut buf = [0u8; 64 * 1024];
@@ -265,7 +372,10 @@ impl PackError {
 /// in the manifest is replaced. Writes through a temporary file and renames.
 pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     let manifest_path = dir.join(MANIFEST_NAME);
-    let text = fs::read_to_string(&manifest_path).map_err(PackError::io(&manifest_path))?;
+    let bytes = fs::read(&manifest_path).map_err(PackError::io(&manifest_path))?;
+    let text = crate::engine::text::utf8(bytes).map_err(|(line, message)| {
+        PackError::input(&manifest_path, format!("line {line}: {message}"))
+    })?;
     let mut manifest =
         Manifest::parse(&text).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
     let id = id_from_path(out).map_err(|e| PackError::input(out, e.message))?;
@@ -293,7 +403,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(PackError::io(parent))?;
+    let mut temp = shared_temp(parent).map_err(PackError::io(parent))?;
     {
         let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file_mut()));
         append(&mut builder, MANIFEST_NAME, 0o644, rendered.as_bytes())
@@ -314,6 +424,17 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
         source: e.error,
     })?;
     Ok(manifest)
+}
+
+/// A temporary file in `dir` that becomes a patch file other operators
+/// read: created with mode 0666 less the umask (a plain temporary file is
+/// 0600 whatever the umask, which made another operator's `depot check`
+/// call the patch broken).
+pub fn shared_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".patchdeck-")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
 }
 
 /// Appends one regular file with fixed owner and time, so packing the same

@@ -71,13 +71,43 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE rollout ADD COLUMN sudo_user TEXT;",
 ];
 
-/// Opens (creating and migrating) the lab's console database.
+/// Opens (creating and migrating) the lab's console database. It is
+/// created only for a lab never used before: missing while its write-ahead
+/// log or a rollout's cluster lock is still there, it was lost, and the
+/// error (`SQLITE_CORRUPT`) names it rather than starting an empty journal
+/// that would let a second rollout take a cluster an unfinished one holds.
 pub fn open(lab: &Lab) -> rusqlite::Result<Connection> {
+    if let Some(why) = lost(lab) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(why),
+        ));
+    }
     crate::engine::sqlite::open(
         &lab.db_path(),
         MIGRATIONS,
         crate::engine::sqlite::Durability::Normal,
     )
+}
+
+/// Why the console database is missing although the lab has been used
+/// (its write-ahead log or a rollout's cluster lock remains), or `None`.
+pub fn lost(lab: &Lab) -> Option<String> {
+    let path = lab.db_path();
+    if path.exists() {
+        return None;
+    }
+    let wal = lab.root.join("console.sqlite-wal");
+    let locks = std::fs::read_dir(lab.root.join("locks"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    (wal.exists() || locks > 0).then(|| {
+        format!(
+            "{}: is missing, but the lab has been used (its {} remains); restore it from a backup (`patchdeck doctor` says more)",
+            path.display(),
+            if wal.exists() { "write-ahead log" } else { "rollout locks" }
+        )
+    })
 }
 
 /// A fresh console database in memory, migrated like the real one (for

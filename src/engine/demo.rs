@@ -398,6 +398,8 @@ fn pick_product(rng: &mut ChaCha8Rng) -> usize {
 /// products and components at their base versions.
 fn write_node(root: &Path, node: &Node) -> std::io::Result<()> {
     let to_io = |e: crate::engine::node::NodeError| std::io::Error::other(e.to_string());
+    // The demo makes its nodes; a node store never creates its own root.
+    fs::create_dir_all(root)?;
     let mut store = crate::engine::node::Node::open(root, &node.id).map_err(to_io)?;
     for product in PRODUCTS
         .iter()
@@ -538,6 +540,7 @@ fn cluster(id: &str, groups: Option<Grouping>, parallel: usize) -> Cluster {
         after: vec![format!("echo enable image cloning on {id}")],
         drain: None,
         restore: None,
+        on_failure: Default::default(),
     }
 }
 

@@ -104,6 +104,13 @@ impl Depot {
         Self::open_with(root, true, &|_, _| {})
     }
 
+    /// Reads every patch file's bytes again, ignoring the cache index (which
+    /// only speeds up opening and cannot see a flipped bit that kept the
+    /// size and mtime): what `depot check` reports. The cache is left alone.
+    pub fn check(root: &Path, progress: Progress) -> Result<Depot, DepotError> {
+        Self::open_with(root, false, progress)
+    }
+
     /// Opens a depot; `use_index` false ignores and leaves the cache alone.
     pub fn open_with(
         root: &Path,
@@ -282,13 +289,38 @@ impl Depot {
     /// Verifies each file and copies it in (temporary file, fsync, rename).
     /// An identical copy already present is fine; a different one is refused.
     /// Returns the ids added.
+    ///
+    /// Only regular files are read (a fifo or a device is refused before it
+    /// is opened). The depot-wide rules (ids differing only in case,
+    /// supersedes cycles) are applied to the depot as it will be: a file
+    /// that would make itself or a good patch already there broken is
+    /// refused, and nothing is added. Files are written with mode 0666 less
+    /// the umask.
     pub fn add(root: &Path, files: &[PathBuf]) -> Result<Vec<String>, DepotError> {
-        let mut added = Vec::new();
+        let mut incoming: Vec<(String, PathBuf, manifest::Manifest)> = Vec::new();
         for file in files {
             let invalid =
                 |e: PatchFileError| DepotError::Invalid(format!("{}: {e}", file.display()));
             let id = archive::id_from_path(file).map_err(invalid)?;
-            archive::read_patch(file).map_err(invalid)?;
+            let meta = fs::metadata(file).map_err(|e| {
+                DepotError::Invalid(format!("{}: cannot read: {e}", file.display()))
+            })?;
+            if !meta.is_file() {
+                return Err(DepotError::Invalid(format!(
+                    "{}: is not a regular file ({}); a patch is a regular file",
+                    file.display(),
+                    kind_of(&meta)
+                )));
+            }
+            if meta.len() > archive::MAX_PATCH_BYTES {
+                return Err(DepotError::Invalid(format!(
+                    "{}: is {} bytes; a patch may be at most {} bytes",
+                    file.display(),
+                    meta.len(),
+                    archive::MAX_PATCH_BYTES
+                )));
+            }
+            let m = archive::read_patch(file).map_err(invalid)?;
             let dest = root.join(format!("{id}.patch"));
             if dest.exists() {
                 let same = archive::sha256_file(&dest).ok() == archive::sha256_file(file).ok();
@@ -300,7 +332,13 @@ impl Depot {
                     file.display()
                 )));
             }
-            copy_atomic(file, &dest).map_err(|e| {
+            incoming.push((id, file.clone(), m));
+        }
+        Self::check_as_it_will_be(root, &incoming)?;
+        let mut added = Vec::new();
+        for (id, file, _) in incoming {
+            let dest = root.join(format!("{id}.patch"));
+            copy_atomic(&file, &dest).map_err(|e| {
                 DepotError::Io(format!(
                     "{}: cannot copy into {}: {e}",
                     file.display(),
@@ -310,6 +348,51 @@ impl Depot {
             added.push(id);
         }
         Ok(added)
+    }
+
+    /// Applies the cross-patch rules to the depot with `incoming` added;
+    /// refuses when a new patch, or a patch that was good, would be broken.
+    fn check_as_it_will_be(
+        root: &Path,
+        incoming: &[(String, PathBuf, manifest::Manifest)],
+    ) -> Result<(), DepotError> {
+        if incoming.is_empty() {
+            return Ok(());
+        }
+        let now = Depot::open(root)?;
+        let mut readings: HashMap<String, Reading> = now
+            .patches
+            .iter()
+            .map(|p| (p.file.clone(), Ok(p.manifest.clone())))
+            .collect();
+        for (id, _, m) in incoming {
+            readings.insert(format!("{id}.patch"), Ok(m.clone()));
+        }
+        let after = Depot::from_readings(root, readings);
+        let was_good = |file: &str| now.patches.iter().any(|p| p.file == file);
+        let new_file = |file: &str| {
+            incoming
+                .iter()
+                .any(|(id, _, _)| format!("{id}.patch") == file)
+        };
+        let harmed: Vec<String> = after
+            .broken
+            .iter()
+            .filter(|b| was_good(&b.file) || new_file(&b.file))
+            .map(|b| b.to_string())
+            .collect();
+        if harmed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = incoming
+            .iter()
+            .map(|(_, f, _)| f.display().to_string())
+            .collect();
+        Err(DepotError::Invalid(format!(
+            "{}: refused, nothing was added: the depot would then have broken patches: {}",
+            names.join(", "),
+            harmed.join("; ")
+        )))
     }
 
     /// Patches in the depot that directly or transitively supersede `id`.
@@ -338,12 +421,31 @@ impl Depot {
 /// renames it into place, and fsyncs the directory.
 pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut temp = archive::shared_temp(dir)?;
     let mut source = fs::File::open(from)?;
     std::io::copy(&mut source, temp.as_file_mut())?;
     temp.as_file().sync_all()?;
     temp.persist(to).map_err(|e| e.error)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// What a non-regular file is, for a refusal.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
+    }
 }
 
 /// Reads files on all cores; order of the result does not matter.
@@ -513,8 +615,18 @@ fn link(patches: &mut [Patch], preds: &[Vec<usize>]) {
 /// as a broken entry; the depot still opens.
 fn read_categories(root: &Path) -> (BTreeMap<String, String>, Option<Broken>) {
     let path = root.join(CATEGORIES_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
+    let text = match fs::read(&path).map(crate::engine::text::utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err((line, message))) => {
+            return (
+                BTreeMap::new(),
+                Some(Broken {
+                    file: CATEGORIES_FILE.into(),
+                    line: Some(line),
+                    message,
+                }),
+            );
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (BTreeMap::new(), None),
         Err(e) => {
             return (

@@ -3,6 +3,21 @@
 
 use std::path::Path;
 
+/// The text of `path`; bytes that are not UTF-8 are an error at their line
+/// and byte offset.
+fn read_text(path: &Path) -> Result<String, FleetError> {
+    let bytes = std::fs::read(path).map_err(|e| FleetError {
+        path: path.display().to_string(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    crate::engine::text::utf8(bytes).map_err(|(line, message)| FleetError {
+        path: path.display().to_string(),
+        line: Some(line),
+        message,
+    })
+}
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +85,33 @@ pub struct Cluster {
     pub drain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<String>,
+    /// What a rollout does with the group it was patching when a step
+    /// fails (default: roll it back and restore it).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// A cluster's policy for a failed rollout step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Roll the failed group's changed members back and restore the group,
+    /// so every group serves again.
+    #[default]
+    Rollback,
+    /// Leave the failed group as it is (drained) for inspection; an abort
+    /// restores it.
+    Halt,
+}
+
+impl OnFailure {
+    /// The word used in fleet.toml and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Rollback => "rollback",
+            OnFailure::Halt => "halt",
+        }
+    }
 }
 
 fn one() -> usize {
@@ -153,15 +195,32 @@ impl Targets {
     }
 }
 
-/// The line where `value` first appears as a quoted string.
-fn line_of_value(text: &str, value: &str) -> Option<usize> {
-    if value.is_empty() {
-        return None;
+/// Where in `fleet.toml` a problem is: the `index`th `[[table]]`, its
+/// `key` (`None`: the table itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub table: &'static str,
+    pub index: usize,
+    pub key: Option<&'static str>,
+}
+
+impl At {
+    fn key(table: &'static str, index: usize, key: &'static str) -> At {
+        At {
+            table,
+            index,
+            key: Some(key),
+        }
     }
-    let quoted = format!("\"{value}\"");
-    text.lines()
-        .position(|l| l.contains(&quoted))
-        .map(|i| i + 1)
+
+    /// The line of this place in `text`, falling back to the table.
+    pub fn line(&self, text: &str) -> Option<usize> {
+        use crate::engine::tomlspan::{Seg, line_at};
+        let table = [Seg::Key(self.table), Seg::Index(self.index)];
+        self.key
+            .and_then(|k| line_at(text, &[table[0], table[1], Seg::Key(k)]))
+            .or_else(|| line_at(text, &table))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,14 +233,10 @@ pub struct FleetError {
 
 impl Fleet {
     /// Reads and checks `fleet.toml`: every error names the line and what
-    /// is wrong (duplicate ids, unknown data centers, organizations or
-    /// clusters, a node with no way to reach it).
+    /// is wrong (duplicate ids or roots, unknown data centers,
+    /// organizations or clusters, a node with no way to reach it).
     pub fn load(path: &Path) -> Result<Fleet, FleetError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FleetError {
-            path: path.display().to_string(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = read_text(path)?;
         Fleet::parse(&text).map_err(|(line, message)| FleetError {
             path: path.display().to_string(),
             line,
@@ -189,35 +244,108 @@ impl Fleet {
         })
     }
 
+    /// [`Fleet::load`], then every local node's `root` (relative to `base`,
+    /// the lab) must be an existing directory, and no two nodes may share
+    /// one once links and `..` are resolved. A missing root is never
+    /// created: it is an error at the line of that `root`.
+    pub fn load_in(path: &Path, base: &Path) -> Result<Fleet, FleetError> {
+        let text = read_text(path)?;
+        let fleet = Fleet::parse(&text).map_err(|(line, message)| FleetError {
+            path: path.display().to_string(),
+            line,
+            message,
+        })?;
+        fleet
+            .check_roots(base)
+            .map_err(|(at, message)| FleetError {
+                path: path.display().to_string(),
+                line: at.line(&text),
+                message,
+            })?;
+        Ok(fleet)
+    }
+
     pub fn parse(text: &str) -> Result<Fleet, (Option<usize>, String)> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let fleet: Fleet = toml::from_str(text).map_err(|e| {
             (
                 e.span()
                     .map(|s| crate::engine::manifest::line_of(text, s.start)),
-                e.message().trim().to_string(),
+                crate::engine::text::cap(e.message().trim()).into_owned(),
             )
         })?;
         fleet
             .check()
-            .map_err(|(needle, message)| (line_of_value(text, &needle), message))?;
+            .map_err(|(at, message)| (at.line(text), message))?;
         Ok(fleet)
     }
 
-    /// Cross-reference checks; on failure, a value to find the line by.
-    fn check(&self) -> Result<(), (String, String)> {
+    /// Local roots exist and are distinct, as the file system sees them.
+    fn check_roots(&self, base: &Path) -> Result<(), (At, String)> {
+        let mut seen: Vec<(std::path::PathBuf, &str)> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(root) = &n.root else {
+                continue;
+            };
+            let at = At::key("node", i, "root");
+            let path = if Path::new(root).is_absolute() {
+                std::path::PathBuf::from(root)
+            } else {
+                base.join(root)
+            };
+            let real = match std::fs::canonicalize(&path) {
+                Ok(p) if p.is_dir() => p,
+                Ok(_) => {
+                    return Err((
+                        at,
+                        format!("node {}: root {} is not a directory", n.id, path.display()),
+                    ));
+                }
+                Err(e) => {
+                    return Err((
+                        at,
+                        format!(
+                            "node {}: root {} does not exist ({e}); create it or correct the path",
+                            n.id,
+                            path.display()
+                        ),
+                    ));
+                }
+            };
+            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == real) {
+                return Err((
+                    at,
+                    format!(
+                        "node {}: root {} is also the root of node {other}; two nodes cannot share a root",
+                        n.id,
+                        real.display()
+                    ),
+                ));
+            }
+            seen.push((real, &n.id));
+        }
+        Ok(())
+    }
+
+    /// Cross-reference checks; on failure, where and what.
+    fn check(&self) -> Result<(), (At, String)> {
         fn unique<'a>(
-            kind: &str,
+            kind: &'static str,
             ids: impl Iterator<Item = &'a String>,
-        ) -> Result<(), (String, String)> {
+        ) -> Result<(), (At, String)> {
             let mut seen = std::collections::HashSet::new();
-            for id in ids {
+            for (i, id) in ids.enumerate() {
+                let at = At::key(kind, i, "id");
                 if id.is_empty() {
-                    return Err((String::new(), format!("a {kind} has an empty id")));
+                    return Err((at, format!("a {kind} has an empty id")));
                 }
                 if !seen.insert(id) {
                     return Err((
-                        id.clone(),
-                        format!("duplicate {kind} id {id:?}; ids must be unique"),
+                        at,
+                        format!(
+                            "duplicate {kind} id {}; ids must be unique",
+                            crate::engine::text::quoted(id)
+                        ),
                     ));
                 }
             }
@@ -227,22 +355,26 @@ impl Fleet {
         unique("organization", self.organizations.iter().map(|o| &o.id))?;
         unique("cluster", self.clusters.iter().map(|c| &c.id))?;
         unique("node", self.nodes.iter().map(|n| &n.id))?;
-        for n in &self.nodes {
+        let q = crate::engine::text::quoted;
+        let mut roots: Vec<(std::path::PathBuf, &str)> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
             if !self.datacenters.iter().any(|d| d.id == n.dc) {
                 return Err((
-                    n.dc.clone(),
+                    At::key("node", i, "dc"),
                     format!(
-                        "node {}: unknown datacenter {:?}; declare it in a [[datacenter]] table",
-                        n.id, n.dc
+                        "node {}: unknown datacenter {}; declare it in a [[datacenter]] table",
+                        q(&n.id),
+                        q(&n.dc)
                     ),
                 ));
             }
             if !self.organizations.iter().any(|o| o.id == n.org) {
                 return Err((
-                    n.org.clone(),
+                    At::key("node", i, "org"),
                     format!(
-                        "node {}: unknown organization {:?}; declare it in an [[organization]] table",
-                        n.id, n.org
+                        "node {}: unknown organization {}; declare it in an [[organization]] table",
+                        q(&n.id),
+                        q(&n.org)
                     ),
                 ));
             }
@@ -250,30 +382,54 @@ impl Fleet {
                 && !self.clusters.iter().any(|k| &k.id == c)
             {
                 return Err((
-                    c.clone(),
+                    At::key("node", i, "cluster"),
                     format!(
-                        "node {}: unknown cluster {c:?}; declare it in a [[cluster]] table",
-                        n.id
+                        "node {}: unknown cluster {}; declare it in a [[cluster]] table",
+                        q(&n.id),
+                        q(c)
                     ),
                 ));
             }
             match (&n.root, &n.command) {
                 (Some(_), Some(_)) => {
                     return Err((
-                        n.id.clone(),
-                        format!("node {}: give either root or command, not both", n.id),
+                        At::key("node", i, "command"),
+                        format!("node {}: give either root or command, not both", q(&n.id)),
                     ));
                 }
                 (None, None) => {
                     return Err((
-                        n.id.clone(),
+                        At {
+                            table: "node",
+                            index: i,
+                            key: None,
+                        },
                         format!(
                             "node {}: no root (local directory) or command (node protocol) to reach it",
-                            n.id
+                            q(&n.id)
                         ),
                     ));
                 }
                 _ => {}
+            }
+            // The same root written twice (checked again on disk, with
+            // links resolved, by `load_in`).
+            if let Some(root) = &n.root {
+                let norm: std::path::PathBuf = Path::new(root)
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
+                if let Some((_, other)) = roots.iter().find(|(r, _)| *r == norm) {
+                    return Err((
+                        At::key("node", i, "root"),
+                        format!(
+                            "node {}: root {} is also the root of node {other}; two nodes cannot share a root",
+                            q(&n.id),
+                            q(root)
+                        ),
+                    ));
+                }
+                roots.push((norm, &n.id));
             }
         }
         Ok(())
@@ -338,5 +494,46 @@ impl Fleet {
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a fleet always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "[[datacenter]]\nid = \"east\"\n\n[[organization]]\nid = \"retail\"\n";
+
+    fn node(id: &str, root: &str) -> String {
+        format!("\n[[node]]\nid = \"{id}\"\ndc = \"east\"\norg = \"retail\"\nroot = \"{root}\"\n")
+    }
+
+    #[test]
+    fn the_same_root_spelt_twice_is_refused_at_the_second() {
+        for (a, b) in [
+            ("nodes/a", "nodes/a"),
+            ("nodes/a", "./nodes/a"),
+            ("nodes/a/", "nodes//a"),
+        ] {
+            let text = format!("{HEAD}{}{}", node("n1", a), node("n2", b));
+            let (line, message) = Fleet::parse(&text).unwrap_err();
+            let second = text.lines().position(|l| l.contains("\"n2\"")).unwrap() + 1;
+            assert_eq!(line, Some(second + 3), "{a} / {b}: {message}");
+            assert!(message.contains("share a root"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_id_is_reported_at_the_duplicate() {
+        let text = format!("{HEAD}{}{}", node("n1", "a"), node("n1", "b"));
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        let second = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("\"n1\""))
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        assert_eq!(line, Some(second), "{message}");
     }
 }

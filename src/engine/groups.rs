@@ -199,6 +199,20 @@ pub fn partition(fleet: &Fleet, cluster: &str, asked: Option<usize>) -> Result<P
     split(cluster, &ordered, asked.or(configured))
 }
 
+/// The warning for a group count the partition rule did not use (a
+/// cluster on several sites is always one group per site), or `None`
+/// when `asked` was honoured or not given.
+pub fn unused_count(partition: &Partition, asked: Option<usize>) -> Option<String> {
+    let asked = asked?;
+    (asked != partition.groups.len()).then(|| {
+        format!(
+            "--groups {asked} is not used: the members of {} span {} sites, and a cluster on several sites is rolled out one group per site",
+            partition.cluster,
+            partition.groups.len()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,8 +84,11 @@ impl Lab {
     /// Reads `config.toml`; a missing file is an empty config.
     pub fn config(&self) -> Result<LabConfig, String> {
         let path = self.config_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let text = match std::fs::read(&path).map(crate::engine::text::utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err((line, message))) => {
+                return Err(format!("{}:{line}: {message}", path.display()));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LabConfig::default()),
             Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
         };

@@ -154,11 +154,11 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
             line: e.span().map(|s| line_of(text, s.start)),
-            message: e.message().trim().to_string(),
+            message: crate::engine::text::cap(e.message().trim()).into_owned(),
         })?;
-        manifest.check().map_err(|message| ManifestError {
-            line: message.1.and_then(|key| line_of_key(text, key)),
-            message: message.0,
+        manifest.check().map_err(|(message, at)| ManifestError {
+            line: at.and_then(|at| at.line(text)),
+            message,
         })?;
         Ok(manifest)
     }
@@ -169,10 +169,12 @@ impl Manifest {
     }
 
     /// Field-level checks that serde cannot express. On failure returns the
-    /// message and the key it concerns, so the caller can find its line.
-    fn check(&self) -> Result<(), (String, Option<&'static str>)> {
+    /// message and the value it concerns, so the caller can find its line.
+    fn check(&self) -> Result<(), (String, Option<At>)> {
+        use At::{File, Item, Key};
+        let q = crate::engine::text::quoted;
         if let Some(id) = &self.id {
-            check_id(id).map_err(|m| (m, Some("id")))?;
+            check_id(id).map_err(|m| (m, Some(Key("id"))))?;
         }
         for (key, value) in [
             ("title", &self.title),
@@ -180,51 +182,63 @@ impl Manifest {
             ("version", &self.version),
         ] {
             if value.trim().is_empty() {
-                return Err((format!("`{key}` must not be empty"), Some(key)));
+                return Err((format!("`{key}` must not be empty"), Some(Key(key))));
             }
         }
         check_name(&self.product, true)
-            .map_err(|m| (format!("`product`: {m}"), Some("product")))?;
+            .map_err(|m| (format!("`product`: {m}"), Some(Key("product"))))?;
         if let Some(fileset) = &self.fileset {
-            check_name(fileset, true).map_err(|m| (format!("`fileset`: {m}"), Some("fileset")))?;
+            check_name(fileset, true)
+                .map_err(|m| (format!("`fileset`: {m}"), Some(Key("fileset"))))?;
         }
-        for tag in &self.categories {
-            check_name(tag, false)
-                .map_err(|m| (format!("category {tag:?}: {m}"), Some("categories")))?;
+        for (i, tag) in self.categories.iter().enumerate() {
+            check_name(tag, false).map_err(|m| {
+                (
+                    format!("category {}: {m}", q(tag)),
+                    Some(Item("categories", i)),
+                )
+            })?;
         }
         for (key, ids) in [
             ("supersedes", &self.supersedes),
             ("requires", &self.requires),
         ] {
-            for id in ids {
-                check_id(id).map_err(|m| (format!("`{key}`: {m}"), Some(key)))?;
+            for (i, id) in ids.iter().enumerate() {
+                check_id(id).map_err(|m| (format!("`{key}`: {m}"), Some(Item(key, i))))?;
                 if Some(id) == self.id.as_ref() {
-                    return Err((format!("`{key}` names the patch itself ({id})"), Some(key)));
+                    return Err((
+                        format!("`{key}` names the patch itself ({id})"),
+                        Some(Item(key, i)),
+                    ));
                 }
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        for file in &self.files {
-            check_payload_path(&file.path).map_err(|m| (m, Some("path")))?;
+        for (i, file) in self.files.iter().enumerate() {
+            check_payload_path(&file.path).map_err(|m| (m, Some(File(i, "path"))))?;
             if !seen.insert(file.path.as_str()) {
                 return Err((
-                    format!("payload file {:?} is listed twice", file.path),
-                    Some("path"),
+                    format!("payload file {} is listed twice", q(&file.path)),
+                    Some(File(i, "path")),
                 ));
             }
             if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err((
-                    format!("payload file {:?}: sha256 must be 64 hex digits", file.path),
-                    Some("sha256"),
+                    format!(
+                        "payload file {}: sha256 must be 64 hex digits",
+                        q(&file.path)
+                    ),
+                    Some(File(i, "sha256")),
                 ));
             }
             if file.mode > 0o7777 {
                 return Err((
                     format!(
-                        "payload file {:?}: mode {:o} is not a permission mode",
-                        file.path, file.mode
+                        "payload file {}: mode {:o} is not a permission mode",
+                        q(&file.path),
+                        file.mode
                     ),
-                    Some("mode"),
+                    Some(File(i, "mode")),
                 ));
             }
         }
@@ -232,20 +246,54 @@ impl Manifest {
     }
 }
 
+/// Which value of a manifest a check failed on, to find its line.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// A top-level key.
+    Key(&'static str),
+    /// An element of a top-level array.
+    Item(&'static str, usize),
+    /// A key of the n-th `[[files]]` table.
+    File(usize, &'static str),
+}
+
+impl At {
+    fn line(self, text: &str) -> Option<usize> {
+        use crate::engine::tomlspan::{Seg, line_at};
+        let key = match self {
+            At::Key(k) | At::Item(k, _) => k,
+            At::File(..) => "files",
+        };
+        let exact = match self {
+            At::Key(k) => line_at(text, &[Seg::Key(k)]),
+            At::Item(k, i) => line_at(text, &[Seg::Key(k), Seg::Index(i)]),
+            At::File(i, k) => line_at(text, &[Seg::Key("files"), Seg::Index(i), Seg::Key(k)]),
+        };
+        exact.or_else(|| line_of_key(text, key))
+    }
+}
+
 /// A patch id: the file stem of `ID.patch`, so it must be a safe file name.
 pub fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > 128 {
-        return Err(format!("patch id {id:?} must be 1 to 128 characters"));
+        return Err(format!(
+            "patch id {} must be 1 to 128 characters",
+            crate::engine::text::quoted(id)
+        ));
     }
     if id.starts_with(['.', '-']) {
-        return Err(format!("patch id {id:?} must not start with '.' or '-'"));
+        return Err(format!(
+            "patch id {} must not start with '.' or '-'",
+            crate::engine::text::quoted(id)
+        ));
     }
     if let Some(c) = id
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')))
     {
         return Err(format!(
-            "patch id {id:?} contains {c:?}; expected letters, digits, '_', '-', '.', '+'"
+            "patch id {} contains {c:?}; expected letters, digits, '_', '-', '.', '+'",
+            crate::engine::text::quoted(id)
         ));
     }
     Ok(())
@@ -263,7 +311,8 @@ fn check_name(name: &str, no_dot: bool) -> Result<(), String> {
     };
     match name.chars().find(reserved) {
         Some(c) => Err(format!(
-            "{name:?} contains {c:?}, which the filter language reserves"
+            "{} contains {c:?}, which the filter language reserves",
+            crate::engine::text::quoted(name)
         )),
         None if name.is_empty() => Err("must not be empty".to_string()),
         None => Ok(()),
@@ -273,23 +322,25 @@ fn check_name(name: &str, no_dot: bool) -> Result<(), String> {
 /// A payload path must stay inside the node root: relative, no `..`, no
 /// empty or `.` components, no backslashes or NUL.
 pub fn check_payload_path(path: &str) -> Result<(), String> {
+    let shown = crate::engine::text::quoted(path);
+    let path_q = shown.as_str();
     if path.is_empty() {
         return Err("payload path is empty".to_string());
     }
     if path.starts_with('/') {
         return Err(format!(
-            "payload path {path:?} is absolute; expected a path relative to the node root"
+            "payload path {path_q} is absolute; expected a path relative to the node root"
         ));
     }
     if path.contains('\\') || path.contains('\0') {
-        return Err(format!("payload path {path:?} contains a backslash or NUL"));
+        return Err(format!("payload path {path_q} contains a backslash or NUL"));
     }
     for component in path.split('/') {
         match component {
-            ".." => return Err(format!("payload path {path:?} contains '..'")),
+            ".." => return Err(format!("payload path {path_q} contains '..'")),
             "" | "." => {
                 return Err(format!(
-                    "payload path {path:?} has an empty or '.' component"
+                    "payload path {path_q} has an empty or '.' component"
                 ));
             }
             _ => {}

@@ -160,6 +160,10 @@ enum Request {
     List {},
     Inventory {},
     Verify {},
+    /// Whether installing `patches` fits in the node's free space.
+    Space {
+        patches: Vec<String>,
+    },
     Recovered {},
     /// Supersession edges to keep.
     Learn {
@@ -360,12 +364,33 @@ fn parse(line: &[u8]) -> Result<(u64, Request), (Option<u64>, String)> {
         Some(v) => return Err((Some(id), format!("`op` must be a string, not {v}"))),
         None => return Err((Some(id), "missing field `op`".into())),
     };
+    // Short string fields, to name one whose value is unknown (upload data
+    // is long and never an enum value: not copied).
+    let short: Vec<(String, String)> = map
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str().filter(|s| s.len() <= 64)?.to_string())))
+        .collect();
     let request = Request::deserialize(value).map_err(|e| {
         let e = e.to_string();
-        if e.starts_with("unknown variant") {
-            (Some(id), format!("unknown op: {e}"))
-        } else {
-            (Some(id), format!("{op}: {e}"))
+        // Only the op's own name makes an unknown op; an unknown value of
+        // a field (a service `state`) is that field's error.
+        if e.starts_with(&format!("unknown variant `{op}`")) {
+            return (Some(id), format!("unknown op: {e}"));
+        }
+        // Name the field whose value is unknown, which serde does not.
+        let value = e
+            .strip_prefix("unknown variant `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(v, _)| v);
+        let field = value.and_then(|v| {
+            short
+                .iter()
+                .find(|(k, x)| k.as_str() != "op" && x == v)
+                .map(|(k, _)| k.clone())
+        });
+        match field {
+            Some(field) => (Some(id), format!("{op}: `{field}`: {e}")),
+            None => (Some(id), format!("{op}: {e}")),
         }
     })?;
     Ok((id, request))
@@ -484,6 +509,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Verify {} => {
                 let r = node.verify();
+                self.answer(id, r)?;
+            }
+            Request::Space { patches } => {
+                let r = node.check_install_space(&patches);
                 self.answer(id, r)?;
             }
             Request::Recovered {} => {
@@ -613,6 +642,29 @@ impl<W: Write> Server<'_, W> {
         };
         if let Some(message) = problem {
             return self.fail(Some(id), WireKind::Protocol, &message);
+        }
+        // Announced too large for a patch or for this disk: refused before
+        // a byte is written.
+        if offset == 0 {
+            let free =
+                crate::engine::node::space::free(&self.root.join(STORE_DIR)).map(|f| f.bytes);
+            let need = size.saturating_add(crate::engine::node::space::MARGIN_BYTES);
+            let refusal = if size > crate::engine::archive::MAX_PATCH_BYTES {
+                Some(format!(
+                    "line {line}: upload of {patch}: {size} bytes announced; a patch may be at most {} bytes",
+                    crate::engine::archive::MAX_PATCH_BYTES
+                ))
+            } else {
+                match free {
+                    Ok(free) if free < need => Some(format!(
+                        "line {line}: upload of {patch}: {size} bytes announced; the node needs {need} bytes free to take it and has {free}"
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some(message) = refusal {
+                return self.fail(Some(id), WireKind::Invalid, &message);
+            }
         }
         if offset == 0 {
             let store = self.root.join(STORE_DIR);
@@ -1127,6 +1179,13 @@ impl Transport for Remote {
         let value = self.call("service", "service", body, &mut |_, _| {})?;
         self.decode("service", value)
     }
+
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), patches.into());
+        self.call("space", "space", body, &mut |_, _| {})
+            .map(|_| ())
+    }
 }
 
 impl Drop for Remote {
@@ -1403,6 +1462,56 @@ mod tests {
         );
         assert_eq!(out[1], json!({"id":1,"ok":true,"result":null}));
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_service_state_is_that_fields_error_not_an_unknown_op() {
+        let tmp = node_dir();
+        let input = format!("{HELLO}\n{{\"id\":1,\"op\":\"service\",\"state\":\"sideways\"}}\n");
+        let (r, out) = run(tmp.path(), &input);
+        r.unwrap();
+        assert_eq!(error_kind(&out[1]), "protocol");
+        let m = error_message(&out[1]);
+        assert!(!m.contains("unknown op"), "{m}");
+        assert!(
+            m.contains("service: `state`: unknown variant `sideways`"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_upload_announcing_more_than_a_patch_or_the_disk_is_refused_at_once() {
+        let tmp = node_dir();
+        let free = crate::engine::node::space::free(tmp.path()).unwrap().bytes;
+        let cases = [
+            (1u64 << 62, "a patch may be at most"),
+            (
+                crate::engine::archive::MAX_PATCH_BYTES + 1,
+                "a patch may be at most",
+            ),
+        ];
+        for (size, words) in cases {
+            let input = format!("{HELLO}\n{}\n", upload_line(1, "GW_1", 0, size, b"x"));
+            let (r, out) = run(tmp.path(), &input);
+            r.unwrap();
+            assert_eq!(error_kind(&out[1]), "invalid", "{}", out[1]);
+            let m = error_message(&out[1]);
+            assert!(m.contains(words) && m.contains(&size.to_string()), "{m}");
+        }
+        // Within the patch limit but more than this disk holds.
+        if free < crate::engine::archive::MAX_PATCH_BYTES {
+            let input = format!("{HELLO}\n{}\n", upload_line(1, "GW_1", 0, free, b"x"));
+            let (r, out) = run(tmp.path(), &input);
+            r.unwrap();
+            assert_eq!(error_kind(&out[1]), "invalid", "{}", out[1]);
+            assert!(error_message(&out[1]).contains("bytes free"), "{}", out[1]);
+        }
+        let leftovers: Vec<_> = fs::read_dir(tmp.path().join(STORE_DIR))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(UPLOAD_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "an upload file was created");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub trait Transport: Send {
     fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError>;
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
+    /// Whether the node has the free space installing `patches` (those it
+    /// has staged) needs; see [`Node::check_install_space`].
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError>;
 }
 
 /// A node whose root is a directory on this machine, driven in-process.
@@ -131,5 +134,9 @@ impl Transport for Local {
             Some(state) => self.node.set_service(state),
             None => self.node.service(),
         }
+    }
+
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {
+        self.node.check_install_space(patches)
     }
 }

@@ -99,6 +99,7 @@ impl App {
             Mode::EditFilter => return self.editor_key(key),
             Mode::Dialog => return self.dialog_key(key),
             Mode::Command => return self.command_key(key),
+            Mode::HistoryFilter => return self.history_filter_key(key),
             Mode::Help | Mode::Selection => {
                 if matches!(
                     key.code,
@@ -129,6 +130,7 @@ impl App {
             Action::FocusFilter => self.focus = Pane::Filter,
             Action::FocusReplication => self.focus = Pane::Replication,
             Action::FocusGroups => self.focus = Pane::Groups,
+            Action::FocusHistory => self.focus = Pane::History,
             Action::NextPane => self.focus = self.focus.next(),
             Action::Left | Action::Right => self.move_group(action == Action::Right),
             Action::Command => {
@@ -159,7 +161,28 @@ impl App {
                     self.ops.cluster_cursor.apply(action, len, self.page);
                     self.ops.group = 0;
                 }
+                Pane::History => {
+                    let len = self.history_rows().len();
+                    self.ops.history_cursor.apply(action, len, self.page)
+                }
             },
+            Action::Search if self.focus == Pane::History => {
+                self.mode = Mode::HistoryFilter;
+            }
+            Action::ClearFilter if self.focus == Pane::History => {
+                self.ops.history_filter = Editor::default();
+                self.ops.history_cursor = ListCursor::default();
+            }
+            Action::Apply if self.focus == Pane::History => {
+                let rows = self.history_rows();
+                if let Some(&i) = rows.get(self.ops.history_cursor.selected)
+                    && let Some(change) = self.ops.snapshot.history.get(i)
+                {
+                    let lines = crate::tui::panes::history::record(change);
+                    let title = format!(" {} {} {} ", change.op, change.patch, change.node);
+                    return self.open(crate::tui::state::Dialog::info(title, lines));
+                }
+            }
             Action::Search => {
                 self.focus = Pane::Depot;
                 self.mode = Mode::Search;
@@ -318,6 +341,25 @@ impl App {
     }
 
     /// Takes search results; those for an outdated query are dropped.
+    /// The history rows the pane's filter keeps (indexes into the snapshot).
+    pub fn history_rows(&self) -> Vec<usize> {
+        crate::tui::panes::history::rows(&self.ops.snapshot.history, &self.ops.history_filter.text)
+    }
+
+    /// Typing the history filter: Enter keeps it, Esc clears it.
+    fn history_filter_key(&mut self, key: KeyEvent) -> Effect {
+        match key.code {
+            KeyCode::Enter => self.mode = Mode::Normal,
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.ops.history_filter = Editor::default();
+            }
+            _ => self.ops.history_filter.edit_text(key),
+        }
+        self.ops.history_cursor = ListCursor::default();
+        Effect::None
+    }
+
     /// Whether keys that act on rows must wait: the rows shown belong to
     /// an older query than the one typed, and the search box is closed (so
     /// the key is not part of the query).

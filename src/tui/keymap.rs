@@ -19,6 +19,7 @@ pub enum Scope {
     Filter,
     Replication,
     Groups,
+    History,
 }
 
 impl Scope {
@@ -29,6 +30,7 @@ impl Scope {
             Scope::Filter => "Category/filter pane",
             Scope::Replication => "Replication pane",
             Scope::Groups => "Cluster groups pane",
+            Scope::History => "History pane",
         }
     }
 }
@@ -43,6 +45,7 @@ pub enum Action {
     FocusFilter,
     FocusReplication,
     FocusGroups,
+    FocusHistory,
     NextPane,
     Left,
     Right,
@@ -90,6 +93,7 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
         Scope::Global,
         "cluster groups pane",
     ),
+    (&["5"], Action::FocusHistory, Scope::Global, "history pane"),
     (&["tab"], Action::NextPane, Scope::Global, "next pane"),
     (&[":"], Action::Command, Scope::Global, "command line"),
     (&["k", "up"], Action::Up, Scope::Global, "move up"),
@@ -140,6 +144,13 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
         Action::RolloutStart,
         Scope::Groups,
         "roll out marked",
+    ),
+    (&["/"], Action::Search, Scope::History, "filter the history"),
+    (
+        &["enter"],
+        Action::Apply,
+        Scope::History,
+        "the whole record",
     ),
     (&["p"], Action::Pause, Scope::Groups, "pause rollout"),
     (&["u"], Action::Resume, Scope::Groups, "resume rollout"),
@@ -245,7 +256,7 @@ impl Keymap {
         for (scope, entries) in &tables {
             let known_scope: Scope = from_name(scope).ok_or_else(|| {
                 format!(
-                    "unknown table [{scope}]; expected global, depot, filter, replication or groups"
+                    "unknown table [{scope}]; expected global, depot, filter, replication, groups or history"
                 )
             })?;
             for (name, keys) in entries {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::console;
 use crate::engine::fleet::Fleet;
+use crate::engine::journal::{Change, Query};
 use crate::engine::lab::Lab;
 use crate::engine::replicate::{self, PatchProgress};
 use crate::engine::rollout::{Rollout, journal};
@@ -23,6 +24,20 @@ pub struct Snapshot {
     /// The newest rollout of each cluster that has one.
     pub rollouts: Vec<Rollout>,
     pub fleet: FleetView,
+    /// The lab's journal, newest first (at most [`HISTORY_ROWS`]).
+    pub history: Vec<Change>,
+}
+
+/// How many journal rows the history pane keeps.
+pub const HISTORY_ROWS: usize = 2000;
+
+/// The newest changes of the lab's journal.
+pub fn read_history(lab: &Lab) -> Result<Vec<Change>, String> {
+    let conn = console::open(lab).map_err(|e| format!("{}: {e}", lab.db_path().display()))?;
+    let mut changes = crate::engine::journal::history(&conn, &Query::default())
+        .map_err(|e| format!("{}: {e}", lab.db_path().display()))?;
+    changes.truncate(HISTORY_ROWS);
+    Ok(changes)
 }
 
 /// Reads the journal part of a snapshot (cheap: one database, few rows).
@@ -66,6 +81,9 @@ pub fn spawn(
                 // their own pace; what a rollout does to a member, the journal says.
                 if fleet_at.is_none_or(|t| t.elapsed() >= fleet_every) {
                     next.fleet = FleetView::take(&lab, &fleet);
+                    if let Ok(history) = read_history(&lab) {
+                        next.history = history;
+                    }
                     fleet_at = Some(Instant::now());
                 }
                 if next != last {

@@ -115,8 +115,7 @@ pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
     .map_err(Failure::Input)?;
     let keymap = match dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
         Some(keys) => {
-            let text = std::fs::read_to_string(&keys)
-                .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?;
+            let text = crate::engine::text::read_file(&keys).map_err(Failure::Input)?;
             keymap::Keymap::with_user_keys(&text)
                 .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?
         }
@@ -144,7 +143,7 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     let name = lab_name(&lab.root, std::env::current_dir().ok().as_deref());
     let mut app = App::new(name, depot, &config, theme);
     if lab.fleet_path().is_file() {
-        let fleet = crate::engine::fleet::Fleet::load(&lab.fleet_path())
+        let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root)
             .map_err(|e| Failure::Input(e.to_string()))?;
         app.ops = state::OpsState::new(lab.clone(), fleet);
     }

@@ -6,13 +6,15 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
+use crate::engine::fleet::OnFailure;
 use crate::engine::fleet::Targets;
 use crate::engine::inventory::PatchState;
-use crate::engine::rollout::{Plan, Rollout, State, StepKind, StepState};
+use crate::engine::rollout::prepare;
+use crate::engine::rollout::{Rollout, State, StepKind, StepState};
 use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::live::Snapshot;
-use crate::tui::state::{Confirm, Dialog, Effect, Mode, Pane};
+use crate::tui::state::{Confirm, Dialog, Effect, Mode, Pane, RolloutSettings};
 
 /// What a member is doing, as the groups pane shows it.
 pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'static str {
@@ -117,15 +119,24 @@ impl App {
         };
     }
 
-    fn open(&mut self, dialog: Dialog) -> Effect {
+    pub(crate) fn open(&mut self, dialog: Dialog) -> Effect {
         self.ops.dialog = Some(dialog);
         self.mode = Mode::Dialog;
         Effect::None
     }
 
     /// Shows the end of a child process's output.
+    /// A one-line success goes to the status line and the event log, so
+    /// the pane stays in view; anything else opens a scrollable dialog
+    /// with the whole output (a refusal's every reason).
     pub fn run_done(&mut self, title: &str, ok: bool, output: &str) {
         let mut lines: Vec<String> = output.lines().map(str::to_string).collect();
+        if ok && lines.len() == 1 {
+            let line = lines.remove(0);
+            self.ops.push_log(format!("{title}: {line}"));
+            self.status = Some((line, false));
+            return;
+        }
         if lines.is_empty() {
             lines.push(if ok { "done".into() } else { "failed".into() });
         }
@@ -148,6 +159,34 @@ impl App {
             app.ops.dialog = None;
             app.mode = Mode::Normal;
         };
+        if let Some(cluster) = dialog.adjusts.clone()
+            && matches!(key.code, KeyCode::Tab | KeyCode::Left | KeyCode::Right)
+        {
+            let typed = dialog.typed.clone();
+            let settings = &mut self.ops.rollout_settings;
+            match key.code {
+                KeyCode::Tab => {
+                    let now = settings.on_failure.unwrap_or_else(|| {
+                        self.ops
+                            .fleet
+                            .as_ref()
+                            .and_then(|f| f.clusters.iter().find(|c| c.id == cluster))
+                            .map(|c| c.on_failure)
+                            .unwrap_or_default()
+                    });
+                    settings.on_failure = Some(match now {
+                        OnFailure::Rollback => OnFailure::Halt,
+                        OnFailure::Halt => OnFailure::Rollback,
+                    });
+                }
+                KeyCode::Left => {
+                    let n = settings.groups.unwrap_or(2);
+                    settings.groups = Some(n.saturating_sub(1).max(2));
+                }
+                _ => settings.groups = Some(settings.groups.unwrap_or(2) + 1),
+            }
+            return self.open_rollout_dialog(&cluster, typed);
+        }
         match key.code {
             KeyCode::Esc => {
                 close(self);
@@ -155,7 +194,14 @@ impl App {
             }
             KeyCode::Up => dialog.scroll = dialog.scroll.saturating_sub(1),
             KeyCode::Down => {
-                dialog.scroll = (dialog.scroll + 1).min(dialog.lines.len().saturating_sub(1))
+                // Rows as wrapped on the narrowest overlay (the view stops
+                // at the last row it has).
+                let rows: usize = dialog
+                    .lines
+                    .iter()
+                    .map(|l| crate::tui::text::wrap(l, 20).len())
+                    .sum();
+                dialog.scroll = (dialog.scroll + 1).min(rows.saturating_sub(1))
             }
             _ => {}
         }
@@ -208,7 +254,12 @@ impl App {
             .snapshot
             .rollouts
             .iter()
-            .filter(|r| r.state == State::Running)
+            .filter(|r| {
+                self.ops
+                    .lab
+                    .as_ref()
+                    .is_some_and(|lab| crate::engine::rollout::is_running(lab, r))
+            })
             .map(|r| (r.id, r.cluster.clone()))
             .collect();
         let Some((id, cluster)) = running.first().cloned() else {
@@ -219,7 +270,7 @@ impl App {
             "It runs on its own and is journaled either way.".into(),
             String::new(),
             "c  quit, and let the rollout continue".into(),
-            "p  pause the rollout after its current step, then quit".into(),
+            "p  pause the rollout (no new step starts), then quit".into(),
             "Esc  stay".into(),
         ];
         let confirm = Confirm::Keys(vec![
@@ -260,6 +311,27 @@ impl App {
             self.status = Some(("mark patches in the depot pane (space) first".into(), true));
             return Effect::None;
         }
+        // From the depot: exactly what a rollout of these patches installs,
+        // prerequisites included, so `r` finds everything staged.
+        let mut added = Vec::new();
+        let patches = if self.focus == Pane::Replication {
+            patches
+        } else {
+            match prepare::needs(&self.depot, &patches, false) {
+                Ok(needed) => {
+                    added = needed
+                        .iter()
+                        .filter(|s| !patches.contains(&s.id))
+                        .map(|s| format!("  {}: {}", s.id, s.reason))
+                        .collect();
+                    needed.into_iter().map(|s| s.id).collect()
+                }
+                Err(e) => {
+                    let lines = e.to_string().lines().map(str::to_string).collect();
+                    return self.open(Dialog::info(" Cannot replicate ", lines));
+                }
+            }
+        };
         let Some(fleet) = &self.ops.fleet else {
             return Effect::None;
         };
@@ -267,6 +339,10 @@ impl App {
             "Copy {} to every node, verified on arrival:",
             patches.join(" ")
         )];
+        if !added.is_empty() {
+            lines.push("with what a rollout of them needs besides:".into());
+            lines.extend(added);
+        }
         let mut dcs: Vec<(String, usize, usize)> = Vec::new();
         for n in &fleet.nodes {
             let has = patches.iter().all(|p| {
@@ -311,7 +387,6 @@ impl App {
         let Some(cluster) = self.ops.selected_cluster().cloned() else {
             return Effect::None;
         };
-        let patches = self.chosen_patches();
         if self.marks.is_empty() {
             self.status = Some((
                 "mark the patches to roll out in the depot pane (space), then press r here".into(),
@@ -319,41 +394,80 @@ impl App {
             ));
             return Effect::None;
         }
-        let (Some(fleet), Ok(partition)) = (&self.ops.fleet, &cluster.partition) else {
-            if let Err(e) = &cluster.partition {
-                self.status = Some((e.clone(), true));
+        self.ops.rollout_settings = RolloutSettings::default();
+        self.open_rollout_dialog(&cluster.id, String::new())
+    }
+
+    /// The rollout preview, planned by the engine as `rollout start` plans
+    /// it, with the failure policy and group count the operator can change.
+    fn open_rollout_dialog(&mut self, cluster: &str, typed: String) -> Effect {
+        let Some(fleet) = &self.ops.fleet else {
+            return Effect::None;
+        };
+        let specs: Vec<String> = self.marks.iter().cloned().collect();
+        let settings = self.ops.rollout_settings;
+        let request = prepare::Request {
+            cluster: cluster.to_string(),
+            specs: specs.clone(),
+            uninstall: false,
+            groups: settings.groups,
+            on_failure: settings.on_failure,
+        };
+        let prepared = match prepare::prepare(fleet, &self.depot, &request) {
+            Ok(p) => p,
+            Err(e) => {
+                let lines = e.to_string().lines().map(str::to_string).collect();
+                return self.open(Dialog::info(
+                    format!(" Cannot roll out on {cluster} "),
+                    lines,
+                ));
             }
-            return Effect::None;
         };
-        let Some(config) = fleet.clusters.iter().find(|c| c.id == cluster.id) else {
-            return Effect::None;
-        };
-        let plan = Plan::new(config, partition, &patches, false, false);
-        let mut lines = vec![format!(
-            "Install {} on cluster {}, one group at a time:",
-            patches.join(" "),
-            cluster.id
-        )];
+        let plan = &prepared.plan;
+        // The answer it waits for first, so a long preview never hides it.
+        let mut lines = vec![
+            format!("Type {cluster} and Enter to start; Esc cancels; arrows scroll."),
+            format!(
+                "Install {} on cluster {cluster}, one group at a time:",
+                plan.patches.join(" ")
+            ),
+        ];
+        for p in &prepared.patches {
+            lines.push(format!("  {}: {}", p.id, p.reason));
+        }
         for g in &plan.groups {
             lines.push(format!("  group {}: {}", g.name, g.members.join(" ")));
         }
+        for w in &prepared.warnings {
+            lines.push(format!("  ! {w}"));
+        }
+        let policy = match plan.on_failure {
+            OnFailure::Rollback => "rollback: a failed group is rolled back and restored",
+            OnFailure::Halt => "halt: a failed group stays drained for inspection",
+        };
+        lines.push(format!("On failure: {policy} (Tab changes)"));
+        lines.push(format!(
+            "Groups: {} (Left/Right change; a cluster on several sites: one per site)",
+            plan.groups.len()
+        ));
         let not_staged: Vec<String> = plan
             .all_members()
             .into_iter()
             .filter(|n| {
                 let v = self.ops.snapshot.fleet.node(n);
-                !patches.iter().all(|p| {
+                !plan.patches.iter().all(|p| {
                     v.is_some_and(|v| v.patches.get(p).is_some_and(|s| *s != PatchState::None))
                 })
             })
             .collect();
         if !not_staged.is_empty() {
             lines.push(format!(
-                "  NOT READY (not staged): {}; the rollout will refuse to start",
+                "  NOT READY (not staged): {}; R in the depot pane replicates what this rollout needs",
                 not_staged.join(", ")
             ));
         }
-        let restarts: Vec<String> = patches
+        let restarts: Vec<String> = plan
+            .patches
             .iter()
             .filter_map(|p| self.depot.get(p))
             .filter(|p| {
@@ -362,42 +476,51 @@ impl App {
             .map(|p| format!("{} ({})", p.id, p.manifest.restart))
             .collect();
         if !restarts.is_empty() {
-            lines.push(format!("  restarts needed: {}", restarts.join(", ")));
-        }
-        lines.push(format!("Steps ({}):", plan.steps.len()));
-        for s in plan.steps.iter().take(6) {
-            lines.push(format!("  {:>2}. {}", s.seq + 1, s.command));
-        }
-        if plan.steps.len() > 6 {
             lines.push(format!(
-                "  ... {} more; each group: drain, install, restore, wait healthy",
-                plan.steps.len() - 6
+                "  restarts, while each group is drained: {}",
+                restarts.join(", ")
             ));
         }
-        lines.push(String::new());
-        lines.push(format!(
-            "Type {} and Enter to start; Esc cancels.",
-            cluster.id
-        ));
+        lines.push(format!("Steps ({}):", plan.steps.len()));
+        for s in plan.steps.iter().take(4) {
+            lines.push(format!("  {:>2}. {}", s.seq, s.command));
+        }
+        if plan.steps.len() > 4 {
+            lines.push(format!(
+                "  ... {} more; each group: drain, install, restore, wait healthy",
+                plan.steps.len() - 4
+            ));
+        }
         let mut args = vec![
             "rollout".to_string(),
             "start".into(),
             "--cluster".into(),
-            cluster.id.clone(),
+            cluster.to_string(),
+            "--on-failure".into(),
+            plan.on_failure.as_str().into(),
         ];
-        args.extend(patches.iter().cloned());
+        if let Some(n) = settings.groups {
+            args.push("--groups".into());
+            args.push(n.to_string());
+        }
+        // It returns once the rollout runs on its own, or with the whole
+        // refusal, which the console shows.
+        args.push("--detach".into());
+        args.extend(specs);
         let effect = Effect::Run {
-            title: format!("rollout on {}", cluster.id),
+            title: format!("rollout on {cluster}"),
             args,
-            detached: true,
+            detached: false,
         };
         self.ops.started_here = true;
         self.open(Dialog {
             confirm: Confirm::Typed {
-                expected: cluster.id.clone(),
+                expected: cluster.to_string(),
                 effect,
             },
-            ..Dialog::info(format!(" Roll out on {} ", cluster.id), lines)
+            typed,
+            adjusts: Some(cluster.to_string()),
+            ..Dialog::info(format!(" Roll out on {cluster} "), lines)
         })
     }
 
@@ -418,14 +541,16 @@ impl App {
             },
             Action::Resume => Effect::Run {
                 title: format!("resume rollout {id}"),
-                args: vec!["rollout".into(), "resume".into(), id],
-                detached: true,
+                // Returns once the rollout runs on its own again.
+                args: vec!["rollout".into(), "resume".into(), id, "--detach".into()],
+                detached: false,
             },
             _ => {
                 let lines = vec![
                     format!("Abort rollout {id} on {cluster} ({}).", r.state.as_str()),
-                    "It stops after the step in progress, and every drained member is".into(),
-                    "brought back into service. Installed members keep what they have.".into(),
+                    "No new step starts; once the steps in progress end, every drained".into(),
+                    "member is brought back into service and the after-hooks run.".into(),
+                    "Installed members keep what they have (b rolls a group back).".into(),
                     String::new(),
                     format!("Type {cluster} and Enter to abort; Esc cancels."),
                 ];
@@ -449,43 +574,87 @@ impl App {
         let Some(cluster) = self.ops.selected_cluster().cloned() else {
             return Effect::None;
         };
-        let Ok(partition) = &cluster.partition else {
-            return Effect::None;
-        };
-        let Some(group) = partition.groups.get(self.ops.group).cloned() else {
-            return Effect::None;
-        };
-        let patches = match self.ops.rollout_of(&cluster.id) {
-            Some(r) if !r.plan.uninstall => r.plan.patches.clone(),
-            _ => self.marks.iter().cloned().collect(),
-        };
-        if patches.is_empty() {
+        let Some(r) = self.ops.rollout_of(&cluster.id).cloned() else {
             self.status = Some((
-                "nothing to roll back: no rollout here and no marked patches".into(),
+                format!(
+                    "no rollout on {}: b rolls back a group of a rollout",
+                    cluster.id
+                ),
                 true,
             ));
             return Effect::None;
+        };
+        let Some(group) = r.plan.groups.get(self.ops.group).cloned() else {
+            return Effect::None;
+        };
+        let changed: Vec<String> = group
+            .members
+            .iter()
+            .filter(|n| {
+                r.steps.iter().any(|s| {
+                    s.step.kind == StepKind::Apply
+                        && &s.step.node == *n
+                        && s.state != StepState::Pending
+                })
+            })
+            .cloned()
+            .collect();
+        let verb = if r.plan.uninstall {
+            "put back"
+        } else {
+            "roll back"
+        };
+        let mut lines = vec![format!(
+            "{verb} {} on group {} of {} (rollout {}, {}):",
+            r.plan.patches.join(" "),
+            group.name,
+            cluster.id,
+            r.id,
+            r.state.as_str()
+        )];
+        if changed.is_empty() {
+            lines.push("  the rollout changed no member of this group: nothing to do".into());
+        } else {
+            lines.push(format!("  members it changed: {}", changed.join(" ")));
+            lines.push("  each is drained first if it serves (only while every other group".into());
+            lines.push("  is healthy), gets back exactly what it had before the rollout,".into());
+            lines.push("  is restored, and the group is waited for.".into());
         }
-        let lines = vec![
-            format!(
-                "Roll back {} on group {} of {}:",
-                patches.join(" "),
-                group.name,
-                cluster.id
-            ),
-            format!("  members: {}", group.members.join(" ")),
-            "  each member's files are restored byte for byte; patches they had".into(),
-            "  superseded return. Members not running the patches are left alone.".into(),
-            String::new(),
-            format!("Type {} and Enter to roll back; Esc cancels.", cluster.id),
-        ];
-        let mut args = vec!["rollback".to_string()];
-        args.extend(patches.iter().cloned());
-        args.push("--nodes".into());
-        args.push(group.members.join(","));
+        let left: Vec<&String> = group
+            .members
+            .iter()
+            .filter(|n| !changed.contains(n))
+            .collect();
+        if !left.is_empty() {
+            lines.push(format!(
+                "  left alone (not changed by the rollout): {}",
+                left.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        if matches!(r.state, State::Running | State::Paused | State::Pending) {
+            lines.push(format!(
+                "  rollout {} is {}: abort it (A) first; this will be refused",
+                r.id,
+                r.state.as_str()
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "Type {} and Enter to roll back; Esc cancels.",
+            cluster.id
+        ));
         let effect = Effect::Run {
             title: format!("roll back group {}", group.name),
-            args,
+            args: vec![
+                "rollout".into(),
+                "rollback".into(),
+                r.id.to_string(),
+                "--group".into(),
+                group.name.clone(),
+            ],
             detached: false,
         };
         self.open(Dialog {

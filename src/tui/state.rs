@@ -22,6 +22,7 @@ pub enum Pane {
     Filter,
     Replication,
     Groups,
+    History,
 }
 
 impl Pane {
@@ -31,6 +32,7 @@ impl Pane {
             Pane::Filter => Scope::Filter,
             Pane::Replication => Scope::Replication,
             Pane::Groups => Scope::Groups,
+            Pane::History => Scope::History,
         }
     }
 
@@ -39,7 +41,8 @@ impl Pane {
             Pane::Depot => Pane::Filter,
             Pane::Filter => Pane::Replication,
             Pane::Replication => Pane::Groups,
-            Pane::Groups => Pane::Depot,
+            Pane::Groups => Pane::History,
+            Pane::History => Pane::Depot,
         }
     }
 }
@@ -58,6 +61,8 @@ pub enum Mode {
     Dialog,
     /// Typing a `:` command.
     Command,
+    /// Typing the history pane's filter line.
+    HistoryFilter,
 }
 
 /// What the event loop must do after a key.
@@ -218,6 +223,9 @@ pub struct Dialog {
     pub confirm: Confirm,
     pub typed: String,
     pub scroll: usize,
+    /// The cluster whose rollout settings (failure policy, group count)
+    /// Tab and Left/Right change while this dialog is open.
+    pub adjusts: Option<String>,
 }
 
 impl Dialog {
@@ -228,6 +236,7 @@ impl Dialog {
             confirm: Confirm::Close,
             typed: String::new(),
             scroll: 0,
+            adjusts: None,
         }
     }
 }
@@ -255,8 +264,21 @@ pub struct OpsState {
     pub command: Editor,
     /// Rollouts this console started, to ask about on quit.
     pub started_here: bool,
+    /// The history pane's cursor and filter line.
+    pub history_cursor: ListCursor,
+    pub history_filter: Editor,
     /// What happened recently, newest last.
     pub log: VecDeque<String>,
+    /// The rollout dialog's choices, before the cluster's defaults.
+    pub rollout_settings: RolloutSettings,
+}
+
+/// What the operator changed in the rollout dialog (`None`: the cluster's
+/// own setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolloutSettings {
+    pub on_failure: Option<crate::engine::fleet::OnFailure>,
+    pub groups: Option<usize>,
 }
 
 const LOG_LINES: usize = 50;

@@ -89,8 +89,7 @@ impl Theme {
         if let Some(dir) = user_dir {
             let path = dir.join(format!("{name}.toml"));
             if path.is_file() {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = crate::engine::text::read_file(&path)?;
                 return Theme::parse(&text).map_err(|e| format!("{}: {e}", path.display()));
             }
         }

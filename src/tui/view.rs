@@ -12,6 +12,7 @@ use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::panes;
 use crate::tui::state::{Mode, Pane};
+use crate::tui::text::shown;
 
 pub const MIN_WIDTH: u16 = 40;
 pub const MIN_HEIGHT: u16 = 10;
@@ -57,6 +58,8 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             panes::replication::render(app, frame, bottom);
         } else if app.focus == Pane::Replication {
             panes::replication::render(app, frame, right);
+        } else if app.focus == Pane::History {
+            panes::history::render(app, frame, right);
         } else {
             panes::groups::render(app, frame, right);
         }
@@ -71,6 +74,7 @@ pub fn render(app: &mut App, frame: &mut Frame) {
             Pane::Filter => panes::filter::render(app, frame, body),
             Pane::Replication => panes::replication::render(app, frame, body),
             Pane::Groups => panes::groups::render(app, frame, body),
+            Pane::History => panes::history::render(app, frame, body),
         }
         app.theme.focus_border = focus_border;
     }
@@ -85,13 +89,25 @@ pub fn render(app: &mut App, frame: &mut Frame) {
 
 fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
     let Some(d) = &app.ops.dialog else { return };
-    let room = area.height.saturating_sub(3) as usize;
-    let mut lines: Vec<Line<'static>> = d
+    let room = area.height.saturating_sub(4) as usize;
+    // Wrapped here, to the overlay's inner width, so a long reason is read
+    // whole and the prompt below it is never pushed off the screen.
+    let inner = (area.width.saturating_sub(4).min(76) as usize)
+        .saturating_sub(2)
+        .max(1);
+    let rows: Vec<String> = d
         .lines
         .iter()
-        .skip(d.scroll)
+        .flat_map(|l| crate::tui::text::wrap(l, inner))
+        .collect();
+    let scroll = d
+        .scroll
+        .min(rows.len().saturating_sub(room.saturating_sub(1)));
+    let mut lines: Vec<Line<'static>> = rows
+        .into_iter()
+        .skip(scroll)
         .take(room.saturating_sub(1))
-        .map(|l| Line::raw(l.clone()))
+        .map(Line::raw)
         .collect();
     match &d.confirm {
         crate::tui::state::Confirm::Typed { .. } => lines.push(Line::from(vec![
@@ -150,13 +166,13 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
             };
             Line::from(vec![
                 Span::styled("/", theme.key),
-                Span::raw(app.query.clone()),
+                Span::raw(shown(&app.query)),
                 Span::styled("_", theme.key),
                 Span::styled(format!("  {count}  Enter keep  Esc clear"), theme.dim),
             ])
         }
-        (_, Some((message, true))) => Line::styled(message.clone(), theme.error),
-        (_, Some((message, false))) => Line::styled(message.clone(), theme.ok),
+        (_, Some((message, true))) => Line::styled(shown(message), theme.error),
+        (_, Some((message, false))) => Line::styled(shown(message), theme.ok),
         _ => {
             let mut spans = Vec::new();
             let hints: &[(&[Action], &str)] = match app.focus {
@@ -182,6 +198,14 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
                     (&[Action::Replicate], "retry"),
                     (&[Action::Command], "command"),
                     (&[Action::FocusGroups], "groups"),
+                    (&[Action::Quit], "quit"),
+                ],
+                Pane::History => &[
+                    (&[Action::Help], "help"),
+                    (&[Action::Search], "filter"),
+                    (&[Action::Apply], "record"),
+                    (&[Action::ClearFilter], "clear"),
+                    (&[Action::FocusDepot], "depot"),
                     (&[Action::Quit], "quit"),
                 ],
                 Pane::Groups => &[
@@ -312,12 +336,12 @@ fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
         app.theme.header,
     ));
     for (n, e) in sel.patches.iter().enumerate() {
-        lines.push(Line::raw(format!(
+        lines.push(Line::raw(shown(&format!(
             "{:>3}. {:<10} {}",
             n + 1,
             e.id,
             e.reason
-        )));
+        ))));
     }
     for d in &sel.dropped {
         lines.push(Line::styled(
@@ -329,7 +353,10 @@ fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
         ));
     }
     for p in &sel.problems {
-        lines.push(Line::styled(format!("  ! {}", p.message), app.theme.error));
+        lines.push(Line::styled(
+            shown(&format!("  ! {}", p.message)),
+            app.theme.error,
+        ));
     }
     lines.push(Line::styled("Esc or Enter closes", app.theme.dim));
     let title = format!(

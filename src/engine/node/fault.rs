@@ -84,3 +84,13 @@ pub fn point(n: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `PATCHDECK_NO_SPACE_CHECK=1` skips the up-front free-space check, so the
+/// full-disk tests reach the writes that fail and prove their undo.
+pub const NO_SPACE_CHECK_ENV: &str = "PATCHDECK_NO_SPACE_CHECK";
+
+/// Whether the free-space check is switched off for a test.
+pub fn space_check_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var(NO_SPACE_CHECK_ENV).is_ok_and(|v| v == "1"))
+}

@@ -17,6 +17,7 @@
 pub mod fault;
 pub mod lock;
 pub mod paths;
+pub mod space;
 pub mod store;
 
 use std::fs;
@@ -154,6 +155,29 @@ pub struct Node {
     root: PathBuf,
     name: String,
     conn: Connection,
+    /// Bytes the running operation needs free (0: none measured), quoted
+    /// when a write fails on a full disk.
+    need: std::cell::Cell<u64>,
+}
+
+/// The file in a save area that marks an operation being undone. It is an
+/// empty file, which a full disk can still hold where a database write
+/// cannot: recovery that finds it undoes instead of finishing.
+const UNDO_MARK: &str = "undo";
+
+/// Space held in the store while an operation runs, freed before its undo
+/// (or recovery) writes to the database: on a disk the operation filled,
+/// ending its intent still finds room.
+const RESERVE_FILE: &str = "reserve";
+const RESERVE_BYTES: usize = 64 * 1024;
+
+/// The reserve file, removed when dropped.
+struct Reserve(PathBuf);
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 fn io_err(node: &str, what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> NodeError + '_ {
@@ -168,21 +192,58 @@ fn io_err(node: &str, what: impl std::fmt::Display) -> impl FnOnce(io::Error) ->
 impl Node {
     /// Opens (creating if needed) the store of the node rooted at `root`,
     /// and finishes or undoes an operation a crash interrupted.
+    ///
+    /// The root must be an existing directory (`Invalid` otherwise: a
+    /// mistyped root is never created). The database is created only where
+    /// none has existed; one that is empty, truncated or damaged, or missing
+    /// while the store still holds staged or saved files, is an `Io` error
+    /// naming the file (`patchdeck doctor` says how to recover).
     pub fn open(root: &Path, name: &str) -> Result<Node> {
+        if !fs::metadata(root).is_ok_and(|m| m.is_dir()) {
+            return Err(NodeError {
+                node: name.into(),
+                kind: ErrorKind::Invalid,
+                message: format!(
+                    "node root {} does not exist or is not a directory",
+                    root.display()
+                ),
+            });
+        }
         let store = root.join(STORE_DIR);
+        let db = store.join("ipd.sqlite");
+        if !db.exists()
+            && let Some(left) = store_leftovers(&store)
+        {
+            return Err(NodeError {
+                node: name.into(),
+                kind: ErrorKind::Io,
+                message: format!(
+                    "{} is missing, but the store still holds {left}; the node's record of what is installed is lost. Run `patchdeck doctor` before anything else",
+                    db.display()
+                ),
+            });
+        }
         for dir in ["staged", "save"] {
             fs::create_dir_all(store.join(dir))
                 .map_err(io_err(name, format!("creating {}", store.display())))?;
         }
-        let conn = store::open(&store.join("ipd.sqlite")).map_err(|e| NodeError {
+        let conn = store::open(&db).map_err(|e| NodeError {
             node: name.into(),
             kind: ErrorKind::Io,
-            message: format!("opening {}/ipd.sqlite: {e}", store.display()),
+            message: match e {
+                rusqlite::Error::SqliteFailure(_, Some(m))
+                    if m.contains(&*db.to_string_lossy()) =>
+                {
+                    format!("{m}; `patchdeck doctor` says how to recover")
+                }
+                e => format!("opening {}: {e}", db.display()),
+            },
         })?;
         let mut node = Node {
             root: root.to_path_buf(),
             name: name.to_string(),
             conn,
+            need: std::cell::Cell::new(0),
         };
         // Recover now if nobody else is working on the node.
         if let Ok(Acquired::Held(_lock)) =
@@ -222,11 +283,119 @@ impl Node {
     }
 
     fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| self.err(ErrorKind::Io, format!("database: {e}")))
+        r.map_err(|e| {
+            let full = space::db_is_full(&e);
+            self.err(
+                ErrorKind::Io,
+                format!("database: {e}{}", self.full_note(full)),
+            )
+        })
     }
 
     fn io<T>(&self, what: impl std::fmt::Display, r: io::Result<T>) -> Result<T> {
-        r.map_err(|e| self.err(ErrorKind::Io, format!("{what}: {e}")))
+        r.map_err(|e| {
+            let full = space::is_full(&e);
+            self.err(
+                ErrorKind::Io,
+                format!("{what}: {e}{}", self.full_note(full)),
+            )
+        })
+    }
+
+    /// On a full disk, how much the operation needed and how much is free.
+    fn full_note(&self, full: bool) -> String {
+        if !full {
+            return String::new();
+        }
+        let free = space::free(&self.store_dir())
+            .map(|f| f.bytes.to_string())
+            .unwrap_or_else(|_| "an unknown number of".into());
+        match self.need.get() {
+            0 => format!("; the disk is full ({free} bytes free)"),
+            need => format!(
+                "; the disk is full: this operation needs {need} bytes free, {free} are free"
+            ),
+        }
+    }
+
+    /// Refuses to start an operation that needs `payload` bytes (already
+    /// rounded to blocks) and the margin when the store's file system has
+    /// less free. Remembers the need for later messages.
+    fn check_space(&self, op: &str, id: &str, payload: u64) -> Result<()> {
+        let need = payload.saturating_add(space::MARGIN_BYTES);
+        self.need.set(need);
+        if fault::space_check_disabled() {
+            return Ok(());
+        }
+        let free = self.io("measuring free space", space::free(&self.store_dir()))?;
+        if free.bytes < need {
+            return Err(self.err(
+                ErrorKind::Io,
+                format!(
+                    "not enough free space to {op} {id}: it needs {need} bytes ({payload} for its files and {} kept free for the database and undo), and {} has {} bytes free; nothing was changed",
+                    space::MARGIN_BYTES,
+                    self.root.display(),
+                    free.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn block_size(&self) -> u64 {
+        space::free(&self.store_dir()).map_or(4096, |f| f.block)
+    }
+
+    /// Marks `id`'s save area as being undone, before anything is put back:
+    /// from here recovery undoes rather than finishes. The mark is a file
+    /// (see [`UNDO_MARK`]); the database phase is set too when it can be.
+    fn mark_undo(&self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        let marked = fs::create_dir_all(&save)
+            .and_then(|_| fs::File::create(save.join(UNDO_MARK)))
+            .and_then(|f| f.sync_all())
+            .and_then(|_| paths::sync_dir(&save));
+        // Either record is enough for recovery to undo.
+        let phased = store::set_phase(&self.conn, "undo", None);
+        match (marked, phased) {
+            (Ok(()), _) | (_, Ok(())) => Ok(()),
+            (Err(e), Err(_)) => Err(self.err(
+                ErrorKind::Io,
+                format!(
+                    "the undo could not be recorded ({e}), so the next open of this node completes the operation instead"
+                ),
+            )),
+        }
+    }
+
+    /// Takes [`RESERVE_BYTES`] of the disk for the undo, before an intent
+    /// is recorded; failing here changes nothing.
+    fn reserve(&self) -> Result<Reserve> {
+        let path = self.store_dir().join(RESERVE_FILE);
+        // No fsync: the blocks are taken when written (delayed allocation
+        // reserves them too), and after a crash recovery deletes the file.
+        let written = fs::write(&path, [0u8; RESERVE_BYTES]);
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return self.io("reserving space for an undo", Err(e));
+        }
+        Ok(Reserve(path))
+    }
+
+    fn undo_marked(&self, id: &str) -> bool {
+        self.save_dir(id).join(UNDO_MARK).exists()
+    }
+
+    /// An operation failed with `e` and undoing it failed with `undo`: the
+    /// node is left for recovery, and the message says both.
+    fn undo_failed(&self, e: NodeError, undo: NodeError) -> NodeError {
+        self.err(
+            e.kind,
+            format!(
+                "{}; undoing it failed too ({}); the next operation on this node, or `patchdeck doctor`, finishes the undo",
+                e.message, undo.message
+            ),
+        )
     }
 
     fn lock(&self, op: &str, patch: &str) -> Result<NodeLock> {
@@ -285,7 +454,10 @@ impl Node {
     }
 
     /// Drains (down) or restores (up) the node's service. Bringing it up
-    /// restarts it, which settles pending service restarts (not reboots).
+    /// restarts it, which settles pending service restarts; bringing a
+    /// drained node back up is also how the demo simulates its reboot, so
+    /// that settles pending reboots too (a rollout restarts members only
+    /// while their group is drained).
     pub fn set_service(&mut self, state: Service) -> Result<ServiceStatus> {
         let _lock = self.lock(
             if state == Service::Up {
@@ -296,9 +468,12 @@ impl Node {
             "-",
         )?;
         self.recover()?;
+        let was_down = self.service()?.state == Service::Down;
         let tx = self.db(self.conn.unchecked_transaction())?;
         self.db(store::set_service_state(&tx, state.as_str()))?;
-        if state == Service::Up {
+        if state == Service::Up && was_down {
+            self.db(tx.execute("DELETE FROM pending_restart", []))?;
+        } else if state == Service::Up {
             self.db(tx.execute("DELETE FROM pending_restart WHERE kind='service'", []))?;
         }
         self.db(tx.commit())?;
@@ -528,16 +703,19 @@ impl Node {
                 )),
             };
         }
+        let size = self.io(source.display(), fs::metadata(source))?.len();
+        self.check_space("stage", id, space::rounded(size, self.block_size()))?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "stage", id, "prepare"))?;
         let temp = target.with_extension("patch.tmp");
         let result = (|| {
-            point(1).map_err(io_err(&self.name, "staging"))?;
-            let mut src = fs::File::open(source).map_err(io_err(&self.name, source.display()))?;
+            self.io("staging", point(1))?;
+            let mut src = self.io(source.display(), fs::File::open(source))?;
             self.io(
                 "copying into staged/",
                 paths::write_file(&temp, &mut src, u64::MAX - 1, 0o644, true),
             )?;
-            point(2).map_err(io_err(&self.name, "staging"))?;
+            self.io("staging", point(2))?;
             let file = self.io("reading the staged copy", fs::File::open(&temp))?;
             let manifest = archive::read_archive(io::BufReader::new(file))
                 .map_err(|e| self.err(ErrorKind::Invalid, format!("{id}: {e}")))?;
@@ -552,20 +730,20 @@ impl Node {
                 "syncing staged/",
                 paths::sync_dir(&self.store_dir().join("staged")),
             )?;
-            point(3).map_err(io_err(&self.name, "staging"))?;
-            Ok(manifest)
+            self.io("staging", point(3))?;
+            let tx = self.db(self.conn.unchecked_transaction())?;
+            self.db(store::insert_staged(&tx, id, &manifest))?;
+            self.db(store::end_intent(&tx))?;
+            self.db(tx.commit())
         })();
-        let manifest = match result {
-            Ok(m) => m,
-            Err(e) => {
-                self.undo_stage(id)?;
-                return Err(e);
-            }
-        };
-        let tx = self.db(self.conn.unchecked_transaction())?;
-        self.db(store::insert_staged(&tx, id, &manifest))?;
-        self.db(store::end_intent(&tx))?;
-        self.db(tx.commit())?;
+        if let Err(e) = result {
+            // Nothing took effect: the row and the intent's end commit together.
+            drop(reserve);
+            return Err(match self.undo_stage(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
+        }
         Ok(self.report(
             "stage",
             id,
@@ -790,22 +968,34 @@ impl Node {
             }
             resolved.push(r);
         }
-
+        self.check_space("install", id, self.install_payload(&manifest, &resolved))?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "install", id, "prepare"))?;
-        if let Err(e) = self.install_prepare(id, &manifest, &resolved, &mut plan) {
-            self.io("abandoning install", paths::remove_tree(&self.save_dir(id)))?;
-            self.db(store::end_intent(&self.conn))?;
-            return Err(e);
+        let prepared = self
+            .install_prepare(id, &manifest, &resolved, &mut plan)
+            .and_then(|_| {
+                let plan_json = serde_json::to_string(&plan).unwrap_or_default();
+                self.db(store::set_phase(&self.conn, "commit", Some(&plan_json)))
+            });
+        if let Err(e) = prepared {
+            drop(reserve);
+            return Err(match self.abandon_install(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
-        let plan_json = serde_json::to_string(&plan).unwrap_or_default();
-        self.db(store::set_phase(&self.conn, "commit", Some(&plan_json)))?;
         if let Err(e) = self
             .io("install", point(14))
             .and_then(|_| self.install_commit(id, &plan))
         {
-            self.db(store::set_phase(&self.conn, "undo", None))?;
-            self.undo_install(id, &plan)?;
-            return Err(e);
+            drop(reserve);
+            let undone = self
+                .mark_undo(id)
+                .and_then(|_| self.undo_install(id, &plan));
+            return Err(match undone {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
         self.install_cleanup(id, &plan)
             .map_err(|e| self.took_effect("install", id, e))?;
@@ -832,6 +1022,61 @@ impl Node {
             },
             &message,
         ))
+    }
+
+    /// Drops a prepared install's save area and ends its intent: nothing in
+    /// the node tree had changed.
+    fn abandon_install(&self, id: &str) -> Result<()> {
+        self.io("abandoning install", paths::remove_tree(&self.save_dir(id)))?;
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Bytes, rounded to blocks, an install writes before its point of no
+    /// return: every payload file, and a copy of each original where the
+    /// save area is on another file system than the original (no hard link).
+    fn install_payload(&self, m: &Manifest, resolved: &[paths::Resolved]) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let block = self.block_size();
+        let store_dev = fs::metadata(self.store_dir()).map(|m| m.dev()).ok();
+        let copies = resolved.iter().filter_map(|r| {
+            let meta = fs::metadata(&r.target).ok()?;
+            (r.existing == paths::Existing::File && Some(meta.dev()) != store_dev)
+                .then_some(meta.len())
+        });
+        let sizes: Vec<u64> = m.files.iter().map(|f| f.size).chain(copies).collect();
+        space::install_need(sizes, block) - space::MARGIN_BYTES
+    }
+
+    /// Whether installing `ids` one after another (those staged here; the
+    /// others are skipped) fits: their payloads, rounded to blocks, plus
+    /// [`space::MARGIN_BYTES`], the same rule install applies to itself.
+    /// The rollout preflight asks this of every member before it drains the
+    /// first group. `Io` error saying the bytes needed and free, or `Invalid`
+    /// for a payload path that cannot be installed.
+    pub fn check_install_space(&self, ids: &[String]) -> Result<()> {
+        let mut payload = 0u64;
+        let mut which = Vec::new();
+        for id in ids {
+            let Some(row) = self.db(store::patch(&self.conn, id))? else {
+                continue;
+            };
+            if row.state != PatchState::Staged {
+                continue;
+            }
+            let resolved = row
+                .manifest
+                .files
+                .iter()
+                .map(|f| paths::resolve(&self.root, &f.path))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|m| self.err(ErrorKind::Invalid, format!("{id}: {m}")))?;
+            payload = payload.saturating_add(self.install_payload(&row.manifest, &resolved));
+            which.push(id.as_str());
+        }
+        if which.is_empty() {
+            return Ok(());
+        }
+        self.check_space("install", &which.join(", "), payload)
     }
 
     fn check_base(&self, id: &str, m: &Manifest) -> Result<()> {
@@ -942,70 +1187,32 @@ impl Node {
         self.io("install", point(13))
     }
 
-    /// Extracts the payload into `save/new`, the last check before install.
+    /// Extracts the payload into `save/new`, the last check before install:
+    /// the staged copy is read by the same archive reader that verified it
+    /// at staging, and must still list the files it listed then.
     fn extract_payload(&self, id: &str, m: &Manifest, save: &Path) -> Result<()> {
-        // Extract the payload into the save area. This is the check before
-        // install: every entry must be a listed regular file whose size and
-        // checksum match, and every listed file must be present.
         let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(file));
-        let mut seen = vec![false; m.files.len()];
-        let invalid = |m: String| {
+        let new = save.join("new");
+        // A failed write is an I/O error (a full disk, a fault), not a bad patch.
+        let mut failed: Option<(String, io::Error)> = None;
+        let read = archive::read_archive_with(io::BufReader::new(file), Some(m), |f, data| {
+            let written = paths::write_file(&new.join(&f.path), data, f.size, f.mode, false)
+                .and_then(|w| point(12).map(|_| w));
+            written.map_err(|e| {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                failed = Some((f.path.clone(), e));
+                copy
+            })
+        });
+        if let Some((path, e)) = failed {
+            return self.io(format!("extracting {path}"), Err(e));
+        }
+        read.map_err(|e| {
             self.err(
                 ErrorKind::Invalid,
-                format!("staged {id} fails verification: {m}; remove and stage it again"),
+                format!("staged {id} fails verification: {e}; remove and stage it again"),
             )
-        };
-        for entry in self.io("reading staged patch", ar.entries())? {
-            let mut entry = self.io("reading staged patch", entry)?;
-            let name = self
-                .io("reading staged patch", entry.path())?
-                .to_string_lossy()
-                .into_owned();
-            let kind = entry.header().entry_type();
-            let payload_dir =
-                kind.is_dir() && (name == "files" || name.starts_with(archive::PAYLOAD_DIR));
-            if name == archive::MANIFEST_NAME || payload_dir {
-                continue;
-            }
-            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR) else {
-                return Err(invalid(format!(
-                    "entry {name:?} is outside {}",
-                    archive::PAYLOAD_DIR
-                )));
-            };
-            let Some(i) = m.files.iter().position(|f| f.path == rel) else {
-                return Err(invalid(format!(
-                    "entry {name:?} is not listed in the manifest"
-                )));
-            };
-            if !kind.is_file() {
-                return Err(invalid(format!("entry {name:?} is not a regular file")));
-            }
-            if std::mem::replace(&mut seen[i], true) {
-                return Err(invalid(format!("entry {name:?} appears twice")));
-            }
-            let f = &m.files[i];
-            let dest = save.join("new").join(rel);
-            let written = paths::write_file(&dest, &mut entry, f.size, f.mode, false);
-            let (size, sha) = self.io(format!("extracting {rel}"), written)?;
-            if size != f.size {
-                return Err(invalid(format!(
-                    "payload {rel} is {size} bytes or more; the manifest says {}",
-                    f.size
-                )));
-            }
-            if sha != f.sha256.to_ascii_lowercase() {
-                return Err(invalid(format!(
-                    "payload {rel} has sha256 {sha}; the manifest says {}",
-                    f.sha256
-                )));
-            }
-            self.io("install", point(12))?;
-        }
-        if let Some(i) = seen.iter().position(|s| !s) {
-            return Err(invalid(format!("payload {} is missing", m.files[i].path)));
-        }
+        })?;
         // One flush makes every prepared file durable before the point of no return.
         if save.exists() {
             self.io("syncing the save area", paths::sync_filesystem(save))?;
@@ -1161,8 +1368,16 @@ impl Node {
             }
         }
         self.remove_dirs(&plan.created_dirs)?;
-        self.io("clearing the save area", paths::remove_tree(&save))?;
-        self.db(store::end_intent(&self.conn))
+        // The undo mark goes last, after the intent: until the intent is
+        // gone, recovery must still know to undo.
+        for part in ["new", "orig"] {
+            self.io(
+                "clearing the save area",
+                paths::remove_tree(&save.join(part)),
+            )?;
+        }
+        self.db(store::end_intent(&self.conn))?;
+        self.io("clearing the save area", paths::remove_tree(&save))
     }
 
     /// Removes directories a patch created, deepest first, if empty.
@@ -1215,9 +1430,34 @@ impl Node {
                 .map_err(|m| self.err(ErrorKind::Invalid, format!("cannot rollback {id}: {m}")))?;
         }
         let save = self.save_dir(id);
+        // Rollback writes no file data (links and renames only); the margin
+        // is for the database.
+        self.check_space("rollback", id, 0)?;
+        // A mark left by an undo that was cut short after its intent ended.
+        self.io(
+            "clearing the save area",
+            paths::remove_file(&save.join(UNDO_MARK)),
+        )?;
+        let reserve = self.reserve()?;
         self.db(store::begin_intent(&self.conn, "rollback", id, "prepare"))?;
         let prepared = (|| {
             self.io("rollback", point(20))?;
+            // The patch's files are kept by hard link too, so an undo puts
+            // them back by rename: no data is written, which a full disk
+            // could refuse.
+            for f in &files {
+                let target = self.root.join(&f.path);
+                if !fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_file()) {
+                    continue;
+                }
+                let kept = save.join("redo").join(&f.path);
+                self.io(
+                    "preparing the rollback",
+                    fs::create_dir_all(kept.parent().unwrap_or(&save)),
+                )?;
+                self.io("preparing the rollback", paths::remove_file(&kept))?;
+                self.io("preparing the rollback", fs::hard_link(&target, &kept))?;
+            }
             for f in &files {
                 let Some(before) = &f.before_sha else {
                     continue;
@@ -1251,22 +1491,24 @@ impl Node {
                 paths::sync_filesystem(&self.store_dir()),
             )
         })();
+        let prepared = prepared.and_then(|_| self.db(store::set_phase(&self.conn, "commit", None)));
         if let Err(e) = prepared {
-            self.io(
-                "abandoning rollback",
-                paths::remove_tree(&save.join("restore")),
-            )?;
-            self.db(store::end_intent(&self.conn))?;
-            return Err(e);
+            drop(reserve);
+            return Err(match self.abandon_rollback(id) {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
-        self.db(store::set_phase(&self.conn, "commit", None))?;
         if let Err(e) = self
             .io("rollback", point(22))
             .and_then(|_| self.rollback_commit(id))
         {
-            self.db(store::set_phase(&self.conn, "undo", None))?;
-            self.undo_rollback(id)?;
-            return Err(e);
+            drop(reserve);
+            let undone = self.mark_undo(id).and_then(|_| self.undo_rollback(id));
+            return Err(match undone {
+                Ok(()) => e,
+                Err(undo) => self.undo_failed(e, undo),
+            });
         }
         self.rollback_cleanup(id)
             .map_err(|e| self.took_effect("rollback", id, e))?;
@@ -1369,7 +1611,19 @@ impl Node {
         self.db(store::end_intent(&self.conn))
     }
 
-    /// Re-applies the patch after a failed rollback, from the staged copy.
+    /// Drops a prepared rollback's links and ends its intent: nothing in
+    /// the node tree had changed.
+    fn abandon_rollback(&self, id: &str) -> Result<()> {
+        let save = self.save_dir(id);
+        for part in ["restore", "redo"] {
+            self.io("abandoning rollback", paths::remove_tree(&save.join(part)))?;
+        }
+        self.db(store::end_intent(&self.conn))
+    }
+
+    /// Re-applies the patch after a failed rollback: renames its files back
+    /// from the links kept in `save/ID/redo/` (idempotent: a link already
+    /// moved is gone). Without them, from the staged copy.
     fn undo_rollback(&mut self, id: &str) -> Result<()> {
         let save = self.save_dir(id);
         let files = self.db(store::files(&self.conn, id))?;
@@ -1380,43 +1634,72 @@ impl Node {
                 self.io(format!("recreating {d}"), fs::create_dir(&dir))?;
             }
         }
-        let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(file));
-        for entry in self.io("reading staged patch", ar.entries())? {
-            let mut entry = self.io("reading staged patch", entry)?;
-            let name = self
-                .io("reading staged patch", entry.path())?
-                .to_string_lossy()
-                .into_owned();
-            let Some(rel) = name.strip_prefix(archive::PAYLOAD_DIR).map(str::to_string) else {
-                continue;
-            };
-            let Some(f) = files.iter().find(|f| f.path == rel) else {
-                continue;
-            };
-            let target = self.root.join(&rel);
-            if archive::sha256_file(&target).ok().as_deref() == Some(f.after_sha.as_str()) {
-                continue;
+        let redo = save.join("redo");
+        if redo.is_dir() {
+            for f in &files {
+                let kept = redo.join(&f.path);
+                if fs::symlink_metadata(&kept).is_ok() {
+                    let target = self.root.join(&f.path);
+                    self.io(
+                        format!("re-installing {}", f.path),
+                        fs::rename(&kept, &target),
+                    )?;
+                }
             }
-            let temp = save.join("redo").join(&rel);
-            let (_, sha) = self.io(
-                format!("re-extracting {rel}"),
-                paths::write_file(&temp, &mut entry, u64::MAX - 1, f.after_mode, true),
-            )?;
-            if sha != f.after_sha {
-                return Err(self.err(
-                    ErrorKind::Invalid,
-                    format!(
-                        "cannot re-apply {rel}: the staged copy no longer matches it (sha256 {sha})"
-                    ),
-                ));
+            let back = files.iter().map(|f| f.path.as_str());
+            self.io("syncing", paths::sync_parents(&self.root, back))?;
+            for dir in ["restore", "redo"] {
+                self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
             }
-            self.io(format!("re-installing {rel}"), fs::rename(&temp, &target))?;
+            self.db(store::end_intent(&self.conn))?;
+            return self.io(
+                "tidying the save area",
+                paths::remove_file(&save.join(UNDO_MARK)),
+            );
         }
+        // Without the links (an undo begun by an older patchdeck): re-extract
+        // the files that differ from the staged copy, through the one reader.
+        let file = self.io("reading staged patch", fs::File::open(self.staged_path(id)))?;
+        let mut failed: Option<(String, io::Error)> = None;
+        let read = archive::read_archive_with(io::BufReader::new(file), None, |entry, data| {
+            let mut redo = || -> io::Result<(u64, String)> {
+                let Some(f) = files.iter().find(|f| f.path == entry.path) else {
+                    return hash_all(data);
+                };
+                let target = self.root.join(&f.path);
+                if archive::sha256_file(&target).ok().as_deref() == Some(f.after_sha.as_str()) {
+                    return hash_all(data);
+                }
+                let temp = save.join("redo").join(&f.path);
+                let written = paths::write_file(&temp, data, entry.size, f.after_mode, true)?;
+                if written.1 == f.after_sha {
+                    fs::rename(&temp, &target)?;
+                }
+                Ok(written)
+            };
+            redo().map_err(|e| {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                failed = Some((entry.path.clone(), e));
+                copy
+            })
+        });
+        if let Some((path, e)) = failed {
+            return self.io(format!("re-installing {path}"), Err(e));
+        }
+        read.map_err(|e| {
+            self.err(
+                ErrorKind::Invalid,
+                format!("cannot re-apply {id} from its staged copy: {e}"),
+            )
+        })?;
         for dir in ["restore", "redo"] {
             self.io("tidying the save area", paths::remove_tree(&save.join(dir)))?;
         }
-        self.db(store::end_intent(&self.conn))
+        self.db(store::end_intent(&self.conn))?;
+        self.io(
+            "tidying the save area",
+            paths::remove_file(&save.join(UNDO_MARK)),
+        )
     }
 
     // ----- commit -----
@@ -1425,6 +1708,9 @@ impl Node {
     /// patches it superseded are committed too.
     pub fn commit(&mut self, id: &str) -> Result<Report> {
         let (_lock, _) = self.start("commit", id, PatchState::Applied)?;
+        // Not checked up front: commit frees space, and its one database
+        // transaction either happens or not. Quoted if that write fails.
+        self.need.set(space::MARGIN_BYTES);
         let rows = self.db(store::patches(&self.conn))?;
         let chain: Vec<String> = rows
             .iter()
@@ -1471,6 +1757,8 @@ impl Node {
 
     /// Finishes or undoes an interrupted operation. Call with the lock held.
     fn recover(&mut self) -> Result<()> {
+        // A reserve left by a killed operation is the room recovery writes in.
+        let _ = paths::remove_file(&self.store_dir().join(RESERVE_FILE));
         let Some(intent) = self.db(store::intent(&self.conn))? else {
             return Ok(());
         };
@@ -1501,6 +1789,7 @@ impl Node {
                 let plan: Plan = serde_json::from_str(intent.plan.as_deref().unwrap_or("{}"))
                     .unwrap_or_default();
                 match phase {
+                    "commit" if self.undo_marked(&id) => self.undo_install(&id, &plan),
                     "commit" => {
                         self.install_commit(&id, &plan)?;
                         self.install_cleanup(&id, &plan)
@@ -1515,13 +1804,8 @@ impl Node {
                     }
                 }
             }
-            ("rollback", "prepare") => {
-                self.io(
-                    "abandoning rollback",
-                    paths::remove_tree(&self.save_dir(&id).join("restore")),
-                )?;
-                self.db(store::end_intent(&self.conn))
-            }
+            ("rollback", "prepare") => self.abandon_rollback(&id),
+            ("rollback", "commit") if self.undo_marked(&id) => self.undo_rollback(&id),
             ("rollback", "commit") => {
                 self.rollback_commit(&id)?;
                 self.rollback_cleanup(&id)
@@ -1574,7 +1858,9 @@ impl Node {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if in_store && (name == "lock" || name.starts_with("ipd.sqlite")) {
+            if in_store
+                && (name == "lock" || name == RESERVE_FILE || name.starts_with("ipd.sqlite"))
+            {
                 continue;
             }
             h.update(rel.as_bytes());
@@ -1620,6 +1906,42 @@ impl Node {
         }
         Ok(hex::encode(h.finalize()))
     }
+}
+
+/// Hashes everything `data` yields: an entry read and not kept.
+fn hash_all(data: &mut dyn io::Read) -> io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match data.read(&mut buf)? {
+            0 => return Ok((total, hex::encode(h.finalize()))),
+            n => {
+                h.update(buf.get(..n).unwrap_or_default());
+                total += n as u64;
+            }
+        }
+    }
+}
+
+/// What a store without its database still holds (staged patches, saved
+/// files, a write-ahead log), named for the error; `None` when nothing.
+pub fn store_leftovers(store: &Path) -> Option<String> {
+    let count = |dir: &str| fs::read_dir(store.join(dir)).map_or(0, |d| d.count());
+    let mut left = Vec::new();
+    match count("staged") {
+        0 => {}
+        n => left.push(format!("{n} staged file(s)")),
+    }
+    match count("save") {
+        0 => {}
+        n => left.push(format!("{n} save area(s)")),
+    }
+    if store.join("ipd.sqlite-wal").exists() {
+        left.push("the database's write-ahead log".to_string());
+    }
+    (!left.is_empty()).then(|| left.join(", "))
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, String)>) -> io::Result<()> {
@@ -1685,6 +2007,122 @@ fn superseded_chain(rows: &[PatchRow], top: &str, old: &str) -> bool {
         }
     }
     false
+}
+
+/// The node's files against its saved state, read-only (no recovery, no
+/// lock), for `patchdeck doctor`: an unfinished operation, staged copies
+/// and save areas missing or left over, saved originals that no longer
+/// match, installed files that drifted. Each problem is `(path, what is
+/// wrong, how to recover)`. `Err` when the database cannot be read.
+pub fn audit(root: &Path) -> std::result::Result<Vec<(PathBuf, String, String)>, String> {
+    let store = root.join(STORE_DIR);
+    let db = store.join("ipd.sqlite");
+    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let read = |e: rusqlite::Error| format!("{}: {e}", db.display());
+    let mut out = Vec::new();
+    if let Some(i) = store::intent(&conn).map_err(read)? {
+        out.push((
+            db.clone(),
+            format!(
+                "an interrupted {} of {} (phase {}) is not finished",
+                i.op, i.patch, i.phase
+            ),
+            "run any operation on this node (e.g. `patchdeck list --nodes ID`): it finishes or undoes it first".to_string(),
+        ));
+    }
+    let rows = store::patches(&conn).map_err(read)?;
+    for row in &rows {
+        let id = &row.id;
+        let staged = store.join("staged").join(format!("{id}.patch"));
+        if !staged.is_file() {
+            out.push((
+                staged.clone(),
+                format!("the staged copy of {id} ({}) is missing", row.state),
+                format!(
+                    "copy {id}.patch from the depot to {} (it is verified again before use)",
+                    staged.display()
+                ),
+            ));
+        }
+        if !row.state.is_installed() {
+            continue;
+        }
+        let files = store::files(&conn, id).map_err(read)?;
+        if row.state == PatchState::Applied && !row.committed {
+            for f in files.iter().filter(|f| f.before_sha.is_some()) {
+                let saved = store.join("save").join(id).join("orig").join(&f.path);
+                let sha = archive::sha256_file(&saved).ok();
+                if sha != f.before_sha {
+                    out.push((
+                        saved,
+                        format!(
+                            "the saved original of {} is {}; {id} cannot be rolled back",
+                            f.path,
+                            if sha.is_some() { "damaged" } else { "missing" }
+                        ),
+                        format!(
+                            "restore the file from a backup, or commit {id} to give up its rollback"
+                        ),
+                    ));
+                }
+            }
+        }
+        for f in &files {
+            let on_disk = root.join(&f.path);
+            let regular = fs::symlink_metadata(&on_disk).is_ok_and(|m| m.file_type().is_file());
+            let sha = regular
+                .then(|| archive::sha256_file(&on_disk).ok())
+                .flatten();
+            let later = rows.iter().any(|r| {
+                r.state.is_installed()
+                    && r.seq > row.seq
+                    && store::files(&conn, &r.id)
+                        .is_ok_and(|fs| fs.iter().any(|g| g.path == f.path))
+            });
+            if !later && sha.as_deref() != Some(f.after_sha.as_str()) {
+                out.push((
+                    on_disk,
+                    format!(
+                        "{} differs from what {id} installed ({})",
+                        f.path,
+                        if sha.is_some() { "changed" } else { "missing or not a regular file" }
+                    ),
+                    format!("see `patchdeck verify`; roll {id} back and install it again, or restore the file"),
+                ));
+            }
+        }
+    }
+    let known = |id: &str| rows.iter().any(|r| r.id == id);
+    if let Ok(dir) = fs::read_dir(store.join("staged")) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".patch").unwrap_or(&name);
+            if !known(id) {
+                out.push((
+                    e.path(),
+                    format!("{name} is in staged/ but the database does not know it"),
+                    "delete it, or stage the patch again".to_string(),
+                ));
+            }
+        }
+    }
+    if let Ok(dir) = fs::read_dir(store.join("save")) {
+        for e in dir.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let kept = rows
+                .iter()
+                .any(|r| r.id == id && r.state.is_installed() && !r.committed);
+            if !kept {
+                out.push((
+                    e.path(),
+                    format!("a save area for {id}, which has nothing to roll back"),
+                    "delete it once no operation runs on this node".to_string(),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The ids of the patches whose changes are on the node.

@@ -92,9 +92,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// most `limit + 1` bytes; fsynced when `sync` is set (otherwise the caller
 /// makes it durable, e.g. with one [`sync_filesystem`] for many files).
 /// Returns the size and SHA-256 written.
-pub fn write_file(
+pub fn write_file<R: io::Read + ?Sized>(
     path: &Path,
-    reader: &mut impl io::Read,
+    reader: &mut R,
     limit: u64,
     mode: u32,
     sync: bool,
@@ -135,12 +135,16 @@ pub fn write_file(
     Ok((total, hex::encode(hasher.finalize())))
 }
 
-/// Copies `from` to `to` keeping its permission bits, fsynced.
+/// Copies `from` to `to` keeping its whole mode, setuid, setgid and sticky
+/// bits included (an original kept for rollback comes back exactly),
+/// fsynced.
 pub fn copy_file(from: &Path, to: &Path) -> io::Result<(u64, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(from)?.permissions().mode();
     let mut source = fs::File::open(from)?;
-    write_file(to, &mut source, u64::MAX - 1, mode, true)
+    let written = write_file(to, &mut source, u64::MAX - 1, mode, true)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(written)
 }
 
 /// Keeps `from`'s current content at `to` without copying: a hard link to

@@ -166,10 +166,12 @@ impl<'a> FleetEnv<'a> {
     }
 }
 
-impl Env for FleetEnv<'_> {
-    fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
+impl FleetEnv<'_> {
+    /// The plan's patches a member cannot take part with: to install, not
+    /// staged (nor already installed); to uninstall, not applied.
+    pub fn missing(&self, node: &str, plan: &Plan) -> Result<Vec<String>, String> {
         let inv = self.with(node, |t| t.inventory().map_err(|e| e.to_string()))?;
-        let missing: Vec<&str> = plan
+        Ok(plan
             .patches
             .iter()
             .filter(|p| {
@@ -180,8 +182,33 @@ impl Env for FleetEnv<'_> {
                     s != PatchState::Staged && !s.is_installed()
                 }
             })
-            .map(String::as_str)
-            .collect();
+            .cloned()
+            .collect())
+    }
+}
+
+/// Why a member missing `missing` cannot take part, in the words both the
+/// preflight step and the refusal before a rollout use.
+pub fn missing_words(missing: &[String], uninstall: bool) -> String {
+    if uninstall {
+        format!(
+            "{} not applied (an uninstall rolls back applied patches)",
+            missing.join(", ")
+        )
+    } else {
+        format!("{} not staged; replicate first", missing.join(", "))
+    }
+}
+
+impl Env for FleetEnv<'_> {
+    fn preflight(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        // Room for the install on every member before any group is drained.
+        if !plan.uninstall {
+            self.with(node, |t| {
+                t.check_space(&plan.patches).map_err(|e| e.to_string())
+            })?;
+        }
+        let missing = self.missing(node, plan)?;
         if missing.is_empty() && plan.uninstall {
             // Nothing is taken away from under a patch that needs it.
             let blocked = self.with(node, |t| {
@@ -205,16 +232,8 @@ impl Env for FleetEnv<'_> {
             ))
         } else if missing.is_empty() {
             Ok(())
-        } else if plan.uninstall {
-            Err(format!(
-                "{} not applied (an uninstall rolls back applied patches)",
-                missing.join(", ")
-            ))
         } else {
-            Err(format!(
-                "{} not staged; replicate first",
-                missing.join(", ")
-            ))
+            Err(missing_words(&missing, plan.uninstall))
         }
     }
 

@@ -9,31 +9,52 @@ use serde::Serialize;
 use super::plan::{Plan, Step, StepKind};
 use crate::engine::node::store::now;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Where a rollout is. Shown (and in `--json` field `state`) as one of
+/// `pending`, `running`, `paused`, `done`, `failed`, `aborted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Recorded; its runner has not taken it up yet.
+    Pending,
     Running,
     Paused,
+    /// Halted on a failure with the failed group left as it was (policy
+    /// `halt`, or a rollback that failed too): it holds the cluster until
+    /// resumed or aborted.
     Failed,
+    /// Failed, and the failed group was rolled back and serves again: the
+    /// rollout is over. Shown as `failed`.
+    RolledBack,
     Aborted,
     Done,
 }
 
 impl State {
+    /// The operator's word for the state (the `state` field of `--json`).
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Pending => "pending",
             State::Running => "running",
             State::Paused => "paused",
-            State::Failed => "failed",
+            State::Failed | State::RolledBack => "failed",
             State::Aborted => "aborted",
             State::Done => "done",
         }
     }
 
+    /// How the state is stored in the console database.
+    fn db_str(self) -> &'static str {
+        match self {
+            State::RolledBack => "rolled_back",
+            s => s.as_str(),
+        }
+    }
+
     fn parse(s: &str) -> State {
         match s {
+            "pending" => State::Pending,
             "paused" => State::Paused,
             "failed" => State::Failed,
+            "rolled_back" => State::RolledBack,
             "aborted" => State::Aborted,
             "done" => State::Done,
             _ => State::Running,
@@ -42,7 +63,21 @@ impl State {
 
     /// Not finished: holds the cluster until resumed or aborted.
     pub fn unfinished(self) -> bool {
-        matches!(self, State::Running | State::Paused | State::Failed)
+        matches!(
+            self,
+            State::Pending | State::Running | State::Paused | State::Failed
+        )
+    }
+
+    /// Over for good: done, aborted, or failed and rolled back.
+    pub fn ended(self) -> bool {
+        !self.unfinished()
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -104,6 +139,57 @@ pub struct Rollout {
     pub steps: Vec<StepRow>,
 }
 
+impl Rollout {
+    /// The step a running or paused rollout takes next; `None` once it has
+    /// ended or halted (nothing is pending then).
+    pub fn next_step(&self) -> Option<&StepRow> {
+        if !matches!(self.state, State::Pending | State::Running | State::Paused) {
+            return None;
+        }
+        self.steps.iter().find(|s| s.state != StepState::Done)
+    }
+
+    /// What a group of this rollout is at, in the words status and the
+    /// console show: `in progress`, `waiting`, `paused`, `done`, `failed`,
+    /// `rolled back`, `aborted`, `stopped`, `not started`, `interrupted`.
+    /// `live`: a process is working on the rollout now.
+    pub fn group_state(&self, group: &str, live: bool) -> &'static str {
+        let last = self.plan.last_seq();
+        let steps: Vec<&StepRow> = self
+            .steps
+            .iter()
+            .filter(|s| s.step.group == group)
+            .collect();
+        let planned = || steps.iter().filter(|s| s.step.seq <= last);
+        let added_done = steps
+            .iter()
+            .filter(|s| s.step.seq > last)
+            .all(|s| s.state == StepState::Done);
+        let reverted = steps.iter().any(|s| s.step.kind == StepKind::Revert);
+        if steps.iter().any(|s| s.state == StepState::Running) {
+            return if live { "in progress" } else { "interrupted" };
+        }
+        if reverted && added_done {
+            return "rolled back";
+        }
+        if steps.iter().any(|s| s.state == StepState::Failed) {
+            return "failed";
+        }
+        if planned().all(|s| s.state == StepState::Done) {
+            return "done";
+        }
+        let started = planned().any(|s| s.state == StepState::Done);
+        match (self.state, started) {
+            (State::Paused, true) => "paused",
+            (State::Pending | State::Running, true) => "in progress",
+            (State::Pending | State::Running | State::Paused, false) => "waiting",
+            (State::Aborted, true) => "aborted",
+            (_, true) => "stopped",
+            (_, false) => "not started",
+        }
+    }
+}
+
 /// Records a new rollout unless the cluster has an unfinished one, which
 /// is returned instead. Check and insert are one immediate transaction, so
 /// of two consoles starting at once exactly one gets the cluster.
@@ -114,7 +200,7 @@ pub fn create(conn: &Connection, plan: &Plan) -> rusqlite::Result<Result<i64, i6
     }
     let json = serde_json::to_string(plan).unwrap_or_default();
     tx.execute(
-        "INSERT INTO rollout(cluster, plan, state, pid, created_at, updated_at) VALUES (?1, ?2, 'running', ?3, ?4, ?4)",
+        "INSERT INTO rollout(cluster, plan, state, pid, created_at, updated_at) VALUES (?1, ?2, 'pending', ?3, ?4, ?4)",
         params![plan.cluster, json, std::process::id() as i64, now()],
     )?;
     let id = tx.last_insert_rowid();
@@ -142,7 +228,7 @@ pub fn append(
     steps: &[(StepKind, String, String, String)],
 ) -> rusqlite::Result<Vec<usize>> {
     let next: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), -1) + 1 FROM rollout_step WHERE rollout=?1",
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_step WHERE rollout=?1",
         [id],
         |r| r.get(0),
     )?;
@@ -190,9 +276,37 @@ pub fn set_state(conn: &Connection, id: i64, state: State, message: &str) -> rus
     conn.execute(
         "UPDATE rollout SET state=?2, message=?3, requested=CASE WHEN ?2='running' THEN requested ELSE '' END,
             pid=?4, updated_at=?5 WHERE id=?1",
-        params![id, state.as_str(), message, std::process::id() as i64, now()],
+        params![id, state.db_str(), message, std::process::id() as i64, now()],
     )?;
     Ok(())
+}
+
+/// Records how a rollout ends before its closing after-hooks run, so a
+/// runner that dies meanwhile finishes the same ending when taken up again
+/// (see [`closing`]).
+pub fn set_closing(
+    conn: &Connection,
+    id: i64,
+    state: State,
+    message: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rollout SET requested=?2, message=?3, updated_at=?4 WHERE id=?1",
+        params![id, format!("finish:{}", state.db_str()), message, now()],
+    )?;
+    Ok(())
+}
+
+/// The ending recorded by [`set_closing`] and not yet finished, with its message.
+pub fn closing(conn: &Connection, id: i64) -> rusqlite::Result<Option<(State, String)>> {
+    let (requested, message): (String, String) = conn.query_row(
+        "SELECT requested, message FROM rollout WHERE id=?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(requested
+        .strip_prefix("finish:")
+        .map(|s| (State::parse(s), message)))
 }
 
 /// Another process asks the running rollout to pause or abort.
@@ -246,8 +360,8 @@ pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Rollout>> {
             let kind = StepKind::parse(&r.get::<_, String>(1)?).unwrap_or(StepKind::Preflight);
             let command = plan
                 .steps
-                .get(seq)
-                .filter(|s| s.kind == kind)
+                .iter()
+                .find(|s| s.seq == seq && s.kind == kind)
                 .map(|s| s.command.clone());
             let message: String = r.get(5)?;
             Ok(StepRow {
@@ -289,10 +403,18 @@ pub fn latest(conn: &Connection, cluster: Option<&str>) -> rusqlite::Result<Opti
     .optional()
 }
 
+/// Every rollout id, newest first, of one cluster (or of all).
+pub fn ids(conn: &Connection, cluster: Option<&str>) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt =
+        conn.prepare("SELECT id FROM rollout WHERE ?1 IS NULL OR cluster=?1 ORDER BY id DESC")?;
+    let rows = stmt.query_map([cluster], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// The unfinished rollout holding a cluster, if any.
 pub fn unfinished(conn: &Connection, cluster: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
-        "SELECT id FROM rollout WHERE cluster=?1 AND state IN ('running','paused','failed') ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM rollout WHERE cluster=?1 AND state IN ('pending','running','paused','failed') ORDER BY id DESC LIMIT 1",
         [cluster],
         |r| r.get(0),
     )

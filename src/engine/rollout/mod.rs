@@ -13,6 +13,7 @@
 pub mod fleet_env;
 pub mod journal;
 pub mod plan;
+pub mod prepare;
 pub mod run;
 
 use std::path::PathBuf;
@@ -63,9 +64,64 @@ fn busy(cluster: &str, holder: Option<Holder>) -> String {
     }
 }
 
-/// Whether a process is still alive (to tell an interrupted rollout from a
-/// running one).
+/// The process holding a cluster's rollout lock, as its lock file names
+/// it, while the lock is held (a dead holder's stale name is no holder: the
+/// kernel releases the lock with its process). It takes the lock before it
+/// records itself in the rollout, so this sees a runner first.
+pub fn lock_holder(lab: &Lab, cluster: &str) -> Option<Holder> {
+    let path = lock_path(lab, cluster);
+    if !lock_held(&path) {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether rollout `r` is being worked on now: running with its cluster's
+/// lock held (by this process or another). Never judged by a pid alone,
+/// which the system reuses once its process dies. A `pending` rollout has
+/// a runner starting that has not taken the lock yet: it counts while that
+/// runner's process lives.
+pub fn is_running(lab: &Lab, r: &Rollout) -> bool {
+    match r.state {
+        State::Running => lock_held(&lock_path(lab, &r.cluster)),
+        State::Pending => lock_held(&lock_path(lab, &r.cluster)) || alive(r.pid),
+        _ => false,
+    }
+}
+
+/// Whether a process exists and is not a zombie (a killed runner whose
+/// parent has not reaped it yet runs nothing).
 pub fn alive(pid: i64) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+    let exists = pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    exists && !zombie(pid)
+}
+
+fn zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether some open file holds `path`'s lock. Probed with a shared lock
+/// on a new descriptor, which conflicts with any exclusive holder, even one
+/// in this process.
+fn lock_held(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        // SAFETY: as above, releasing the probe.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::fleet::Cluster;
+use crate::engine::fleet::{Cluster, OnFailure};
 use crate::engine::groups::Partition;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +72,8 @@ impl StepKind {
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
+    /// The step's number, from 1: the same in the plan, the journal,
+    /// status, failures and the console.
     pub seq: usize,
     pub kind: StepKind,
     /// Group name, for group and member steps.
@@ -90,7 +92,9 @@ pub struct Plan {
     pub cluster: String,
     pub patches: Vec<String>,
     pub uninstall: bool,
-    pub auto_rollback: bool,
+    /// What happens to the group being patched when a step fails.
+    #[serde(default)]
+    pub on_failure: OnFailure,
     pub parallel: usize,
     pub health_deadline_secs: u64,
     pub min_healthy_secs: u64,
@@ -108,13 +112,13 @@ impl Plan {
         partition: &Partition,
         patches: &[String],
         uninstall: bool,
-        auto_rollback: bool,
+        on_failure: OnFailure,
     ) -> Plan {
         let mut plan = Plan {
             cluster: cluster.id.clone(),
             patches: patches.to_vec(),
             uninstall,
-            auto_rollback,
+            on_failure,
             parallel: cluster.parallel.max(1),
             health_deadline_secs: cluster.health_deadline_secs,
             min_healthy_secs: cluster.min_healthy_secs,
@@ -205,7 +209,7 @@ impl Plan {
     }
 
     pub fn push(&mut self, kind: StepKind, group: &str, node: &str, command: String) {
-        let seq = self.steps.len();
+        let seq = self.steps.len() + 1;
         self.steps.push(Step {
             seq,
             kind,
@@ -213,6 +217,17 @@ impl Plan {
             node: node.to_string(),
             command,
         });
+    }
+
+    /// The number of the plan's last step; steps after it were added
+    /// while running (a rollback, an abort's restores, closing hooks).
+    pub fn last_seq(&self) -> usize {
+        self.steps.last().map_or(0, |s| s.seq)
+    }
+
+    /// Whether a failed group is rolled back.
+    pub fn rolls_back(&self) -> bool {
+        self.on_failure == OnFailure::Rollback
     }
 
     pub fn members(&self, group: &str) -> Vec<String> {

@@ -73,6 +73,17 @@ pub struct Runner<'a, E: Env> {
 
 type Fail = String;
 
+/// A step that failed: its number and why.
+type StepFail = (usize, String);
+
+/// How a step row is named in messages: `apply edge-1_3`, `preflight`.
+fn what(row: &StepRow) -> String {
+    match row.step.node.as_str() {
+        "" => row.step.kind.as_str().to_string(),
+        node => format!("{} {node}", row.step.kind.as_str()),
+    }
+}
+
 /// Read-only member checks (preflight, health, consistency) run this many
 /// members at once, whatever the cluster's `parallel` for changes.
 const CHECKS_AT_ONCE: usize = crate::engine::ops::DEFAULT_PARALLEL;
@@ -118,14 +129,95 @@ impl<E: Env> Runner<'_, E> {
     }
 
     fn finish(&self, id: i64, state: State, ending: Ending, message: &str) -> Result<Ending, Fail> {
-        self.db(|c| journal::set_state(c, id, state, message))?;
-        self.emit_rollout(id, state.as_str(), message);
+        let mut message = message.to_string();
+        if matches!(state, State::Failed | State::RolledBack | State::Aborted) {
+            // However a rollout ends, the cluster's after-hooks run (e.g.
+            // image cloning switched back on), journaled as their steps.
+            // The ending is recorded first: a runner that dies among the
+            // hooks is finished the same way, never decided again.
+            self.db(|c| journal::set_closing(c, id, state, &message))?;
+            for problem in self.closing_hooks(id)? {
+                message.push_str(&format!("; {problem}"));
+            }
+        }
+        self.db(|c| journal::set_state(c, id, state, &message))?;
+        self.emit_rollout(id, state.as_str(), &message);
         Ok(ending)
+    }
+
+    /// Runs the plan's after-hooks that have not run, in order; returns
+    /// what went wrong with any of them.
+    fn closing_hooks(&self, id: i64) -> Result<Vec<String>, Fail> {
+        let rollout = self.load(id)?;
+        let last = rollout.plan.last_seq();
+        let mut problems = Vec::new();
+        for row in rollout
+            .steps
+            .iter()
+            .filter(|s| s.step.seq <= last && s.step.kind == StepKind::HookAfter)
+            // One that ran and failed (the step the rollout halted at) is
+            // not run twice.
+            .filter(|s| matches!(s.state, StepState::Pending | StepState::Running))
+        {
+            self.step(id, row, StepState::Running, "")?;
+            match self.env.hook(&row.step.command, &rollout.plan) {
+                Ok(m) => self.step(id, row, StepState::Done, &m)?,
+                Err(m) => {
+                    self.step(id, row, StepState::Failed, &m)?;
+                    problems.push(format!("after-hook step {} failed: {m}", row.step.seq));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// A failed rollout taken up again starts over with its before-hooks
+    /// if it ran its after-hooks when it halted.
+    fn reopen_hooks(&self, rollout: &Rollout) -> Result<(), Fail> {
+        let last = rollout.plan.last_seq();
+        let closed = rollout
+            .steps
+            .iter()
+            .any(|s| s.step.kind == StepKind::HookAfter && s.state != StepState::Pending);
+        let unfinished = rollout.steps.iter().any(|s| {
+            s.step.seq <= last
+                && !matches!(s.step.kind, StepKind::HookBefore | StepKind::HookAfter)
+                && s.state != StepState::Done
+        });
+        if !(closed && unfinished) {
+            return Ok(());
+        }
+        for row in rollout.steps.iter().filter(|s| {
+            s.step.seq <= last && matches!(s.step.kind, StepKind::HookBefore | StepKind::HookAfter)
+        }) {
+            self.db(|c| journal::set_step(c, rollout.id, row.step.seq, StepState::Pending, ""))?;
+        }
+        Ok(())
+    }
+
+    /// Whether another process asked this rollout to pause or abort.
+    fn stop_requested(&self, id: i64) -> Result<bool, Fail> {
+        Ok(matches!(
+            self.db(|c| journal::requested(c, id))?.as_str(),
+            "pause" | "abort"
+        ))
     }
 
     /// Runs rollout `id` from its first unfinished step until it is done,
     /// paused, aborted or halted. A failed step is tried again.
     pub fn run(&self, id: i64) -> Result<Ending, Fail> {
+        if let Some((state, message)) = self.db(|c| journal::closing(c, id))? {
+            let ending = match state {
+                State::RolledBack => Ending::RolledBack,
+                State::Aborted => Ending::Aborted,
+                _ => Ending::Failed,
+            };
+            return self.finish(id, state, ending, &message);
+        }
+        let taken = self.load(id)?;
+        if taken.state == State::Failed {
+            self.reopen_hooks(&taken)?;
+        }
         self.db(|c| journal::set_state(c, id, State::Running, ""))?;
         self.emit_rollout(id, "running", "");
         loop {
@@ -137,16 +229,16 @@ impl<E: Env> Runner<'_, E> {
                 _ => {}
             }
             let rollout = self.load(id)?;
-            let planned = rollout.plan.steps.len();
+            let last = rollout.plan.last_seq();
             // Steps beyond the plan are a rollback decided before this
             // console took over: carry it on, never retry the failed step
             // instead (that would roll forward, then revert the group at
             // the end). A console that died between recording a failure
             // and deciding the rollback decides it now.
-            if rollout.steps.iter().any(|s| s.step.seq >= planned) {
+            if rollout.steps.iter().any(|s| s.step.seq > last) {
                 return self.roll_back(id);
             }
-            if rollout.plan.auto_rollback
+            if rollout.plan.rolls_back()
                 && let Some(halt) = halting_step(&rollout).filter(|s| !s.step.group.is_empty())
             {
                 return self.failed(&rollout, halt, &halt.message);
@@ -166,28 +258,42 @@ impl<E: Env> Runner<'_, E> {
                 return self.finish(id, State::Done, Ending::Done, &message);
             };
             let batch = batch_at(&rollout.steps, first);
-            if let Err(message) = self.run_batch(&rollout, &batch) {
-                return self.failed(&rollout, &rollout.steps[first], &message);
+            if let Err((seq, message)) = self.run_batch(&rollout, &batch) {
+                // An abort asked for while the failing step ran is still
+                // carried out: restore, then the after-hooks.
+                if self.db(|c| journal::requested(c, id))? == "abort" {
+                    return self.abort(id);
+                }
+                let current = self.load(id)?;
+                let Some(row) = current.steps.iter().find(|s| s.step.seq == seq) else {
+                    return Err(format!("rollout {id} has no step {seq}"));
+                };
+                return self.failed(&current, row, &message);
             }
         }
     }
 
-    /// Runs the steps of `batch` that are not done yet.
-    fn run_batch(&self, rollout: &Rollout, batch: &[&StepRow]) -> Result<(), Fail> {
+    /// Runs the steps of `batch` that are not done yet. Between parallel
+    /// chunks a pause or abort request stops it: no new step starts once
+    /// one is asked for. A failure names the step that failed.
+    fn run_batch(&self, rollout: &Rollout, batch: &[&StepRow]) -> Result<(), StepFail> {
         let plan = &rollout.plan;
         let Some(head) = batch.iter().copied().find(|s| s.state != StepState::Done) else {
             return Ok(());
         };
+        let fail = |e: Fail| (head.step.seq, e);
         if head.step.kind == StepKind::Drain {
             // The halt is recorded on the step it stops, so status shows
             // where and why and a resume tries it again.
             if let Err(message) = self.wait_others_healthy(rollout, &head.step.group) {
-                self.step(rollout.id, head, StepState::Failed, &message)?;
-                return Err(message);
+                self.step(rollout.id, head, StepState::Failed, &message)
+                    .map_err(fail)?;
+                return Err((head.step.seq, message));
             }
         }
         if !head.step.kind.per_member() {
-            self.step(rollout.id, head, StepState::Running, "")?;
+            self.step(rollout.id, head, StepState::Running, "")
+                .map_err(fail)?;
             let result = match head.step.kind {
                 StepKind::Preflight => self.preflight(rollout.id, plan),
                 StepKind::HookBefore | StepKind::HookAfter => {
@@ -198,10 +304,13 @@ impl<E: Env> Runner<'_, E> {
                 _ => Ok(String::new()),
             };
             return match result {
-                Ok(message) => self.step(rollout.id, head, StepState::Done, &message),
+                Ok(message) => self
+                    .step(rollout.id, head, StepState::Done, &message)
+                    .map_err(fail),
                 Err(message) => {
-                    self.step(rollout.id, head, StepState::Failed, &message)?;
-                    Err(message)
+                    self.step(rollout.id, head, StepState::Failed, &message)
+                        .map_err(fail)?;
+                    Err((head.step.seq, message))
                 }
             };
         }
@@ -209,7 +318,7 @@ impl<E: Env> Runner<'_, E> {
         // applied before it started stay (an uninstall puts back only what
         // the member had). Without a record, every patch of the plan.
         let before = if head.step.kind == StepKind::Revert {
-            self.db(|c| journal::before(c, rollout.id))?
+            self.db(|c| journal::before(c, rollout.id)).map_err(fail)?
         } else {
             Default::default()
         };
@@ -230,6 +339,7 @@ impl<E: Env> Runner<'_, E> {
         };
         // Member steps: `parallel` at a time; the first failure is reported
         // after the chunk it was in has finished.
+        let mut started = false;
         for chunk in batch.chunks(plan.parallel.max(1)) {
             let chunk: Vec<&StepRow> = chunk
                 .iter()
@@ -239,8 +349,13 @@ impl<E: Env> Runner<'_, E> {
             if chunk.is_empty() {
                 continue;
             }
+            if started && self.stop_requested(rollout.id).map_err(fail)? {
+                return Ok(());
+            }
+            started = true;
             for row in &chunk {
-                self.step(rollout.id, row, StepState::Running, "")?;
+                self.step(rollout.id, row, StepState::Running, "")
+                    .map_err(fail)?;
             }
             let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
@@ -270,14 +385,13 @@ impl<E: Env> Runner<'_, E> {
             let mut first_error = None;
             for (row, result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(message) => self.step(rollout.id, row, StepState::Done, &message)?,
+                    Ok(message) => self
+                        .step(rollout.id, row, StepState::Done, &message)
+                        .map_err(fail)?,
                     Err(message) => {
-                        self.step(rollout.id, row, StepState::Failed, &message)?;
-                        first_error.get_or_insert(format!(
-                            "{} {}: {message}",
-                            row.step.kind.as_str(),
-                            row.step.node
-                        ));
+                        self.step(rollout.id, row, StepState::Failed, &message)
+                            .map_err(fail)?;
+                        first_error.get_or_insert((row.step.seq, message));
                     }
                 }
             }
@@ -420,12 +534,25 @@ impl<E: Env> Runner<'_, E> {
     /// restored and waited for.
     fn failed(&self, rollout: &Rollout, head: &StepRow, message: &str) -> Result<Ending, Fail> {
         let group = head.step.group.clone();
-        if !rollout.plan.auto_rollback || group.is_empty() {
-            let m = format!(
+        if !rollout.plan.rolls_back() || group.is_empty() {
+            let mut m = format!(
                 "halted at step {} ({}): {message}",
                 head.step.seq,
-                head.step.kind.as_str()
+                what(head)
             );
+            let drained: Vec<String> = rollout
+                .plan
+                .all_members()
+                .into_iter()
+                .filter(|n| !self.env.in_service(n))
+                .collect();
+            if !drained.is_empty() {
+                m.push_str(&format!(
+                    "; group {group} is left drained for inspection ({}); `patchdeck rollout abort {}` restores it",
+                    drained.join(", "),
+                    rollout.id
+                ));
+            }
             return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
         }
         // What the failed batch did is in the journal, not in `rollout`.
@@ -435,9 +562,9 @@ impl<E: Env> Runner<'_, E> {
             let m = format!(
                 "halted at step {} ({}): {message}; group {group} was not changed and is serving",
                 head.step.seq,
-                head.step.kind.as_str()
+                what(head)
             );
-            return self.finish(rollout.id, State::Aborted, Ending::RolledBack, &m);
+            return self.finish(rollout.id, State::RolledBack, Ending::RolledBack, &m);
         }
         self.db(|c| journal::append(c, rollout.id, &steps))?;
         self.roll_back(rollout.id)
@@ -449,32 +576,102 @@ impl<E: Env> Runner<'_, E> {
     fn roll_back(&self, id: i64) -> Result<Ending, Fail> {
         loop {
             let r = self.load(id)?;
-            let planned = r.plan.steps.len();
+            let last = r.plan.last_seq();
             let (halted, group) = match halting_step(&r) {
-                Some(h) => {
-                    let what = match h.step.node.as_str() {
-                        "" => h.step.kind.as_str().to_string(),
-                        node => format!("{} {node}", h.step.kind.as_str()),
-                    };
-                    (
-                        format!("halted at step {} ({what}): {}", h.step.seq, h.message),
-                        h.step.group.clone(),
-                    )
-                }
+                Some(h) => (
+                    format!("halted at step {} ({}): {}", h.step.seq, what(h), h.message),
+                    h.step.group.clone(),
+                ),
                 None => ("halted".to_string(), String::new()),
             };
             let Some(first) = r
                 .steps
                 .iter()
-                .position(|s| s.step.seq >= planned && s.state != StepState::Done)
+                .position(|s| s.step.seq > last && s.state != StepState::Done)
             else {
                 let m = format!("{halted}; group {group} rolled back and serving");
-                return self.finish(id, State::Aborted, Ending::RolledBack, &m);
+                return self.finish(id, State::RolledBack, Ending::RolledBack, &m);
             };
             let batch = batch_at(&r.steps, first);
-            if let Err(e) = self.run_batch(&r, &batch) {
+            if let Err((_, e)) = self.run_batch(&r, &batch) {
                 let m = format!("{halted}; rolling group {group} back failed too: {e}");
                 return self.finish(id, State::Failed, Ending::Failed, &m);
+            }
+        }
+    }
+
+    /// Rolls one group of a rollout that is not running back, on the
+    /// operator's request: the members the rollout changed are drained if
+    /// they serve (only while every other group is healthy), their change
+    /// is undone, they are restored and the group is waited for; members
+    /// it did not change are left alone. A halted (failed) rollout then
+    /// ends rolled back; an ended one keeps its state, and its status shows
+    /// the group rolled back.
+    ///
+    /// Errors: no such group, the rollout still running or paused, or
+    /// nothing of the rollout left to roll back on that group.
+    pub fn roll_back_group(&self, id: i64, group: &str) -> Result<Ending, Fail> {
+        let rollout = self.load(id)?;
+        if !rollout.plan.groups.iter().any(|g| g.name == group) {
+            let names: Vec<&str> = rollout
+                .plan
+                .groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect();
+            return Err(format!(
+                "rollout {id} has no group {group}; its groups are {}",
+                names.join(", ")
+            ));
+        }
+        if matches!(
+            rollout.state,
+            State::Pending | State::Running | State::Paused
+        ) {
+            return Err(format!(
+                "rollout {id} is {}; abort it (or let it end) before rolling a group back",
+                rollout.state.as_str()
+            ));
+        }
+        let steps = self.rollback_steps(&rollout, group);
+        if steps.is_empty() {
+            return Err(format!(
+                "group {group} of rollout {id} has nothing of it to roll back"
+            ));
+        }
+        let seqs = self.db(|c| journal::append(c, id, &steps))?;
+        loop {
+            let r = self.load(id)?;
+            let Some(first) = r
+                .steps
+                .iter()
+                .position(|s| seqs.contains(&s.step.seq) && s.state != StepState::Done)
+            else {
+                break;
+            };
+            let batch = batch_at(&r.steps, first);
+            if let Err((seq, e)) = self.run_batch(&r, &batch) {
+                let m = format!(
+                    "rolling group {group} back failed at step {seq}: {e}; `patchdeck rollout abort {id}` restores drained members"
+                );
+                return self.finish(id, State::Failed, Ending::Failed, &m);
+            }
+        }
+        let m = format!("group {group} rolled back and serving");
+        match rollout.state {
+            State::Failed => {
+                let m = format!("{}; {m}", rollout.message);
+                self.finish(id, State::RolledBack, Ending::RolledBack, &m)
+            }
+            state => {
+                let m = if rollout.message.is_empty() {
+                    m
+                } else {
+                    format!("{}; {m}", rollout.message)
+                };
+                self.db(|c| journal::set_state(c, id, state, &m))?;
+                self.emit_rollout(id, state.as_str(), &m);
+                Ok(Ending::RolledBack)
             }
         }
     }
@@ -497,6 +694,14 @@ impl<E: Env> Runner<'_, E> {
                     s.step.kind == StepKind::Apply
                         && &s.step.node == *n
                         && s.state != StepState::Pending
+                })
+            })
+            // Already rolled back by an earlier rollback of this group.
+            .filter(|n| {
+                !rollout.steps.iter().any(|s| {
+                    s.step.kind == StepKind::Revert
+                        && &s.step.node == *n
+                        && s.state == StepState::Done
                 })
             })
             .collect();
@@ -547,7 +752,7 @@ impl<E: Env> Runner<'_, E> {
     pub fn abort(&self, id: i64) -> Result<Ending, Fail> {
         self.db(|c| journal::request(c, id, "abort"))?;
         let rollout = self.load(id)?;
-        let planned = rollout.plan.steps.len();
+        let last = rollout.plan.last_seq();
         let drained: Vec<String> = rollout
             .plan
             .all_members()
@@ -559,7 +764,7 @@ impl<E: Env> Runner<'_, E> {
             r.steps
                 .iter()
                 .find(|s| {
-                    s.step.seq >= planned
+                    s.step.seq > last
                         && s.step.kind == StepKind::Restore
                         && s.step.node == n
                         && s.state != StepState::Done
@@ -589,8 +794,8 @@ impl<E: Env> Runner<'_, E> {
             else {
                 continue;
             };
-            if let Err(e) = self.run_batch(&reloaded, &[row]) {
-                failures.push(e);
+            if let Err((_, e)) = self.run_batch(&reloaded, &[row]) {
+                failures.push(format!("restore {n}: {e}"));
             }
         }
         if !failures.is_empty() {
@@ -635,7 +840,7 @@ fn each_member<T: Send>(
 fn halting_step(r: &Rollout) -> Option<&StepRow> {
     r.steps
         .iter()
-        .filter(|s| s.step.seq < r.plan.steps.len())
+        .filter(|s| s.step.seq <= r.plan.last_seq())
         .find(|s| s.state == StepState::Failed)
 }
 

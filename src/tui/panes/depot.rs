@@ -225,25 +225,27 @@ fn detail(app: &App, p: &Patch) -> Vec<Line<'static>> {
     } else {
         format!("restart {}", m.restart)
     };
+    // Everything here came from a manifest: shown, never obeyed.
+    let shown = crate::tui::text::shown;
     vec![
         Line::styled(
-            format!(
+            shown(&format!(
                 "{} {product} {} {} {} {restart}{}",
                 p.id,
                 m.version,
                 m.severity,
                 m.released,
                 if m.kernel { " kernel" } else { "" }
-            ),
+            )),
             app.theme.header,
         ),
         Line::styled(
-            format!(
+            shown(&format!(
                 "supersedes {}  superseded by {}  requires {}",
                 list(&m.supersedes),
                 list(&p.superseded_by),
                 list(&m.requires)
-            ),
+            )),
             app.theme.dim,
         ),
     ]

@@ -49,7 +49,14 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let selected = i == app.ops.cluster_cursor.selected;
         let r = app.ops.rollout_of(&c.id);
         let state = match r {
-            Some(r) if r.state == State::Running && !crate::engine::rollout::alive(r.pid) => {
+            Some(r)
+                if matches!(r.state, State::Running | State::Pending)
+                    && !app
+                        .ops
+                        .lab
+                        .as_ref()
+                        .is_some_and(|lab| crate::engine::rollout::is_running(lab, r)) =>
+            {
                 format!("rollout {} interrupted", r.id)
             }
             Some(r) => format!("rollout {} {}", r.id, r.state.as_str()),
@@ -120,12 +127,17 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             _ if r.message.is_empty() => r.state.as_str().to_string(),
             _ => format!("{}: {}", r.state.as_str(), r.message),
         };
-        let style = if r.state == State::Failed {
+        let step = crate::tui::text::shown(&step);
+        let style = if matches!(r.state, State::Failed | State::RolledBack) {
             theme.error
         } else {
             theme.dim
         };
-        lines.push(Line::styled(fit(&step, width), style));
+        // The whole message, wrapped: a halt names the group left drained
+        // and the command that restores it.
+        for row in crate::tui::text::wrap(&step, width) {
+            lines.push(Line::styled(row, style));
+        }
     } else {
         lines.push(Line::styled(
             "no rollout yet: mark patches in the depot (1), then r here",
@@ -138,8 +150,17 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             .unwrap_or_default();
         let done = steps.iter().filter(|s| s.state == StepState::Done).count();
         let mark = if gi == app.ops.group { ">" } else { " " };
+        let live = rollout.is_some_and(|r| {
+            app.ops
+                .lab
+                .as_ref()
+                .is_some_and(|lab| crate::engine::rollout::is_running(lab, r))
+        });
+        let word = rollout
+            .map(|r| format!(" {}", r.group_state(&g.name, live)))
+            .unwrap_or_default();
         let head = format!(
-            "{mark}group {} {} {}/{}",
+            "{mark}group {} {} {}/{}{word}",
             g.name,
             gauge(done, steps.len().max(1), 8),
             done,

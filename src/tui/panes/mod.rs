@@ -3,6 +3,7 @@
 pub mod depot;
 pub mod filter;
 pub mod groups;
+pub mod history;
 pub mod replication;
 
 use ratatui::widgets::{Block, BorderType, Borders};

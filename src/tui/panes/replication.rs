@@ -89,7 +89,10 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         return;
     };
     let mut lines = vec![Line::styled(
-        format!("{} on each node (R retries what is missing):", p.patch),
+        crate::tui::text::shown(&format!(
+            "{} on each node (R retries what is missing):",
+            p.patch
+        )),
         theme.header,
     )];
     // Failed and in-flight first: they are what an operator acts on.
