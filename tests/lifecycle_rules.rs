@@ -742,3 +742,40 @@ fn advice_on_a_superseded_patch_follows_the_chain_to_its_top() {
         "{m}"
     );
 }
+
+#[test]
+fn a_patch_is_never_installed_beneath_one_that_supersedes_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    quick_rollouts(&lab);
+    ok(
+        &lab,
+        &[
+            "replicate",
+            "LC_A2",
+            "LC_A3",
+            "--nodes",
+            &EDGE.join(","),
+            "--wait",
+        ],
+    );
+    ok(&lab, &["install", "LC_A3", "--nodes", "edge-1_1"]);
+    // The plain verb refuses; a rollout reaches the node directly, and the
+    // node itself must refuse too.
+    let out = run(&lab, &["install", "LC_A2", "--nodes", "edge-1_1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", "LC_A2"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(state(&lab, "edge-1_1", "LC_A2"), "staged");
+    assert_eq!(state(&lab, "edge-1_1", "LC_A3"), "applied");
+    ok(&lab, &["verify", "--nodes", "edge-1_1"]);
+    let nodes = json(&ok(&lab, &["nodes", "--json"]));
+    for m in EDGE {
+        let service = nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == m))
+            .map(|r| r["service"].clone())
+            .unwrap_or_default();
+        assert_eq!(service, "up", "{m}: a failure leaves every group serving");
+    }
+}

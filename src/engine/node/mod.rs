@@ -1111,6 +1111,17 @@ impl Node {
         let rows = self.db(store::patches(&self.conn))?;
         let graph = self.graph(&rows)?;
         let installed = installed_ids(&rows);
+        // Never beneath a newer patch: whoever asks (a verb or a rollout),
+        // the node itself refuses a patch something installed replaces.
+        if let Some(newer) = installed
+            .iter()
+            .find(|p| **p != id && requirement::covers(&graph, p, id))
+        {
+            return Err(self.err(
+                ErrorKind::Refused,
+                format!("cannot install {id}: {newer}, which supersedes it, is installed here"),
+            ));
+        }
         if let Some(req) = requirement::unmet(&graph, &m.requires, installed.iter().copied())
             .into_iter()
             .next()
