@@ -108,6 +108,7 @@ fn fleet_of(n: usize) -> Fleet {
                 role: Role::Primary,
                 root: Some(format!("nodes/n1_{i}")),
                 command: None,
+                offline: false,
                 products: vec!["app".into()],
                 demo: Default::default(),
             })
@@ -163,6 +164,10 @@ fn main() {
     let patch_file = lab.depot_dir().join(format!("{PATCH}.patch"));
     archive::pack(&t.join("src"), &patch_file).expect("pack");
     let fleet = fleet_of(nodes);
+    // A node's root is its machine: it exists before patchdeck reaches it.
+    for n in &fleet.nodes {
+        fs::create_dir_all(lab.resolve_root(n.root.as_deref().expect("root"))).expect("node root");
+    }
     fs::write(lab.fleet_path(), fleet.to_toml()).expect("fleet.toml");
     let fleet = Fleet::load(&lab.fleet_path()).expect("fleet loads");
     each_node(&lab, &fleet, |n| {

@@ -187,9 +187,14 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
 
     // Pause (it stops between steps), then resume to the end.
     t.keys(&["p"]);
-    let s = t.wait("the pause", |s| s.contains("rollout 1 paused"));
-    assert!(s.contains("group B"), "{s}");
+    t.wait("the pause", |s| s.contains("rollout 1 paused"));
+    // The pause notice covers the lower groups once the pane lists four
+    // clusters; close it to see them.
     t.keys(&["Escape"]);
+    let s = t.wait("the paused groups", |s| {
+        s.contains("rollout 1 paused") && s.contains("group B")
+    });
+    assert!(s.contains("group B"), "{s}");
     t.keys(&["u"]);
     t.wait("the rollout to finish", |s| s.contains("rollout 1 done"));
 

@@ -3,9 +3,10 @@
 use crate::front::{say, shout};
 use clap::Args;
 
+use super::global::Global;
 use super::nodes::load_fleet;
-use super::{Failure, Global, Outcome, print_json};
 use crate::engine::groups;
+use crate::front::{Failure, Outcome, print_json};
 
 #[derive(Debug, Args)]
 pub struct GroupsArgs {
@@ -85,7 +86,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
             "name the patches to replicate (or --status to see progress)".into(),
         ));
     }
-    let depot = super::open_depot(&lab.depot_dir())?;
+    let depot = crate::front::open_depot(&lab.depot_dir())?;
     depot
         .check_specs(&args.patches)
         .map_err(|e| Failure::Input(e.to_string()))?;
@@ -121,6 +122,19 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
     }
+    let offline: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.offline)
+        .map(|n| n.id.as_str())
+        .collect();
+    if !offline.is_empty() && !targets.is_empty() {
+        eprintln!(
+            "patchdeck: not replicated to {} (offline site: use snapshot, prepare and apply)",
+            offline.join(", ")
+        );
+    }
+    let nodes: Vec<&crate::engine::fleet::Node> =
+        nodes.into_iter().filter(|n| !n.offline).collect();
     let journal = crate::engine::journal::Journal::open(
         &lab,
         &std::env::args().collect::<Vec<_>>().join(" "),

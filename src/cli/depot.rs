@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{Failure, Global, Outcome, open_depot, print_json};
+use super::global::Global;
 use crate::engine::archive::{self, PackError};
 use crate::engine::demo::{self, DemoOptions};
 use crate::engine::depot::{Depot, DepotError};
@@ -14,13 +14,14 @@ use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{SearchLines, Searcher};
 use crate::engine::patch::Patch;
 use crate::engine::text::neutralise;
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Random seed: the same seed writes the same lab.
     #[arg(long, default_value_t = demo::DEFAULT_SEED)]
     seed: u64,
-    /// Number of nodes (at least 18: three clusters and two appliances).
+    /// Number of nodes (at least 23: four clusters, the offline site and two appliances).
     #[arg(long, default_value_t = demo::DEFAULT_NODES)]
     nodes: usize,
     /// Number of patches in the depot.
@@ -39,6 +40,8 @@ pub enum DepotCommand {
     Check(CheckArgs),
     /// Verify patch files and copy them into the depot.
     Add(AddArgs),
+    /// Copy matching patches from an upstream depot: verified, only what changed, resumable.
+    Mirror(super::mirror::MirrorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +84,7 @@ impl DepotCommand {
             DepotCommand::List(a) => a.json,
             DepotCommand::Check(a) => a.json,
             DepotCommand::Add(_) => false,
+            DepotCommand::Mirror(a) => a.json,
         }
     }
 }
@@ -130,6 +134,7 @@ pub fn run(global: &Global, command: DepotCommand) -> Outcome {
         DepotCommand::List(args) => list(global, args),
         DepotCommand::Check(args) => check(global, args),
         DepotCommand::Add(args) => add(global, args),
+        DepotCommand::Mirror(args) => super::mirror::run(global, args),
     }
 }
 

@@ -3,10 +3,11 @@
 use crate::front::say;
 use clap::Args;
 
-use super::{Failure, Global, Outcome, print_json};
+use super::global::Global;
 use crate::engine::doctor::{self, Finding};
 use crate::engine::fleet::Fleet;
 use crate::engine::text::neutralise;
+use crate::front::{Failure, Outcome, print_json};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {

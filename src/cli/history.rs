@@ -1,10 +1,12 @@
 //! `history`: the lab's journal, newest first, narrowed by node, patch,
 //! rollout and time.
 
+use crate::front::say;
 use clap::Args;
 
-use super::{Failure, Global, Outcome, print_json};
+use super::global::Global;
 use crate::engine::journal::{self, Operator, Query};
+use crate::front::{Failure, Outcome, print_json};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -54,9 +56,13 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
     }
     // Narrow enough for an 80-column console: the message goes last and
     // wraps; --json has every field in full.
-    println!(
+    say!(
         "{:<19} {:<10} {:<10} {:<11} {:<4} BY (FROM): MESSAGE",
-        "TIME (UTC)", "NODE", "PATCH", "OP", "OK"
+        "TIME (UTC)",
+        "NODE",
+        "PATCH",
+        "OP",
+        "OK"
     );
     for c in &changes {
         let by = Operator::display(
@@ -77,7 +83,7 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
             .take(19)
             .collect::<String>()
             .replace('T', " ");
-        println!(
+        say!(
             "{time:<19} {:<10} {:<10} {:<11} {:<4} {by} ({from}): {}",
             c.node,
             c.patch,
@@ -86,6 +92,6 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
             c.message
         );
     }
-    println!("{} change(s)", changes.len());
+    say!("{} change(s)", changes.len());
     Ok(())
 }

@@ -4,22 +4,24 @@
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
 mod cluster;
+mod components;
 mod depot;
 mod doctor;
+mod global;
 mod history;
+mod mirror;
 mod node;
 pub(crate) mod nodes;
+pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
 
-use std::path::PathBuf;
+use clap::{CommandFactory, Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::engine::lab::Lab;
 use crate::engine::ops::Op;
-pub use crate::front::{Failure, Outcome, open_depot, print_json};
+use crate::front::Outcome;
+pub use global::{ConsoleArgs, Global};
 
 #[derive(Debug, Parser)]
 #[command(name = "patchdeck", version, about = "A patch console for operators", long_about = None, max_term_width = 80)]
@@ -28,39 +30,6 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Option<Command>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct Global {
-    /// The lab directory (default: $PATCHDECK_LAB or the user's data directory).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub lab: Option<PathBuf>,
-    /// For commands that only read a depot: use this depot directory instead of the lab's.
-    #[arg(long, global = true, value_name = "DIR")]
-    pub depot: Option<PathBuf>,
-    /// What goes to the log: off, error, warn, info, debug or trace
-    /// (default warn; RUST_LOG, when set, wins). Verbs log to standard
-    /// error; the console logs to LAB/logs/console.log.
-    #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
-
-/// How the console draws; given to the console as plain values.
-#[derive(Debug, Clone, Args)]
-pub struct ConsoleArgs {
-    /// Colour theme: default, mono, high-contrast, or a user theme name.
-    #[arg(long, value_name = "NAME")]
-    pub theme: Option<String>,
-    /// Serial-console profile: ASCII only, no colour, at most one redraw a
-    /// second. Chosen by itself for TERM=vt100/vt102/vt220/linux or a
-    /// locale that is not UTF-8.
-    #[arg(long)]
-    pub serial: bool,
-    /// Minimum milliseconds between redraws for live updates (default 100; 1000 in the serial profile).
-    #[arg(long, value_name = "MS")]
-    pub refresh_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +68,18 @@ pub enum Command {
     Rollout(rollout::RolloutCommand),
     /// Serve the node protocol on stdin/stdout (what the console runs on each node).
     Node(node::NodeArgs),
+    /// Per node, every component (PRODUCT.FILESET) with its installed version.
+    Components(components::ComponentsArgs),
+    /// Per node and component: the newest version the depot offers and the patches to get there.
+    Updates(components::UpdatesArgs),
+    /// Whether a cluster's members are on the same release; exit 1 when they differ.
+    Drift(components::DriftArgs),
+    /// On an offline site: record what each node is and has, for `prepare`.
+    Snapshot(offline::SnapshotArgs),
+    /// Where the depot is: resolve a selection against a snapshot into one bundle file.
+    Prepare(offline::PrepareArgs),
+    /// On the site: check a bundle and install it (crash safe, journaled).
+    Apply(offline::ApplyArgs),
     /// Damaged databases and node stores, and how to recover them; exit 1 when any.
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: bash, zsh or fish.
@@ -135,9 +116,15 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Replicate(args) => cluster::replicate(global, args),
         Command::Rollout(cmd) => rollout::run(global, cmd),
         Command::Node(args) => node::run(args),
+        Command::Components(args) => components::components(global, args),
+        Command::Updates(args) => components::updates(global, args),
+        Command::Drift(args) => components::drift(global, args),
+        Command::Snapshot(args) => offline::snapshot(global, args),
+        Command::Prepare(args) => offline::prepare(global, args),
+        Command::Apply(args) => offline::apply(global, args),
         Command::Doctor(args) => doctor::run(global, args),
-        Command::Completions(args) => shell::completions(args),
-        Command::Man(args) => shell::man(args),
+        Command::Completions(args) => shell::completions(args, Cli::command()),
+        Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
     }
 }
@@ -158,31 +145,15 @@ impl Command {
             Command::Rollback(a) | Command::Remove(a) => a.json,
             Command::Commit(a) => a.json,
             Command::Demo(_) | Command::Pack(_) => false,
+            Command::Components(a) => a.json,
+            Command::Updates(a) => a.json,
+            Command::Drift(a) => a.json,
+            Command::Snapshot(a) => a.json,
+            Command::Prepare(a) => a.json,
+            Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
         }
-    }
-}
-
-impl Global {
-    pub fn lab(&self) -> Lab {
-        Lab::new(self.lab.clone().unwrap_or_else(Lab::default_root))
-    }
-
-    /// The depot a read-only command works on: `--depot`, else the lab's.
-    pub fn depot_dir(&self) -> Result<PathBuf, Failure> {
-        if let Some(dir) = &self.depot {
-            return Ok(dir.clone());
-        }
-        let lab = self.lab();
-        if !lab.exists() {
-            return Err(Failure::Failed(format!(
-                "no lab at {}; create one with `patchdeck demo --lab {}` or pass --depot DIR",
-                lab.root.display(),
-                lab.root.display()
-            )));
-        }
-        Ok(lab.depot_dir())
     }
 }

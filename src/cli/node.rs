@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{Failure, Outcome};
 use crate::engine::protocol;
+use crate::front::{Failure, Outcome};
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {

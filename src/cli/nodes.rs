@@ -5,13 +5,14 @@ use crate::front::{say, shout};
 use clap::Args;
 use serde::Serialize;
 
-use super::{Failure, Global, Outcome, open_depot, print_json};
+use super::global::Global;
 use crate::engine::fleet::{Fleet, Targets};
 use crate::engine::guard;
 use crate::engine::journal::{self, Journal};
 use crate::engine::lab::Lab;
 use crate::engine::node::{Listed, Node, STORE_DIR, listed_state};
 use crate::engine::ops::{self, Job, Op};
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 /// Which nodes: `--nodes a,b`, `--cluster C`, `--org O`, optionally `--dc D|all`.
 #[derive(Debug, Clone, Args)]

@@ -3,6 +3,7 @@
 //! `start` and `resume` in a session of its own), so closing the terminal
 //! or Ctrl-C stops only the command following it, never the rollout.
 
+use crate::front::{say, shout};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::global::Global;
 use super::nodes::load_fleet;
-use super::{Failure, Global, Outcome, open_depot, print_json};
 use crate::engine::console;
 use crate::engine::fleet::OnFailure;
 use crate::engine::lab::Lab;
@@ -20,6 +21,7 @@ use crate::engine::rollout::prepare::{self, Prepared};
 use crate::engine::rollout::{
     self, ClusterLock, Ending, Event, Rollout, Runner, State, StepState, journal,
 };
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -106,6 +108,9 @@ pub struct StartArgs {
     /// Print the plan (groups, and each step with its command); change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Start even when the cluster's members differ (see `patchdeck drift`).
+    #[arg(long)]
+    allow_drift: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -178,7 +183,24 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     };
     let prepared = prepare::prepare(&fleet, &depot, &request).map_err(prepare_failure)?;
     for w in &prepared.warnings {
-        eprintln!("warning: {w}");
+        shout!("warning: {w}");
+    }
+    let gate = crate::engine::drift::rollout_gate(
+        &lab,
+        &fleet,
+        &|id: &str| {
+            depot
+                .get(id)
+                .map(|p| crate::engine::components::component_of(&p.manifest))
+        },
+        &args.cluster,
+        &prepared.plan.patches,
+        args.allow_drift,
+        !args.dry_run,
+    )
+    .map_err(|e| Failure::Failed(e.to_string()))?;
+    if let crate::engine::drift::Gate::Allowed(note) = &gate {
+        shout!("patchdeck: {note}");
     }
     if args.dry_run {
         return print_plan(&prepared, args.json);
@@ -255,7 +277,7 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
                 "rollout": id, "cluster": r.cluster, "state": r.state, "pid": child.id(), "log": log,
             }));
         }
-        println!(
+        say!(
             "rollout {id} on {} started in pid {}; `patchdeck rollout status {id} --follow` follows it (log {})",
             r.cluster,
             child.id(),
@@ -283,7 +305,7 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = said.lines().rev().take(3).collect();
                 if !tail.is_empty() {
-                    eprintln!(
+                    shout!(
                         "rollout {id}: its runner said: {}",
                         tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
                     );
@@ -298,12 +320,12 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
 /// The last word on a rollout whose runner has stopped, and the exit status.
 fn ended(r: &Rollout, json: bool) -> Outcome {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "rollout": r.id, "cluster": r.cluster, "state": r.state, "message": r.message })
         );
     } else {
-        println!(
+        say!(
             "rollout {} on {}: {}{}",
             r.id,
             r.cluster,
@@ -391,7 +413,12 @@ fn describe_state(lab: &Lab, r: &Rollout) -> String {
 }
 
 /// Runs rollout `id` here, holding its cluster, printing events live.
-fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) -> Outcome {
+pub(crate) fn execute(
+    lab: &Lab,
+    fleet: &crate::engine::fleet::Fleet,
+    id: i64,
+    json: bool,
+) -> Outcome {
     let conn = Mutex::new(console::open(lab).map_err(db_err(lab))?);
     let cluster = {
         let c = conn
@@ -425,12 +452,12 @@ fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) 
         .map_err(db_err(lab))?
         .ok_or_else(|| Failure::Failed(format!("rollout {id} vanished")))?;
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "rollout": id, "cluster": r.cluster, "ending": ending, "state": r.state, "message": r.message })
         );
     } else {
-        println!(
+        say!(
             "rollout {id} on {}: {}{}",
             r.cluster,
             r.state.as_str(),
@@ -453,12 +480,12 @@ fn execute(lab: &Lab, fleet: &crate::engine::fleet::Fleet, id: i64, json: bool) 
 fn print_event(e: &Event, json: bool) {
     if json {
         if let Ok(line) = serde_json::to_string(e) {
-            println!("{line}");
+            say!("{line}");
         }
         return;
     }
     if e.seq.is_none() {
-        println!(
+        say!(
             "rollout {}: {}{}",
             e.rollout,
             e.state,
@@ -478,7 +505,7 @@ fn print_event(e: &Event, json: bool) {
     } else {
         e.group.clone()
     };
-    println!(
+    say!(
         "  {:>3}. [{group}] {:<12} {:<11} {:<7} {}",
         e.seq.unwrap_or_default(),
         e.node,
@@ -516,22 +543,22 @@ fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
     } else {
         "install"
     };
-    println!(
+    say!(
         "plan: {what} {} on cluster {} ({} at a time within a group)",
         plan.patches.join(" "),
         plan.cluster,
         plan.parallel
     );
     for p in &prepared.patches {
-        println!("  {}: {}", p.id, p.reason);
+        say!("  {}: {}", p.id, p.reason);
     }
-    println!(
+    say!(
         "on failure: {} ({})",
         plan.on_failure.as_str(),
         policy_words(plan.on_failure)
     );
     for g in &plan.groups {
-        println!("  group {}: {}", g.name, g.members.join(" "));
+        say!("  group {}: {}", g.name, g.members.join(" "));
     }
     for s in &plan.steps {
         let group = if s.group.is_empty() {
@@ -539,14 +566,14 @@ fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
         } else {
             s.group.clone()
         };
-        println!(
+        say!(
             "  {:>3}. [{group}] {:<11} {}",
             s.seq,
             s.kind.as_str(),
             s.command
         );
     }
-    println!("dry run: nothing was changed");
+    say!("dry run: nothing was changed");
     Ok(())
 }
 
@@ -598,7 +625,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
             return print_json(&body);
         }
         if !args.follow {
-            println!(
+            say!(
                 "rollout {} on {}: {} ({})",
                 r.id,
                 r.cluster,
@@ -606,15 +633,15 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 r.plan.patches.join(" ")
             );
             if !r.message.is_empty() {
-                println!("  {}", r.message);
+                say!("  {}", r.message);
             }
-            println!(
+            say!(
                 "  on failure: {} ({})",
                 r.plan.on_failure.as_str(),
                 policy_words(r.plan.on_failure)
             );
             for g in group_lines(&lab, &r) {
-                println!(
+                say!(
                     "  group {}: {}/{} steps, {}",
                     g["name"].as_str().unwrap_or(""),
                     g["done"],
@@ -623,7 +650,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
                 );
             }
             if let Some(s) = r.next_step() {
-                println!(
+                say!(
                     "  next: step {} {} {} ({})",
                     s.step.seq,
                     s.step.kind.as_str(),
@@ -660,7 +687,7 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
     match r.state {
         State::Running | State::Pending if rollout::is_running(&lab, &r) => {
             journal::request(&conn, r.id, "pause").map_err(db_err(&lab))?;
-            println!(
+            say!(
                 "rollout {}: pause requested; no new step starts, and steps already running finish",
                 r.id
             );
@@ -668,9 +695,9 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
         State::Running | State::Pending => {
             journal::set_state(&conn, r.id, State::Paused, "paused while interrupted")
                 .map_err(db_err(&lab))?;
-            println!("rollout {}: paused (its console had died)", r.id);
+            say!("rollout {}: paused (its console had died)", r.id);
         }
-        State::Paused => println!("rollout {}: already paused", r.id),
+        State::Paused => say!("rollout {}: already paused", r.id),
         s => {
             return Err(Failure::Failed(format!(
                 "rollout {} is {}; only a running rollout can pause",
@@ -725,7 +752,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
         return print_json(&body);
     }
     if rows.is_empty() {
-        println!("no rollout yet");
+        say!("no rollout yet");
     }
     for r in &rows {
         let what = if r.plan.uninstall {
@@ -733,7 +760,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
         } else {
             "install"
         };
-        println!(
+        say!(
             "{:>4}  {:<10} {:<28} {} {what} {}",
             r.id,
             r.cluster,
@@ -758,7 +785,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
     if rollout::is_running(&lab, &r) {
         let conn = console::open(&lab).map_err(db_err(&lab))?;
         journal::request(&conn, r.id, "abort").map_err(db_err(&lab))?;
-        println!(
+        say!(
             "rollout {}: abort requested; no new step starts, and once the steps in progress end every drained member is restored and the after-hooks run",
             r.id
         );
@@ -822,7 +849,7 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     match ending {
         Ending::RolledBack => {
             if !args.json {
-                println!("rollout {}: {}", r.id, after.message);
+                say!("rollout {}: {}", r.id, after.message);
             }
             Ok(())
         }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::depot::parse_filters;
-use super::{Failure, Global, Outcome, open_depot, print_json};
+use super::global::Global;
 use crate::engine::inventory::Inventory;
 use crate::engine::select::{Request, resolve};
+use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Args)]
 pub struct SelectArgs {

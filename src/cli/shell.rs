@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::{Args, ValueEnum};
 
-use super::Cli;
 use crate::front::{Failure, Outcome};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -32,8 +31,7 @@ pub struct ManArgs {
 
 /// Prints the completion script for a shell on standard output, e.g.
 /// `patchdeck completions bash > /etc/bash_completion.d/patchdeck`.
-pub fn completions(args: CompletionsArgs) -> Outcome {
-    let mut cmd = Cli::command();
+pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> Outcome {
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
@@ -45,8 +43,7 @@ pub fn completions(args: CompletionsArgs) -> Outcome {
 
 /// Writes the manual pages (roff): the whole command to standard output, or
 /// every page into a directory.
-pub fn man(args: ManArgs) -> Outcome {
-    let cmd = Cli::command();
+pub fn man(args: ManArgs, cmd: clap::Command) -> Outcome {
     let Some(dir) = args.output else {
         return clap_mangen::Man::new(cmd)
             .render(&mut std::io::stdout())

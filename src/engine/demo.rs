@@ -20,9 +20,14 @@ use crate::engine::manifest::{FileEntry, Manifest, Restart, Severity};
 
 pub const DEFAULT_SEED: u64 = 7;
 pub const DEFAULT_PATCHES: usize = 300;
-pub const DEFAULT_NODES: usize = 20;
-/// The three demo clusters take 16 nodes; at least two appliances stand alone.
-pub const MIN_NODES: usize = 18;
+pub const DEFAULT_NODES: usize = 25;
+/// The four demo clusters and the offline site take 21 nodes; at least two
+/// appliances stand alone.
+pub const MIN_NODES: usize = 23;
+/// Nodes beside the three first clusters and the standalone appliances:
+/// the offline site `north`, with the `legacy` cluster (3) and two
+/// standalone appliances.
+const EXTRA_NODES: usize = 5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DemoOptions {
@@ -182,6 +187,7 @@ pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
             write_node(&lab.resolve_root(root), node)?;
         }
     }
+    drift_legacy(lab, &fleet)?;
     let config = LabConfig {
         filters: vec![
             SavedFilter {
@@ -202,6 +208,7 @@ pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
             },
         ],
         console: Default::default(),
+        depot: Default::default(),
     };
     fs::write(
         lab.config_path(),
@@ -416,10 +423,60 @@ fn write_node(root: &Path, node: &Node) -> std::io::Result<()> {
                 format!("{} {fileset} base {}\n", product.name, product.base),
             )?;
             fs::write(dir.join("VERSION"), format!("{}\n", product.base))?;
-            store
-                .set_component(&format!("{}.{fileset}", product.name), product.base)
-                .map_err(to_io)?;
+            let name = format!("{}.{fileset}", product.name);
+            let version = demo_versions(&node.id)
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map_or(product.base, |(_, v)| v);
+            store.set_component(&name, version).map_err(to_io)?;
         }
+    }
+    Ok(())
+}
+
+/// Component versions some new demo nodes carry instead of their
+/// product's base version, so `components` and `drift` have something to
+/// show (seed 003: components each at their own version).
+fn demo_versions(node: &str) -> &'static [(&'static str, &'static str)] {
+    match node {
+        "north-2" => &[("gateway.core", "10.1.3"), ("crypto.libssl", "3.0.2")],
+        "legacy-1_3" => &[("appserver.web", "4.2.5")],
+        _ => &[],
+    }
+}
+
+/// Makes the `legacy` cluster drift: its second member gets the oldest
+/// appserver patch that installs on its own (when the depot has one), and
+/// its third member a newer web component (see [`demo_versions`]).
+fn drift_legacy(lab: &Lab, fleet: &Fleet) -> std::io::Result<()> {
+    let to_io = |e: crate::engine::node::NodeError| std::io::Error::other(e.to_string());
+    let Some(node) = fleet.node("legacy-1_2") else {
+        return Ok(());
+    };
+    let Some(root) = &node.root else {
+        return Ok(());
+    };
+    let dir = lab.depot_dir();
+    let mut files: Vec<_> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("APP_") && n.ends_with(".patch"))
+        .collect();
+    files.sort();
+    for name in files {
+        let path = dir.join(&name);
+        let Ok(m) = archive::read_patch(&path) else {
+            continue;
+        };
+        if !m.requires.is_empty() || !m.supersedes.is_empty() {
+            continue;
+        }
+        let id = name.trim_end_matches(".patch");
+        let mut store =
+            crate::engine::node::Node::open(&lab.resolve_root(root), &node.id).map_err(to_io)?;
+        store.stage(id, &path).map_err(to_io)?;
+        store.install(id, true).map_err(to_io)?;
+        break;
     }
     Ok(())
 }
@@ -441,6 +498,7 @@ pub fn fleet(nodes: usize) -> Fleet {
         datacenters: vec![
             dc("east", "East (primary site)"),
             dc("west", "West (secondary site)"),
+            dc("north", "North (offline site)"),
         ],
         organizations: vec![
             org("retail", "Retail"),
@@ -451,6 +509,7 @@ pub fn fleet(nodes: usize) -> Fleet {
             cluster("edge", None, 2),
             cluster("app", Some(Grouping::Count(2)), 2),
             cluster("db", None, 1),
+            cluster("legacy", None, 1),
         ],
         nodes: Vec::new(),
     };
@@ -468,6 +527,7 @@ pub fn fleet(nodes: usize) -> Fleet {
         },
         root: Some(format!("nodes/{cluster}-{site}_{m}")),
         command: None,
+        offline: false,
         products: products.iter().map(|s| s.to_string()).collect(),
         demo: Default::default(),
     };
@@ -504,7 +564,7 @@ pub fn fleet(nodes: usize) -> Fleet {
             &["kernel", "appserver"],
         ));
     }
-    for n in 0..nodes - 16 {
+    for n in 0..nodes - 16 - EXTRA_NODES {
         let dc = if n % 2 == 0 { "east" } else { "west" };
         let org = ["retail", "payments", "internal"][n % 3];
         let id = format!("gw-{dc}-{}", n / 2 + 1);
@@ -522,6 +582,43 @@ pub fn fleet(nodes: usize) -> Fleet {
             },
             root: Some(format!("nodes/{id}")),
             command: None,
+            offline: false,
+            products: vec!["kernel".into(), "gateway".into(), "crypto".into()],
+            demo: Default::default(),
+        });
+    }
+    // New demo content goes after the nodes scripts already know.
+    // The legacy cluster sits on the offline site: it is patched with
+    // bundles, and has drifted.
+    for m in 1..=3 {
+        let mut node = member(
+            "legacy",
+            1,
+            m,
+            "north",
+            "internal",
+            &["kernel", "appserver"],
+        );
+        node.offline = true;
+        fleet.nodes.push(node);
+    }
+    for n in 1..=2 {
+        let id = format!("north-{n}");
+        fleet.nodes.push(Node {
+            id: id.clone(),
+            dc: "north".into(),
+            org: "internal".into(),
+            site: "3".into(),
+            cluster: None,
+            member: None,
+            role: if n == 1 {
+                Role::Primary
+            } else {
+                Role::Secondary
+            },
+            root: Some(format!("nodes/{id}")),
+            command: None,
+            offline: true,
             products: vec!["kernel".into(), "gateway".into(), "crypto".into()],
             demo: Default::default(),
         });

@@ -645,7 +645,9 @@ fn read_categories(root: &Path) -> (BTreeMap<String, String>, Option<Broken>) {
             BTreeMap::new(),
             Some(Broken {
                 file: CATEGORIES_FILE.into(),
-                line: e.span().map(|s| manifest::line_of(&text, s.start)),
+                line: e
+                    .span()
+                    .map(|s| crate::engine::tomlspan::line_of(&text, s.start)),
                 message: format!(
                     "{}; expected lines like critical_patch = \"Fixes a critical problem\"",
                     e.message().trim()

@@ -151,6 +151,10 @@ pub struct Node {
     /// Remote node: a command that speaks the node protocol on stdio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// On an offline site: the console cannot stage onto it directly;
+    /// patches reach it through `snapshot` → `prepare` → `apply` (seed 003).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
     /// Products this kind of node carries (informational; the node's own
     /// database is the truth).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -270,7 +274,7 @@ impl Fleet {
         let fleet: Fleet = toml::from_str(text).map_err(|e| {
             (
                 e.span()
-                    .map(|s| crate::engine::manifest::line_of(text, s.start)),
+                    .map(|s| crate::engine::tomlspan::line_of(text, s.start)),
                 crate::engine::text::cap(e.message().trim()).into_owned(),
             )
         })?;

@@ -29,6 +29,24 @@ pub struct LabConfig {
     pub filters: Vec<SavedFilter>,
     #[serde(default, skip_serializing_if = "ConsoleConfig::is_default")]
     pub console: ConsoleConfig,
+    #[serde(default, skip_serializing_if = "DepotConfig::is_default")]
+    pub depot: DepotConfig,
+}
+
+/// `[depot]` in the lab's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepotConfig {
+    /// The depot directory `depot mirror` refreshes from when no `--from`
+    /// is given (relative to the lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+impl DepotConfig {
+    pub fn is_default(&self) -> bool {
+        *self == DepotConfig::default()
+    }
 }
 
 /// `[console]` in the lab's config: defaults the command line can override.
@@ -95,7 +113,7 @@ impl Lab {
         toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| crate::engine::manifest::line_of(&text, s.start));
+                .map(|s| crate::engine::tomlspan::line_of(&text, s.start));
             format!(
                 "{}{}: {}",
                 path.display(),

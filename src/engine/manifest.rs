@@ -153,7 +153,9 @@ impl Manifest {
     /// cross-patch rules are the depot's business).
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
-            line: e.span().map(|s| line_of(text, s.start)),
+            line: e
+                .span()
+                .map(|s| crate::engine::tomlspan::line_of(text, s.start)),
             message: crate::engine::text::cap(e.message().trim()).into_owned(),
         })?;
         manifest.check().map_err(|(message, at)| ManifestError {
@@ -347,15 +349,6 @@ pub fn check_payload_path(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// Line of the first `key =` assignment, for errors found after parsing.

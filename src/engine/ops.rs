@@ -209,6 +209,27 @@ pub fn connect(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transport>, Node
     }
 }
 
+/// Opens a node's transport to change it: stage, install and the rest.
+/// A node on an offline site (`offline = true`) is refused, pointing to
+/// the offline flow (seed 003: offline sites are patched from a snapshot
+/// and a prepared bundle, never directly). Errors: [`ErrorKind::Refused`]
+/// for an offline node, else those of [`connect`].
+pub fn connect_to_change(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transport>, NodeError> {
+    if node.offline {
+        return Err(refused(
+            &node.id,
+            &format!(
+                "on an offline site, so it is not patched directly: take a snapshot there \
+                 (`patchdeck snapshot --nodes {} -o FILE`), prepare a bundle where the depot \
+                 is (`patchdeck prepare FILE -o BUNDLE`), and apply it on the site \
+                 (`patchdeck apply BUNDLE --nodes {}`)",
+                node.id, node.id
+            ),
+        ));
+    }
+    connect(lab, node)
+}
+
 /// A node reached through a command speaking the node protocol (for
 /// example `ssh -T host patchdeck node --root /`).
 fn remote(command: &str, node: &str) -> Result<Box<dyn Transport>, NodeError> {
@@ -284,7 +305,7 @@ pub fn run(
     parallel: usize,
     seen: &(dyn Fn(&Outcome) + Sync),
 ) -> Vec<Outcome> {
-    for_each_node(nodes, parallel, |node| match connect(lab, node) {
+    for_each_node(nodes, parallel, |node| match connect_to_change(lab, node) {
         Ok(mut t) => on_node(t.as_mut(), req, seen),
         Err(e) => {
             let o = Outcome::failed(

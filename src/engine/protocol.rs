@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::engine::inventory::Inventory;
+use crate::engine::node::environment::Environment;
 use crate::engine::node::{
     Drift, ErrorKind, Listed, Node, NodeError, Report, STORE_DIR, Service, ServiceStatus,
 };
@@ -159,6 +160,8 @@ enum Request {
     },
     List {},
     Inventory {},
+    /// The node's environment id and host name (offline bundles).
+    Environment {},
     Verify {},
     /// Whether installing `patches` fits in the node's free space.
     Space {
@@ -505,6 +508,10 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Inventory {} => {
                 let r = node.inventory();
+                self.answer(id, r)?;
+            }
+            Request::Environment {} => {
+                let r = node.environment();
                 self.answer(id, r)?;
             }
             Request::Verify {} => {
@@ -1142,6 +1149,10 @@ impl Transport for Remote {
 
     fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
         self.plain_call("verify")
+    }
+
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        self.plain_call("environment")
     }
 
     fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {

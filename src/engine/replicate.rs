@@ -137,7 +137,8 @@ fn set(conn: &Mutex<Connection>, e: &Event, attempts: u32) {
 }
 
 /// Copies every patch to every node; `seen` hears each status change.
-/// Returns the progress of the patches afterwards.
+/// Nodes on an offline site are left out (they take bundles: `snapshot`,
+/// `prepare`, `apply`). Returns the progress of the patches afterwards.
 pub fn replicate(
     lab: &Lab,
     depot: &Depot,
@@ -146,6 +147,10 @@ pub fn replicate(
     options: Options,
     seen: &(dyn Fn(&Event) + Sync),
 ) -> rusqlite::Result<Vec<PatchProgress>> {
+    // A node on an offline site is never staged directly (it takes
+    // bundles), so it is no replication target.
+    let nodes: Vec<&fleet::Node> = nodes.iter().copied().filter(|n| !n.offline).collect();
+    let nodes = nodes.as_slice();
     let conn = Mutex::new(crate::engine::console::open(lab)?);
     let sizes: BTreeMap<&str, u64> = patches
         .iter()
@@ -193,7 +198,7 @@ pub fn replicate(
             loop {
                 attempt += 1;
                 if transport.is_none() {
-                    match ops::connect(lab, node) {
+                    match ops::connect_to_change(lab, node) {
                         Ok(t) => transport = Some(t),
                         Err(e) => {
                             if attempt < options.attempts

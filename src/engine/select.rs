@@ -20,7 +20,6 @@ use serde::Serialize;
 use crate::engine::inventory::Inventory;
 use crate::engine::patch::Patch;
 use crate::engine::requirement;
-use crate::engine::version;
 
 /// "No node / no component" in the index-based tables below.
 const NONE: usize = usize::MAX;
@@ -178,33 +177,9 @@ impl fmt::Display for ProblemKind {
     }
 }
 
-/// Whether `installed` satisfies a `base_version` constraint list such as
-/// `">=10.1, <11"`: comma-separated `OP VERSION` terms, OP one of `>=`, `<=`,
-/// `>`, `<`, `==`, `=`, or none (meaning `==`); every term must hold.
-/// `None` when the constraint cannot be parsed.
-pub fn base_version_satisfied(base: &str, installed: &str) -> Option<bool> {
-    let mut holds = true;
-    for term in base.split(',') {
-        let term = term.trim();
-        let (op, wanted) = [">=", "<=", "==", ">", "<", "="]
-            .iter()
-            .find_map(|op| term.strip_prefix(op).map(|rest| (*op, rest.trim())))
-            .unwrap_or(("==", term));
-        let malformed = |c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | ',');
-        if wanted.is_empty() || wanted.contains(malformed) {
-            return None;
-        }
-        let ord = version::compare(installed, wanted);
-        holds &= match op {
-            ">=" => ord.is_ge(),
-            "<=" => ord.is_le(),
-            ">" => ord.is_gt(),
-            "<" => ord.is_lt(),
-            _ => ord.is_eq(),
-        };
-    }
-    Some(holds)
-}
+/// Moved to [`crate::engine::version`], where the one version order lives; kept here so
+/// existing callers keep working.
+pub use crate::engine::version::base_version_satisfied;
 
 /// Resolves `request` against the depot `patches`.
 pub fn resolve(patches: &[Patch], request: &Request) -> Selection {

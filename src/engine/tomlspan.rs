@@ -4,6 +4,15 @@
 
 use toml::de::{DeTable, DeValue};
 
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
 /// One step into a TOML document: a table key or an array index.
 #[derive(Debug, Clone, Copy)]
 pub enum Seg<'a> {
@@ -15,7 +24,7 @@ pub enum Seg<'a> {
 /// Key("root")]`), or `None` when the text does not parse or has no such
 /// value.
 pub fn line_at(text: &str, path: &[Seg]) -> Option<usize> {
-    offset_at(text, path).map(|o| crate::engine::manifest::line_of(text, o))
+    offset_at(text, path).map(|o| line_of(text, o))
 }
 
 /// The byte offset where the value at `path` starts.

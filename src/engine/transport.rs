@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::inventory::Inventory;
+use crate::engine::node::environment::Environment;
 use crate::engine::node::{
     Drift, Listed, Node, NodeError, Recovery, Report, Service, ServiceStatus,
 };
@@ -49,6 +50,16 @@ pub trait Transport: Send {
     fn recovered(&mut self) -> Result<Vec<Recovery>, NodeError>;
     /// Reads the service state, or sets it first (drain: down, restore: up).
     fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError>;
+    /// The node's environment identity (created once in its store).
+    /// Transports that cannot tell refuse, so an offline bundle is never
+    /// applied to a node whose identity is unknown.
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        Err(NodeError {
+            node: self.node().to_string(),
+            kind: crate::engine::node::ErrorKind::Refused,
+            message: "this transport cannot report the node's environment id".into(),
+        })
+    }
     /// Whether the node has the free space installing `patches` (those it
     /// has staged) needs; see [`Node::check_install_space`].
     fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError>;
@@ -134,6 +145,10 @@ impl Transport for Local {
             Some(state) => self.node.set_service(state),
             None => self.node.service(),
         }
+    }
+
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        self.node.environment()
     }
 
     fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {

@@ -178,7 +178,7 @@ impl App {
                 if let Some(&i) = rows.get(self.ops.history_cursor.selected)
                     && let Some(change) = self.ops.snapshot.history.get(i)
                 {
-                    let lines = crate::tui::panes::history::record(change);
+                    let lines = crate::engine::history::record(change);
                     let title = format!(" {} {} {} ", change.op, change.patch, change.node);
                     return self.open(crate::tui::state::Dialog::info(title, lines));
                 }
@@ -202,6 +202,7 @@ impl App {
                 return self.refresh_rows(effect);
             }
             Action::Resolve => self.resolve(),
+            Action::Updates => return self.updates_dialog(),
             Action::Mark => {
                 if let Some(id) = self.current_patch().map(|p| p.id.clone()) {
                     if !self.marks.remove(&id) {
@@ -343,7 +344,7 @@ impl App {
     /// Takes search results; those for an outdated query are dropped.
     /// The history rows the pane's filter keeps (indexes into the snapshot).
     pub fn history_rows(&self) -> Vec<usize> {
-        crate::tui::panes::history::rows(&self.ops.snapshot.history, &self.ops.history_filter.text)
+        crate::engine::history::rows(&self.ops.snapshot.history, &self.ops.history_filter.text)
     }
 
     /// Typing the history filter: Enter keeps it, Esc clears it.

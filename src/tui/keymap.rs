@@ -72,6 +72,8 @@ pub enum Action {
     MarkAll,
     UnmarkAll,
     Apply,
+    /// The updates view for the selected cluster.
+    Updates,
 }
 
 /// (keys, action, scope, what it does). The first key is the one shown in
@@ -126,6 +128,7 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
     (&["u"], Action::UnmarkAll, Scope::Depot, "unmark everything"),
     (&["enter"], Action::Apply, Scope::Filter, "use this filter"),
     (&["R"], Action::Replicate, Scope::Depot, "replicate marked"),
+    (&["U"], Action::Updates, Scope::Depot, "updates view"),
     (
         &["R"],
         Action::Replicate,
@@ -248,7 +251,7 @@ impl Keymap {
             .map_err(|e| {
                 let line = e
                     .span()
-                    .map(|s| crate::engine::manifest::line_of(text, s.start))
+                    .map(|s| crate::engine::tomlspan::line_of(text, s.start))
                     .unwrap_or(0);
                 format!("line {line}: {}", e.message().trim())
             })?;

@@ -12,6 +12,7 @@ pub mod state;
 pub mod term;
 pub mod text;
 pub mod theme;
+mod updates;
 pub mod view;
 
 use std::time::Duration;
@@ -371,7 +372,7 @@ fn press(
             Ok(_) => {}
             Err(e) => app.status = Some((e, true)),
         },
-        Effect::None => {}
+        Effect::None | Effect::Mark(_) => {}
     }
     Flow::Continue
 }

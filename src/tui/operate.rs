@@ -119,6 +119,10 @@ impl App {
         };
     }
 
+    pub(crate) fn open_dialog(&mut self, dialog: Dialog) -> Effect {
+        self.open(dialog)
+    }
+
     pub(crate) fn open(&mut self, dialog: Dialog) -> Effect {
         self.ops.dialog = Some(dialog);
         self.mode = Mode::Dialog;
@@ -218,6 +222,13 @@ impl App {
                     .find(|(c, _, _)| key.code == KeyCode::Char(*c))
                     .map(|(_, _, e)| e.clone());
                 match pick {
+                    Some(Effect::Mark(ids)) => {
+                        close(self);
+                        let n = ids.len();
+                        self.marks.extend(ids);
+                        self.status = Some((format!("marked {n} patch(es)"), false));
+                        Effect::None
+                    }
                     Some(effect) => {
                         close(self);
                         effect
@@ -344,7 +355,8 @@ impl App {
             lines.extend(added);
         }
         let mut dcs: Vec<(String, usize, usize)> = Vec::new();
-        for n in &fleet.nodes {
+        // Offline sites take bundles, not replication.
+        for n in fleet.nodes.iter().filter(|n| !n.offline) {
             let has = patches.iter().all(|p| {
                 self.ops
                     .snapshot
@@ -364,6 +376,12 @@ impl App {
             lines.push(format!(
                 "  {dc}: {total} node(s), {has} already have it, {} to copy",
                 total - has
+            ));
+        }
+        let offline = fleet.nodes.iter().filter(|n| n.offline).count();
+        if offline > 0 {
+            lines.push(format!(
+                "  {offline} offline node(s) left out: patch them with snapshot, prepare, apply"
             ));
         }
         lines

@@ -86,6 +86,9 @@ pub enum Effect {
     },
     /// Leave, asking a rollout this console started to pause first.
     QuitPausing(i64),
+    /// Mark these patch ids in the depot (a choice in the updates view;
+    /// the app applies it itself).
+    Mark(Vec<String>),
 }
 
 /// A cursor over a list that keeps the cursor on screen.

@@ -114,7 +114,7 @@ impl Theme {
         let file: ThemeFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| crate::engine::manifest::line_of(text, s.start));
+                .map(|s| crate::engine::tomlspan::line_of(text, s.start));
             format!("line {}: {}", line.unwrap_or(0), e.message().trim())
         })?;
         let style = |role: &str| -> Result<Style, String> {

@@ -14,6 +14,7 @@
 //! behind lets the next operation finish the tidying. See
 //! `docs/crash-safety.md`.
 
+pub mod environment;
 pub mod fault;
 pub mod lock;
 pub mod paths;
@@ -36,8 +37,7 @@ use fault::point;
 use lock::{Acquired, NodeLock};
 use store::{FileRow, PatchRow};
 
-/// The store's directory inside the node root.
-pub const STORE_DIR: &str = "var/lib/patchdeck";
+pub use paths::STORE_DIR;
 
 /// What kind of failure, so callers and the protocol can tell them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -485,6 +485,16 @@ impl Node {
             .db(store::patch(&self.conn, id))?
             .map(|r| r.state)
             .unwrap_or_default())
+    }
+
+    /// The node's environment (id created once in its store, host name);
+    /// see [`environment`]. Errors: the id file cannot be read or written.
+    pub fn environment(&self) -> Result<environment::Environment> {
+        let id = self.io("environment id", environment::ensure(&self.store_dir()))?;
+        Ok(environment::Environment {
+            id,
+            host: environment::host_name(),
+        })
     }
 
     pub fn inventory(&self) -> Result<Inventory> {
@@ -1869,8 +1879,12 @@ impl Node {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
+            // The environment id says who the node is, not what it has.
             if in_store
-                && (name == "lock" || name == RESERVE_FILE || name.starts_with("ipd.sqlite"))
+                && (name == "lock"
+                    || name == RESERVE_FILE
+                    || name == environment::FILE
+                    || name.starts_with("ipd.sqlite"))
             {
                 continue;
             }

@@ -6,6 +6,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The store's directory inside the node root.
+pub const STORE_DIR: &str = "var/lib/patchdeck";
+
 use crate::engine::manifest::check_payload_path;
 
 /// What is at a payload path now.
@@ -27,7 +30,7 @@ pub struct Resolved {
 /// or write through a symlink, a device or a directory.
 pub fn resolve(root: &Path, rel: &str) -> Result<Resolved, String> {
     check_payload_path(rel)?;
-    let store = super::STORE_DIR;
+    let store = STORE_DIR;
     if rel == store || rel.starts_with(&format!("{store}/")) {
         return Err(format!(
             "{rel}: is inside the node's patch store ({store}); patches never write there"
