@@ -134,6 +134,29 @@ fn a_requirement_is_met_through_a_supersession_chain_the_node_never_held() {
 }
 
 #[test]
+fn a_patch_supersedes_what_it_replaces_through_a_chain_the_node_never_held() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    ok(&lab, &["stage", "LC_A1", "--nodes", "gw-east-1"]);
+    ok(&lab, &["install", "LC_A1", "--nodes", "gw-east-1"]);
+    // LC_A3 replaces LC_A1 through LC_A2, which this node never holds.
+    ok(&lab, &["stage", "LC_A3", "--nodes", "gw-east-1"]);
+    ok(&lab, &["install", "LC_A3", "--nodes", "gw-east-1"]);
+    let rows = json(&ok(&lab, &["list", "--nodes", "gw-east-1", "--json"]));
+    let a1 = rows
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["patch"] == "LC_A1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(a1["state"], "superseded", "{rows}");
+    assert_eq!(a1["superseded_by"], "LC_A3", "{rows}");
+    // The way back gives LC_A1 its place again.
+    ok(&lab, &["rollback", "LC_A3", "--nodes", "gw-east-1"]);
+    assert_eq!(state(&lab, "gw-east-1", "LC_A1"), "applied");
+    ok(&lab, &["verify", "--nodes", "gw-east-1"]);
+}
+
+#[test]
 fn the_demo_kernel_chain_installs_whole_on_a_cluster_member() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = tmp.path().join("lab").display().to_string();
@@ -718,4 +741,41 @@ fn advice_on_a_superseded_patch_follows_the_chain_to_its_top() {
         m.contains("install a patch that supersedes LC_A3") && !m.contains("roll back"),
         "{m}"
     );
+}
+
+#[test]
+fn a_patch_is_never_installed_beneath_one_that_supersedes_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    quick_rollouts(&lab);
+    ok(
+        &lab,
+        &[
+            "replicate",
+            "LC_A2",
+            "LC_A3",
+            "--nodes",
+            &EDGE.join(","),
+            "--wait",
+        ],
+    );
+    ok(&lab, &["install", "LC_A3", "--nodes", "edge-1_1"]);
+    // The plain verb refuses; a rollout reaches the node directly, and the
+    // node itself must refuse too.
+    let out = run(&lab, &["install", "LC_A2", "--nodes", "edge-1_1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&lab, &["rollout", "start", "--cluster", "edge", "LC_A2"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(state(&lab, "edge-1_1", "LC_A2"), "staged");
+    assert_eq!(state(&lab, "edge-1_1", "LC_A3"), "applied");
+    ok(&lab, &["verify", "--nodes", "edge-1_1"]);
+    let nodes = json(&ok(&lab, &["nodes", "--json"]));
+    for m in EDGE {
+        let service = nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == m))
+            .map(|r| r["service"].clone())
+            .unwrap_or_default();
+        assert_eq!(service, "up", "{m}: a failure leaves every group serving");
+    }
 }

@@ -1121,6 +1121,17 @@ impl Node {
         let rows = self.db(store::patches(&self.conn))?;
         let graph = self.graph(&rows)?;
         let installed = installed_ids(&rows);
+        // Never beneath a newer patch: whoever asks (a verb or a rollout),
+        // the node itself refuses a patch something installed replaces.
+        if let Some(newer) = installed
+            .iter()
+            .find(|p| **p != id && requirement::covers(&graph, p, id))
+        {
+            return Err(self.err(
+                ErrorKind::Refused,
+                format!("cannot install {id}: {newer}, which supersedes it, is installed here"),
+            ));
+        }
         if let Some(req) = requirement::unmet(&graph, &m.requires, installed.iter().copied())
             .into_iter()
             .next()
@@ -1256,6 +1267,15 @@ impl Node {
         self.io("install", point(16))?;
 
         let manifest = self.require(id)?.manifest;
+        // What the patch replaces through a chain (MA3 over MA1 via an MA2
+        // the node never held) is superseded too, by the one rule.
+        let rows = self.db(store::patches(&self.conn))?;
+        let graph = self.graph(&rows)?;
+        let replaced: Vec<String> = rows
+            .iter()
+            .filter(|r| r.id != id && requirement::covers(&graph, id, &r.id))
+            .map(|r| r.id.clone())
+            .collect();
         let now = store::now();
         let tx = self.db(self.conn.unchecked_transaction())?;
         let seq: i64 = self.db(tx.query_row(
@@ -1297,7 +1317,7 @@ impl Node {
                 [id, d],
             ))?;
         }
-        for old in &manifest.supersedes {
+        for old in &replaced {
             self.db(tx.execute(
                 "UPDATE patch SET state='superseded', superseded_by=?2 WHERE id=?1 AND state IN ('applied','committed')",
                 [old, id],
