@@ -29,11 +29,15 @@ fn unknown_and_broken_patch_ids_are_bad_input_for_every_verb() {
         &["stage", "--nodes", "gw-east-1"],
         &["install", "--nodes", "gw-east-1"],
         &["replicate", "--nodes", "gw-east-1"],
+        &["rollout", "start", "--cluster", "app"],
     ];
     for verb in verbs {
         for (id, says) in [("NOPE_1", "neither a patch id"), ("ZZ_9001", "broken")] {
-            let mut args: Vec<&str> = vec![verb[0], id];
-            args.extend_from_slice(&verb[1..]);
+            // The id goes after the verb's words (`rollout start`), before its flags.
+            let words = verb.iter().take_while(|w| !w.starts_with("--")).count();
+            let mut args: Vec<&str> = verb[..words].to_vec();
+            args.push(id);
+            args.extend_from_slice(&verb[words..]);
             let out = patchdeck(lab, &args);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");

@@ -169,6 +169,9 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
     let depot = open_depot(&lab.depot_dir())?;
+    depot
+        .check_specs(&args.patches)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let on_failure = match (args.on_failure, args.auto_rollback) {
         (Some(FailurePolicy::Halt), _) => Some(OnFailure::Halt),
         (Some(FailurePolicy::Rollback), _) | (None, true) => Some(OnFailure::Rollback),
