@@ -444,7 +444,8 @@ impl Fleet {
     }
 
     /// Nodes chosen by `--nodes`, `--cluster`, or `--org` with `--dc`, in
-    /// the order given. Unknown names are an error naming them.
+    /// the order given; `--dc DC` alone is every node there, `--dc all` alone
+    /// every node. Unknown names are an error naming them.
     pub fn targets(&self, t: &Targets) -> Result<Vec<&Node>, String> {
         let known = |ids: Vec<&str>| ids.join(", ");
         let mut out: Vec<&Node> = Vec::new();
@@ -476,6 +477,10 @@ impl Fleet {
             }
             out.extend(self.nodes.iter().filter(|n| &n.org == o));
         }
+        let alone = t.nodes.is_none() && t.cluster.is_none() && t.org.is_none();
+        if t.dc.as_deref() == Some("all") && alone {
+            out.extend(self.nodes.iter());
+        }
         if let Some(dc) = t.dc.as_deref().filter(|d| *d != "all") {
             if !self.datacenters.iter().any(|k| k.id == dc) {
                 return Err(format!(
@@ -483,7 +488,7 @@ impl Fleet {
                     known(self.datacenters.iter().map(|k| k.id.as_str()).collect())
                 ));
             }
-            if t.nodes.is_none() && t.cluster.is_none() && t.org.is_none() {
+            if alone {
                 out.extend(self.nodes.iter());
             }
             out.retain(|n| n.dc == dc);
