@@ -397,6 +397,7 @@ fn gen_case(seed: u64, permanent_only: bool) -> Case {
         drain: None,
         restore: None,
         on_failure: OnFailure::Halt,
+        windows: Vec::new(),
     };
     let patches: Vec<String> = (1..=rng.random_range(1..=3))
         .map(|i| format!("P{i}"))
