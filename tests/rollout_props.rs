@@ -349,6 +349,10 @@ impl Env for Sim {
     fn now(&self) -> Duration {
         self.w().clock
     }
+
+    fn clock(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::UNIX_EPOCH + self.w().clock
+    }
 }
 
 /// One generated scenario.

@@ -355,6 +355,94 @@ impl Schedule {
     }
 }
 
+/// A stretch as `windows --json` and `rollout status --json` show it: UTC
+/// instants, and the same in the window's zone (RFC 3339 with offset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpanView {
+    pub opens: DateTime<Utc>,
+    pub closes: DateTime<Utc>,
+    pub cutoff: DateTime<Utc>,
+    pub tz: String,
+    pub opens_local: String,
+    pub closes_local: String,
+    pub cutoff_local: String,
+}
+
+impl Span {
+    pub fn view(&self) -> SpanView {
+        let local = |t: DateTime<Utc>| t.with_timezone(&self.tz).to_rfc3339();
+        SpanView {
+            opens: self.opens,
+            closes: self.closes,
+            cutoff: self.cutoff,
+            tz: self.tz.name().to_string(),
+            opens_local: local(self.opens),
+            closes_local: local(self.closes),
+            cutoff_local: local(self.cutoff),
+        }
+    }
+}
+
+/// One cluster's windows at an instant: what `patchdeck windows` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outlook {
+    pub cluster: String,
+    pub windows: Vec<WindowSpec>,
+    /// A window is open at `now` (`false` without windows).
+    pub open: bool,
+    /// A group may be drained at `now`: open and before the cutoff, or no
+    /// windows at all.
+    pub may_drain: bool,
+    pub now: DateTime<Utc>,
+    /// The stretch open now, if any, then the next ones.
+    pub openings: Vec<SpanView>,
+}
+
+/// `cluster`'s windows at `now`, with up to `count` stretches.
+///
+/// Errors: a window that does not parse (fleet.toml is checked when read,
+/// so only a hand-made spec gets here).
+pub fn outlook(
+    cluster: &str,
+    specs: &[WindowSpec],
+    now: DateTime<Utc>,
+    count: usize,
+) -> Result<Outlook, WindowError> {
+    let schedule = Schedule::parse(specs).map_err(|(_, e)| e)?;
+    let now = now.trunc_subsecs(0);
+    Ok(Outlook {
+        cluster: cluster.to_string(),
+        windows: specs.to_vec(),
+        open: schedule.open_at(now).is_some(),
+        may_drain: schedule.gate(now).may_drain(),
+        now,
+        openings: schedule
+            .upcoming(now, count)
+            .iter()
+            .map(Span::view)
+            .collect(),
+    })
+}
+
+/// One line on a cluster's windows at `now`, plain ASCII, for the console:
+/// `window open until 2026-11-28 06:00 CET (05:00Z)`, `window closed; opens
+/// ...`, `no maintenance windows`.
+pub fn summary(specs: &[WindowSpec], now: DateTime<Utc>) -> String {
+    let Ok(schedule) = Schedule::parse(specs) else {
+        return "maintenance windows do not parse".to_string();
+    };
+    match schedule.gate(now) {
+        Gate::Always => "no maintenance windows".to_string(),
+        Gate::Open(s) => format!("window open until {}", show(s.closes, s.tz)),
+        Gate::PastCutoff { current, .. } => format!(
+            "window past cutoff; closes {}",
+            show(current.closes, current.tz)
+        ),
+        Gate::Closed { next: Some(n) } => format!("window closed; opens {}", show(n.opens, n.tz)),
+        Gate::Closed { next: None } => "window closed; none opens again".to_string(),
+    }
+}
+
 /// An instant as an operator reads it in a zone and in UTC:
 /// `2026-11-28 02:00 CET (01:00Z)`.
 pub fn show(t: DateTime<Utc>, tz: Tz) -> String {

@@ -430,6 +430,7 @@ impl App {
             uninstall: false,
             groups: settings.groups,
             on_failure: settings.on_failure,
+            window_override: None,
         };
         let prepared = match prepare::prepare(fleet, &self.depot, &request) {
             Ok(p) => p,
