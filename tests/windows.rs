@@ -729,6 +729,24 @@ fn now_needs_a_reason_and_the_override_is_journaled_with_the_operator() {
         let out = cmd(&lab, &clock, &args);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
     }
+    // A waiting rollout holds its cluster; an abort ends it at once.
+    let waiting = start(&lab, &clock, &patch, &[]);
+    wait_for(&lab, &clock, &waiting, "waiting", |s| {
+        s["state"] == "waiting"
+    });
+    let out = cmd(
+        &lab,
+        &clock,
+        &["rollout", "start", "--cluster", "edge", &patch, "--detach"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("busy"), "{}", text(&out.stderr));
+    let out = cmd(&lab, &clock, &["rollout", "abort", &waiting]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for(&lab, &clock, &waiting, "aborted", |s| {
+        s["state"] == "aborted" && s["interrupted"] == false
+    });
+    assert!(all_serving(&lab, &clock));
     let id = start(
         &lab,
         &clock,

@@ -410,6 +410,11 @@ impl Printer {
             return;
         }
         self.waiting = r.message.clone();
+        if !json {
+            // The message says `waiting for ...` itself.
+            say!("rollout {}: {}", r.id, r.message);
+            return;
+        }
         let e = Event {
             rollout: r.id,
             seq: None,

@@ -653,7 +653,10 @@ impl App {
                     .join(" ")
             ));
         }
-        if matches!(r.state, State::Running | State::Paused | State::Pending) {
+        if matches!(
+            r.state,
+            State::Running | State::Waiting | State::Paused | State::Pending
+        ) {
             lines.push(format!(
                 "  rollout {} is {}: abort it (A) first; this will be refused",
                 r.id,

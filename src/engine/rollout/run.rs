@@ -710,7 +710,7 @@ impl<E: Env> Runner<'_, E> {
         }
         if matches!(
             rollout.state,
-            State::Pending | State::Running | State::Paused
+            State::Pending | State::Waiting | State::Running | State::Paused
         ) {
             return Err(format!(
                 "rollout {id} is {}; abort it (or let it end) before rolling a group back",
