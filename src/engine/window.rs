@@ -233,8 +233,11 @@ impl Gate {
 }
 
 /// How far a stretch is followed: windows chained end to end (a window
-/// every hour lasting two) never close, and are reported as closing here.
+/// every hour lasting two) never close, and are reported as closing after
+/// this long or after [`CHAIN`] windows, whichever comes first, so the
+/// answer stays quick enough for every frame of the console.
 const HORIZON: TimeDelta = TimeDelta::days(400);
+const CHAIN: usize = 1000;
 
 /// A cluster's windows, as one schedule.
 #[derive(Debug, Clone, Default)]
@@ -274,7 +277,7 @@ impl Schedule {
         // Forward: a window that opens by the close and ends later carries
         // the stretch on (for each window, its last opening by the close
         // ends latest).
-        loop {
+        for _ in 0..CHAIN {
             let mut longer = false;
             for w in &self.windows {
                 let Some(o) = w.last_opening(closes, true) else {
@@ -295,7 +298,7 @@ impl Schedule {
         }
         // Backward: a window that opened earlier and is still open at the
         // start belongs to the same stretch.
-        loop {
+        for _ in 0..CHAIN {
             let mut earlier = false;
             for w in &self.windows {
                 if let Some(o) = w.last_opening(opens, false)
@@ -674,7 +677,18 @@ mod tests {
         let s = schedule(&[spec("0 * * * *", "2h", None, None)]);
         let t = at("2026-06-01T00:30:00Z");
         let span = s.open_at(t).expect("open");
+        assert!(
+            span.closes - t >= TimeDelta::hours(CHAIN as i64 - 1),
+            "{span:?}"
+        );
+        let s = schedule(&[spec("0 0 * * *", "25h", None, None)]);
+        let span = s.open_at(t).expect("open");
         assert!(span.closes - t >= HORIZON - TimeDelta::days(1), "{span:?}");
+        // And quickly: a window every minute lasting a minute.
+        let s = schedule(&[spec("* * * * *", "1m", None, None)]);
+        let started = std::time::Instant::now();
+        assert!(s.open_at(t).is_some());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -777,8 +791,9 @@ mod tests {
                 match open {
                     Some(span) => {
                         prop_assert!(span.closes > t);
-                        // Windows chained past the horizon are cut there.
-                        if span.closes - span.opens <= HORIZON {
+                        // Windows chained for a month or more are cut at
+                        // the horizon or the chain limit.
+                        if span.closes - span.opens <= TimeDelta::days(30) {
                             prop_assert!(schedule.open_at(span.closes).is_none());
                         }
                         prop_assert!(span.cutoff <= span.closes && span.cutoff > span.opens);
@@ -789,6 +804,35 @@ mod tests {
                         prop_assert_eq!(Some(next.opens), w.next_opening(t, false));
                         prop_assert!(schedule.open_at(next.opens).is_some());
                     }
+                }
+            }
+
+            /// Two windows in different zones: open at t iff one of them
+            /// is; when closed, the next stretch opens at the earlier of
+            /// their next openings; a group may be drained only while open.
+            #[test]
+            fn several_windows_act_as_their_union(
+                a in cron(),
+                b in cron(),
+                da in 1i64..600,
+                db in 1i64..600,
+                ta in zone(),
+                tb in zone(),
+                secs in 0i64..(2 * 366 * 86_400),
+            ) {
+                let wa = Window::parse(&spec(&a, &format!("{da}m"), None, ta.as_deref())).expect("a");
+                let wb = Window::parse(&spec(&b, &format!("{db}m"), None, tb.as_deref())).expect("b");
+                let t = at("2026-01-01T00:00:00Z") + TimeDelta::seconds(secs);
+                let one = |w: &Window| Schedule { windows: vec![w.clone()] }.open_at(t).is_some();
+                let both = Schedule { windows: vec![wa.clone(), wb.clone()] };
+                prop_assert_eq!(both.open_at(t).is_some(), one(&wa) || one(&wb), "{} / {} at {}", a, b, t);
+                if both.open_at(t).is_none() {
+                    let next = [wa.next_opening(t, false), wb.next_opening(t, false)]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    prop_assert_eq!(both.span_from(t).map(|s| s.opens), next);
+                    prop_assert!(!both.gate(t).may_drain());
                 }
             }
         }
