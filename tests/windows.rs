@@ -653,6 +653,7 @@ fn a_rollout_started_outside_its_window_waits_until_the_clock_moves_into_it() {
     );
     assert_eq!(st["window"]["open"], false);
     assert_eq!(st["window"]["opens"], "2026-11-28T01:00:00Z");
+    assert_eq!(st["window"]["waiting_until"], "2026-11-28T01:00:00Z");
     assert!(all_serving(&lab, &clock));
     assert!(!installed_on(&lab, &clock, A[0], &patch));
     // The runner dies while waiting: the rollout is interrupted, and a
@@ -701,6 +702,9 @@ fn at_the_cutoff_the_group_under_way_is_finished_and_restored_then_it_waits() {
     );
     assert_eq!(st["groups"][0]["state"], "done");
     assert_eq!(st["groups"][1]["state"], "waiting");
+    assert_eq!(st["window"]["open"], true);
+    assert_eq!(st["window"]["may_drain"], false);
+    assert_eq!(st["window"]["waiting_until"], "2026-12-05T01:00:00Z");
     assert!(all_serving(&lab, &clock), "no group is left drained");
     for n in A {
         assert!(installed_on(&lab, &clock, n, &patch), "{n}");

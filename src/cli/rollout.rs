@@ -651,8 +651,10 @@ fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
 }
 
 /// A plan's maintenance windows now, for `status --json`: `null` without
-/// windows; else whether one is open, the stretch open now or next
-/// (`opens`, `closes`, `cutoff`), and the override's reason, if any.
+/// windows; else whether one is open and a group may be drained, the
+/// stretch open now or next (`opens`, `closes`, `cutoff`), when a group
+/// may next be drained if not now (`waiting_until`), and the override's
+/// reason, if any.
 fn window_json(plan: &crate::engine::rollout::Plan) -> serde_json::Value {
     use crate::engine::window::{self, Schedule};
     let Ok(schedule) = Schedule::parse(&plan.windows) else {
@@ -663,9 +665,11 @@ fn window_json(plan: &crate::engine::rollout::Plan) -> serde_json::Value {
     }
     let now = window::now();
     let span = schedule.span_from(now);
+    let gate = schedule.gate(now);
     serde_json::json!({
         "open": span.is_some_and(|s| s.contains(now)),
-        "may_drain": schedule.gate(now).may_drain(),
+        "may_drain": gate.may_drain(),
+        "waiting_until": gate.next().map(|s| s.opens),
         "now": now,
         "opens": span.map(|s| s.opens),
         "closes": span.map(|s| s.closes),
