@@ -718,6 +718,34 @@ mod tests {
         assert_eq!(next.opens, at("2026-07-04T01:20:00Z"));
     }
 
+    #[test]
+    fn the_console_line_and_the_outlook() {
+        let specs = [spec("0 2 * * SAT", "4h", Some("1h"), Some("Europe/Berlin"))];
+        let line = |t: &str| summary(&specs, at(t));
+        assert_eq!(
+            line("2026-11-28T00:00:00Z"),
+            "window closed; opens 2026-11-28 02:00 CET (01:00Z)"
+        );
+        assert_eq!(
+            line("2026-11-28T02:00:00Z"),
+            "window open until 2026-11-28 06:00 CET (05:00Z)"
+        );
+        assert_eq!(
+            line("2026-11-28T04:10:00Z"),
+            "window past cutoff; closes 2026-11-28 06:00 CET (05:00Z)"
+        );
+        assert_eq!(
+            summary(&[], at("2026-11-28T00:00:00Z")),
+            "no maintenance windows"
+        );
+        let o = outlook("edge", &specs, at("2026-11-28T02:00:00.5Z"), 2).expect("outlook");
+        assert!(o.open && o.may_drain);
+        assert_eq!(o.now, at("2026-11-28T02:00:00Z"));
+        assert_eq!(o.openings.len(), 2);
+        assert_eq!(o.openings[0].opens_local, "2026-11-28T02:00:00+01:00");
+        assert_eq!(o.openings[1].opens, at("2026-12-05T01:00:00Z"));
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
