@@ -105,6 +105,40 @@ fn span(key: &'static str, value: &str) -> Result<TimeDelta, WindowError> {
     TimeDelta::from_std(d).map_err(|_| err("too long".into()))
 }
 
+/// The five crontab(5) fields, by name and what each takes.
+const FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+];
+
+/// Parses five crontab(5) fields; an error names the field that is wrong
+/// and what it takes.
+fn parse_cron(text: &str) -> Result<Cron, String> {
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("{} field(s)", fields.len()));
+    }
+    parser.parse(text).map_err(|whole| {
+        // Which field: each tried alone, the others `*`.
+        for (i, (name, takes)) in FIELDS.iter().enumerate() {
+            let alone: Vec<&str> = (0..5)
+                .map(|j| if i == j { fields[j] } else { "*" })
+                .collect();
+            if let Err(e) = parser.parse(&alone.join(" ")) {
+                return format!("{name} field {:?}: {e} ({name} takes {takes})", fields[i]);
+            }
+        }
+        whole.to_string()
+    })
+}
+
 impl Window {
     /// Checks one window table.
     ///
@@ -118,23 +152,10 @@ impl Window {
                 tz: name.to_string(),
             })?,
         };
-        let fields = spec.cron.split_whitespace().count();
-        let cron = if fields != 5 {
-            Err(WindowError::Cron {
-                cron: spec.cron.clone(),
-                reason: format!("{fields} field(s)"),
-            })
-        } else {
-            croner::parser::CronParser::builder()
-                .seconds(croner::parser::Seconds::Disallowed)
-                .year(croner::parser::Year::Disallowed)
-                .build()
-                .parse(&spec.cron)
-                .map_err(|e| WindowError::Cron {
-                    cron: spec.cron.clone(),
-                    reason: e.to_string(),
-                })
-        }?;
+        let cron = parse_cron(&spec.cron).map_err(|reason| WindowError::Cron {
+            cron: spec.cron.clone(),
+            reason,
+        })?;
         let duration = span("duration", &spec.duration)?;
         if duration <= TimeDelta::zero() {
             return Err(WindowError::ZeroDuration(spec.duration.clone()));
