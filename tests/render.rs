@@ -610,6 +610,37 @@ fn groups_pane_marks_a_drifted_cluster_and_enter_names_the_difference() {
 }
 
 #[test]
+fn groups_pane_says_whether_the_selected_clusters_window_is_open() {
+    let mut c = console_with_operations();
+    c.keys("4");
+    let screen = c.screen(80, 24);
+    assert!(
+        !screen.contains("window"),
+        "no cluster has windows: {screen}"
+    );
+    let fleet = c.app.ops.fleet.as_mut().unwrap();
+    let edge = fleet.clusters.iter_mut().find(|k| k.id == "edge").unwrap();
+    edge.windows = vec![patchdeck::engine::window::WindowSpec {
+        cron: "0 2 * * SAT".into(),
+        duration: "4h".into(),
+        cutoff: Some("1h".into()),
+        tz: Some("Europe/Berlin".into()),
+    }];
+    // Open or closed depends on when the test runs; either way one line
+    // says which, and when it changes.
+    let screen = c.screen(80, 24);
+    let line = screen
+        .lines()
+        .find(|l| {
+            l.contains("window open until")
+                || l.contains("window past cutoff; closes")
+                || l.contains("window closed; opens")
+        })
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(line.is_ascii() && line.contains("Z)"), "{line}");
+}
+
+#[test]
 fn groups_pane_keeps_the_newest_events_when_member_lines_wrap() {
     let mut c = console_with_operations();
     for n in 1..=40 {

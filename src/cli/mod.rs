@@ -16,6 +16,7 @@ pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
+mod windows;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -88,6 +89,8 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
+    Windows(windows::WindowsArgs),
 }
 
 impl Cli {
@@ -126,6 +129,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Windows(args) => windows::run(global, args),
     }
 }
 
@@ -154,6 +158,7 @@ impl Command {
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
+            Command::Windows(a) => a.json,
         }
     }
 }

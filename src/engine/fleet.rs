@@ -89,6 +89,10 @@ pub struct Cluster {
     /// fails (default: roll it back and restore it).
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Maintenance windows (`[[cluster.window]]`): when set, a rollout
+    /// drains a group only inside one, before its cutoff.
+    #[serde(default, rename = "window", skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::engine::window::WindowSpec>,
 }
 
 /// A cluster's policy for a failed rollout step.
@@ -281,7 +285,29 @@ impl Fleet {
         fleet
             .check()
             .map_err(|(at, message)| (at.line(text), message))?;
+        fleet.check_windows(text)?;
         Ok(fleet)
+    }
+
+    /// Every `[[cluster.window]]` table parses ([`crate::engine::window`]);
+    /// an error names the line of the bad key, the cluster and what was
+    /// expected.
+    fn check_windows(&self, text: &str) -> Result<(), (Option<usize>, String)> {
+        use crate::engine::tomlspan::{Seg, line_at};
+        for (i, c) in self.clusters.iter().enumerate() {
+            if let Err((j, e)) = crate::engine::window::Schedule::parse(&c.windows) {
+                let table = [
+                    Seg::Key("cluster"),
+                    Seg::Index(i),
+                    Seg::Key("window"),
+                    Seg::Index(j),
+                ];
+                let key = [table[0], table[1], table[2], table[3], Seg::Key(e.key())];
+                let line = line_at(text, &key).or_else(|| line_at(text, &table));
+                return Err((line, format!("cluster {}: window {}: {e}", c.id, j + 1)));
+            }
+        }
+        Ok(())
     }
 
     /// Local roots exist and are distinct, as the file system sees them.
@@ -529,6 +555,25 @@ mod tests {
             assert_eq!(line, Some(second + 3), "{a} / {b}: {message}");
             assert!(message.contains("share a root"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_bad_window_is_reported_at_its_key() {
+        let text = format!(
+            "{HEAD}\n[[cluster]]\nid = \"c\"\n\n[[cluster.window]]\ncron = \"0 2 * * SAT\"\nduration = \"4h\"\n\n[[cluster.window]]\ncron = \"0 3 * * SUN\"\nduration = \"1h\"\ncutoff = \"1h\"\ntz = \"Europe/Berlin\"\n"
+        );
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        let cutoff = text.lines().position(|l| l.starts_with("cutoff")).unwrap() + 1;
+        assert_eq!(line, Some(cutoff), "{message}");
+        assert!(message.contains("cluster c: window 2: cutoff"), "{message}");
+        let good = text.replace("cutoff = \"1h\"", "cutoff = \"15m\"");
+        let fleet = Fleet::parse(&good).expect("good windows");
+        assert_eq!(fleet.clusters[0].windows.len(), 2);
+        let zone = good.replace("Europe/Berlin", "Europe/Atlantis");
+        let (line, message) = Fleet::parse(&zone).unwrap_err();
+        let tz = zone.lines().position(|l| l.starts_with("tz")).unwrap() + 1;
+        assert_eq!(line, Some(tz), "{message}");
+        assert!(message.contains("IANA"), "{message}");
     }
 
     #[test]

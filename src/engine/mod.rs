@@ -37,3 +37,4 @@ pub mod text;
 pub mod tomlspan;
 pub mod transport;
 pub mod version;
+pub mod window;

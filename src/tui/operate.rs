@@ -510,6 +510,7 @@ impl App {
             uninstall: false,
             groups: settings.groups,
             on_failure: settings.on_failure,
+            window_override: None,
         };
         let prepared = match prepare::prepare(fleet, &self.depot, &request) {
             Ok(p) => p,
@@ -732,7 +733,10 @@ impl App {
                     .join(" ")
             ));
         }
-        if matches!(r.state, State::Running | State::Paused | State::Pending) {
+        if matches!(
+            r.state,
+            State::Running | State::Waiting | State::Paused | State::Pending
+        ) {
             lines.push(format!(
                 "  rollout {} is {}: abort it (A) first; this will be refused",
                 r.id,
