@@ -306,7 +306,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             op.as_str()
         )));
     }
-    let nodes = fleet.targets(&targets).map_err(Failure::Input)?;
+    let nodes = fleet.targets(&targets).map_err(|e| Failure::Input(e.to_string()))?;
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
     }
@@ -553,7 +553,7 @@ where
                 nodes: Some(list.clone()),
                 ..Targets::default()
             })
-            .map_err(Failure::Input)?,
+            .map_err(|e| Failure::Input(e.to_string()))?,
         None => fleet.nodes.iter().collect(),
     };
     let results = ops::for_each_node(&chosen, ops::DEFAULT_PARALLEL, |n| {
