@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod components;
 pub mod console;
+pub mod deadline;
 pub mod demo;
 pub mod depot;
 pub mod doctor;
