@@ -31,6 +31,7 @@ pub mod requirement;
 pub mod rollout;
 pub mod select;
 pub mod sqlite;
+pub mod ssh;
 pub mod status;
 pub mod text;
 pub mod tomlspan;
