@@ -2,6 +2,7 @@
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
 pub mod archive;
+pub mod bootstrap;
 pub mod components;
 pub mod console;
 pub mod deadline;
@@ -26,6 +27,7 @@ pub mod offline;
 pub mod ops;
 pub mod patch;
 pub mod protocol;
+pub mod reach;
 pub mod replicate;
 pub mod requirement;
 pub mod rollout;

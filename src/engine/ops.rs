@@ -204,7 +204,7 @@ pub fn readiness(
 pub fn connect(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transport>, NodeError> {
     match (&node.root, &node.command, &node.ssh) {
         (Some(root), _, _) => Ok(Box::new(Local::open(&lab.resolve_root(root), &node.id)?)),
-        (None, Some(command), _) => remote(lab, command, &node.id),
+        (None, Some(command), _) => Ok(Box::new(remote_command(lab, command, &node.id)?)),
         (None, None, Some(_)) => {
             let target =
                 crate::engine::ssh::SshTarget::new(lab, crate::engine::ssh::settings(lab), node)?;
@@ -242,7 +242,11 @@ pub fn connect_to_change(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transp
 /// A node reached through a command speaking the node protocol (for
 /// example `ssh -T host patchdeck node --root /`), with the `[ssh]`
 /// deadlines.
-fn remote(lab: &Lab, command: &str, node: &str) -> Result<Box<dyn Transport>, NodeError> {
+pub fn remote_command(
+    lab: &Lab,
+    command: &str,
+    node: &str,
+) -> Result<crate::engine::protocol::Remote, NodeError> {
     let config = crate::engine::ssh::settings(lab);
     let setup = crate::engine::protocol::Setup {
         connect: std::time::Duration::from_secs(config.connect_timeout_secs.max(1)),
@@ -251,9 +255,7 @@ fn remote(lab: &Lab, command: &str, node: &str) -> Result<Box<dyn Transport>, No
     };
     let mut sh = std::process::Command::new("sh");
     sh.arg("-c").arg(command);
-    Ok(Box::new(crate::engine::protocol::Remote::spawn_with(
-        sh, node, setup,
-    )?))
+    crate::engine::protocol::Remote::spawn_with(sh, node, setup)
 }
 
 /// Maps `work` over `items`, at most `parallel` at a time (each item is a

@@ -610,6 +610,14 @@ impl Drop for Remote {
     }
 }
 
+/// The node's protocol as a [`ErrorKind::Version`] error from
+/// [`Remote::spawn_with`] names it (`the node (...) speaks protocol N`).
+pub fn node_protocol(message: &str) -> Option<u64> {
+    let (_, after) = message.split_once(") speaks protocol ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// The protocol an older node names in its refusal of `hello` (`... this
 /// node (patchdeck X) speaks protocol N; ...`), for nodes that do not send
 /// it as a field.
