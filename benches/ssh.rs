@@ -135,6 +135,7 @@ fn main() {
         (4, 1)
     };
     let mut parallel = ops::DEFAULT_PARALLEL;
+    let mut only_list = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || {
@@ -146,6 +147,7 @@ fn main() {
             "--nodes" => nodes = num(),
             "--rounds" => rounds = num(),
             "--parallel" => parallel = num(),
+            "--list-only" => only_list = true,
             _ => {} // cargo passes --bench
         }
     }
@@ -216,6 +218,10 @@ fn main() {
         list_arg.as_str(),
     ];
 
+    if only_list {
+        list_table(&lab, &sshd, &roots, nodes, parallel, rounds, &sh_args);
+        return;
+    }
     let mut replication = Vec::new();
     let mut scp_seq = Vec::new();
     let mut scp_par = Vec::new();
@@ -241,9 +247,15 @@ fn main() {
         .expect("replicate");
         replication.push(start.elapsed());
         assert_eq!(progress[0].done, nodes, "every node verified: {progress:?}");
-
         scp_seq.push(timed_sh(&seq_script, &sh_args));
         scp_par.push(timed_sh(&par_script, &sh_args));
+        eprintln!(
+            "round {}: replicate {}, scp loop {}, scp xargs -P {parallel} {}",
+            replication.len(),
+            secs(replication[replication.len() - 1]),
+            secs(scp_seq[scp_seq.len() - 1]),
+            secs(scp_par[scp_par.len() - 1])
+        );
     }
     let copied = fs::metadata(roots.join(format!("n1_{nodes}/scp-copy.patch")))
         .map(|m| m.len())
@@ -290,26 +302,14 @@ fn main() {
         n.install(PATCH, true).expect("install");
     });
     let direct = start.elapsed();
-
-    // list: warm master connection, then no multiplexing; and the
-    // parallel `ssh HOST true` loop.
-    list_once(&lab);
-    let with_mux: Vec<Duration> = (0..rounds).map(|_| list_once(&lab)).collect();
-    fs::write(
-        lab.fleet_path(),
-        fleet_text(&sshd, &roots, nodes, parallel, false),
-    )
-    .expect("fleet");
-    let without_mux: Vec<Duration> = (0..rounds).map(|_| list_once(&lab)).collect();
-    let true_script = format!(
-        "xargs -P {parallel} -I {{}} ssh -T -o BatchMode=yes -F \"$1\" -p \"$2\" \"$4\" true < \"$5\""
+    eprintln!(
+        "rollout {}, direct installs {}",
+        secs(rollout),
+        secs(direct)
     );
-    let ssh_true: Vec<Duration> = (0..rounds)
-        .map(|_| timed_sh(&true_script, &sh_args))
-        .collect();
 
+    let (lm, ln, st) = list_measures(&lab, &sshd, &roots, nodes, parallel, rounds, &sh_args);
     let (r, s, p) = (median(replication), median(scp_seq), median(scp_par));
-    let (lm, ln, st) = (median(with_mux), median(without_mux), median(ssh_true));
     let n = nodes as f64;
     println!(
         "\npatchdeck ssh benchmark: {nodes} ssh nodes on one sshd (127.0.0.1), a 1 MiB patch, \
@@ -369,5 +369,81 @@ fn main() {
         "list without / with multiplexing: {:.2}× (target ≥ 3); rollout overhead over ssh: {} per member",
         ln.as_secs_f64() / lm.as_secs_f64(),
         ms((rollout.as_secs_f64() - direct.as_secs_f64()) / n)
+    );
+}
+
+/// `list` with a warm master connection, then without multiplexing, and a
+/// parallel `ssh HOST true` loop: medians.
+fn list_measures(
+    lab: &Lab,
+    sshd: &sshd::Sshd,
+    roots: &Path,
+    nodes: usize,
+    parallel: usize,
+    rounds: usize,
+    sh_args: &[&str],
+) -> (Duration, Duration, Duration) {
+    // list: warm master connection, then no multiplexing; and the
+    // parallel `ssh HOST true` loop.
+    list_once(lab);
+    let with_mux: Vec<Duration> = (0..rounds).map(|_| list_once(lab)).collect();
+    fs::write(
+        lab.fleet_path(),
+        fleet_text(sshd, roots, nodes, parallel, false),
+    )
+    .expect("fleet");
+    let without_mux: Vec<Duration> = (0..rounds).map(|_| list_once(lab)).collect();
+    let true_script = format!(
+        "xargs -P {parallel} -I {{}} ssh -T -o BatchMode=yes -F \"$1\" -p \"$2\" \"$4\" true < \"$5\""
+    );
+    let ssh_true: Vec<Duration> = (0..rounds)
+        .map(|_| timed_sh(&true_script, sh_args))
+        .collect();
+
+    // Back to the fleet as it was.
+    fs::write(
+        lab.fleet_path(),
+        fleet_text(sshd, roots, nodes, parallel, true),
+    )
+    .expect("fleet");
+    (median(with_mux), median(without_mux), median(ssh_true))
+}
+
+/// `--list-only`: the list rows alone.
+fn list_table(
+    lab: &Lab,
+    sshd: &sshd::Sshd,
+    roots: &Path,
+    nodes: usize,
+    parallel: usize,
+    rounds: usize,
+    sh_args: &[&str],
+) {
+    let (lm, ln, st) = list_measures(lab, sshd, roots, nodes, parallel, rounds, sh_args);
+    let n = nodes as f64;
+    println!(
+        "\npatchdeck ssh benchmark (list only): {nodes} ssh nodes, {parallel} at a time, {rounds} rounds (medians)\n"
+    );
+    println!("| measure | median | per node | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `ssh HOST true`, `xargs -P {parallel}`, no multiplexing | {} | {} | |",
+        secs(st),
+        ms(st.as_secs_f64() / n)
+    );
+    println!(
+        "| `patchdeck list`, multiplex off | {} | {} | 1.00 |",
+        secs(ln),
+        ms(ln.as_secs_f64() / n)
+    );
+    println!(
+        "| `patchdeck list`, multiplex on (warm master) | {} | {} | {:.2} |",
+        secs(lm),
+        ms(lm.as_secs_f64() / n),
+        lm.as_secs_f64() / ln.as_secs_f64()
+    );
+    println!(
+        "\nlist without / with multiplexing: {:.2}× (target ≥ 3)",
+        ln.as_secs_f64() / lm.as_secs_f64()
     );
 }
