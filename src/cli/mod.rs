@@ -17,6 +17,7 @@ pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
+mod windows;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -91,6 +92,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Put this patchdeck on ssh nodes where it is missing or another version, verified there.
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
+    Windows(windows::WindowsArgs),
 }
 
 impl Cli {
@@ -130,6 +133,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
         Command::Bootstrap(args) => bootstrap::run(global, args),
+        Command::Windows(args) => windows::run(global, args),
     }
 }
 
@@ -159,6 +163,7 @@ impl Command {
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
             Command::Bootstrap(a) => a.json,
+            Command::Windows(a) => a.json,
         }
     }
 }
