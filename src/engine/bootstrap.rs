@@ -61,13 +61,14 @@ pub fn bootstrap(
     exe: &Path,
     parallel: usize,
 ) -> Vec<Result<Placed, NodeError>> {
-    let digest = sha256_file(exe);
+    // Hashed once, and only if some node needs a copy.
+    let digest = std::sync::OnceLock::new();
+    let digest = || {
+        digest
+            .get_or_init(|| sha256_file(exe).map_err(|e| e.to_string()))
+            .clone()
+    };
     ops::for_each_node(nodes, parallel, |n| {
-        let digest = digest.as_ref().map_err(|e| NodeError {
-            node: n.id.clone(),
-            kind: ErrorKind::Io,
-            message: format!("reading {}: {e}", exe.display()),
-        })?;
         if n.ssh.is_none() {
             return Err(NodeError {
                 node: n.id.clone(),
@@ -76,7 +77,7 @@ pub fn bootstrap(
             });
         }
         let target = SshTarget::new(lab, ssh::settings(lab), n)?;
-        place(lab, &target, exe, digest)
+        place(lab, &target, exe, &digest)
     })
 }
 
@@ -93,7 +94,12 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-fn place(lab: &Lab, t: &SshTarget, exe: &Path, digest: &str) -> Result<Placed, NodeError> {
+fn place(
+    lab: &Lab,
+    t: &SshTarget,
+    exe: &Path,
+    digest: &dyn Fn() -> Result<String, String>,
+) -> Result<Placed, NodeError> {
     let want = own_version();
     let path = t.config.patchdeck.clone();
     let before = remote_version(t)?;
@@ -106,7 +112,8 @@ fn place(lab: &Lab, t: &SshTarget, exe: &Path, digest: &str) -> Result<Placed, N
         notes: Vec::new(),
     };
     if before.as_deref() != Some(want.as_str()) {
-        copy_verified(t, exe, digest, &want)?;
+        let digest = digest().map_err(|e| failed(t, format!("reading {}: {e}", exe.display())))?;
+        copy_verified(t, exe, &digest, &want)?;
         let now = remote_version(t)?;
         if now.as_deref() != Some(want.as_str()) {
             return Err(failed(
