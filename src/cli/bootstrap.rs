@@ -30,7 +30,7 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
             nodes: Some(args.nodes.clone()),
             ..Targets::default()
         })
-        .map_err(Failure::Input)?;
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let exe = std::env::current_exe()
         .map_err(|e| Failure::Failed(format!("cannot find this program's own binary: {e}")))?;
     let results = bootstrap::bootstrap(&lab, &nodes, &exe, args.parallel);
