@@ -38,7 +38,7 @@ use patchdeck::engine::node::{Node, Service};
 use patchdeck::engine::ops;
 use patchdeck::engine::replicate;
 use patchdeck::engine::rollout::fleet_env::FleetEnv;
-use patchdeck::engine::rollout::{Ending, Event, Plan, Runner, journal};
+use patchdeck::engine::rollout::{Ending, Plan, Runner, journal};
 
 const PATCH: &str = "BIG_1";
 const EXE: &str = env!("CARGO_BIN_EXE_patchdeck");
@@ -282,12 +282,7 @@ fn main() {
         .expect("cluster free");
     let conn = Mutex::new(conn);
     let env = FleetEnv::new(&lab, &fleet, id);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &|_: &Event| {},
-        poll: Duration::from_millis(10),
-    };
+    let runner = Runner::new(&conn, &env).poll(Duration::from_millis(10));
     let start = Instant::now();
     let ending = runner.run(id).expect("rollout runs");
     let rollout = start.elapsed();
