@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
+mod bootstrap;
 mod cluster;
 mod components;
 mod depot;
@@ -89,6 +90,8 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Put this patchdeck on ssh nodes where it is missing or another version, verified there.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
     Windows(windows::WindowsArgs),
 }
@@ -129,6 +132,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Bootstrap(args) => bootstrap::run(global, args),
         Command::Windows(args) => windows::run(global, args),
     }
 }
@@ -158,6 +162,7 @@ impl Command {
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
+            Command::Bootstrap(a) => a.json,
             Command::Windows(a) => a.json,
         }
     }
