@@ -7,6 +7,7 @@ mod cluster;
 mod components;
 mod depot;
 mod doctor;
+mod fleet;
 mod global;
 mod history;
 mod mirror;
@@ -88,6 +89,9 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Build a fleet.toml from what operators already have (an Ansible inventory).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 impl Cli {
@@ -126,6 +130,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Fleet(cmd) => fleet::run(cmd),
     }
 }
 
@@ -151,7 +156,9 @@ impl Command {
             Command::Snapshot(a) => a.json,
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
-            Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Node(_) | Command::Completions(_) | Command::Man(_) | Command::Fleet(_) => {
+                false
+            }
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
         }
