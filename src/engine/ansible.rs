@@ -167,6 +167,11 @@ impl Inventory {
     /// `ungrouped` (and leave it when in another group); then a group that
     /// is its own ancestor is refused.
     fn reconcile(&mut self) -> Result<(), Bad> {
+        // `all` is every group's root; as a child it would make a cycle
+        // through the edges added below, which have no line of their own.
+        if let Some(line) = self.groups.values().find_map(|g| g.children.get("all")) {
+            return Err((*line, "group \"all\" cannot be a child group".into()));
+        }
         let parented: BTreeSet<String> = self
             .groups
             .values()
@@ -903,6 +908,158 @@ impl From<Bad> for Problem {
     }
 }
 
+/// One host's variables, resolved, read as the import needs them.
+struct HostVars<'a> {
+    name: &'a str,
+    vars: Vars,
+}
+
+impl HostVars<'_> {
+    /// A variable's text and line; unset, null and blank are `None`, a
+    /// list or mapping an error at its line.
+    fn text(&self, key: &str) -> Result<Option<(String, usize)>, Bad> {
+        let Some(var) = self.vars.get(key) else {
+            return Ok(None);
+        };
+        match &var.value {
+            Value::Text(t) if !t.trim().is_empty() => Ok(Some((t.trim().to_string(), var.line))),
+            Value::Text(_) | Value::Null => Ok(None),
+            Value::Other(what) => Err((
+                var.line,
+                format!(
+                    "host {}: {key} is {what}; it must be a single value",
+                    q(self.name)
+                ),
+            )),
+        }
+    }
+
+    /// The first of `keys` that is set.
+    fn first(&self, keys: &[&str]) -> Result<Option<(String, usize)>, Bad> {
+        for k in keys {
+            if let Some(v) = self.text(k)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A fleet field: `patchdeck_KEY` wins over `KEY`, each resolved with
+    /// the full precedence.
+    fn field(&self, key: &str) -> Result<Option<String>, Bad> {
+        Ok(self
+            .first(&[&format!("patchdeck_{key}"), key])?
+            .map(|(t, _)| t))
+    }
+
+    /// `ansible_become` in Ansible's yes/no words.
+    fn sudo(&self) -> Result<bool, Bad> {
+        let Some((b, line)) = self.text("ansible_become")? else {
+            return Ok(false);
+        };
+        ansible_bool(&b).ok_or_else(|| {
+            (
+                line,
+                format!(
+                    "host {}: ansible_become {} is not one of Ansible's yes/no words (yes, true, on, 1 / no, false, off, 0)",
+                    q(self.name),
+                    q(&b)
+                ),
+            )
+        })
+    }
+
+    /// `[user@]host[:port]` from `ansible_host`, `ansible_port` and
+    /// `ansible_user` (or their old `ansible_ssh_` names), the inventory
+    /// name (first seen at `line`) when there is no `ansible_host`; an IPv6
+    /// address in brackets. Refused: anything `ssh` could take for an
+    /// option or that is not one host and one user.
+    fn destination(&self, line: usize) -> Result<String, Bad> {
+        let (addr, addr_line) = self
+            .first(&["ansible_host", "ansible_ssh_host"])?
+            .unwrap_or_else(|| (self.name.to_string(), line));
+        let addr = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(&addr);
+        // A colon means an IPv6 address (a scope such as `%eth0` allowed).
+        let v6 = addr.contains(':');
+        let v6_ok = addr
+            .split('%')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        if addr.starts_with('-') || unsafe_chars(addr, "@/[]") || (v6 && !v6_ok) {
+            return Err((
+                addr_line,
+                format!(
+                    "host {}: {} is not a host name or address ssh can be given",
+                    q(self.name),
+                    q(addr)
+                ),
+            ));
+        }
+        let mut ssh = String::new();
+        if let Some((u, line)) = self.first(&["ansible_user", "ansible_ssh_user"])? {
+            if u.starts_with('-') || unsafe_chars(&u, "@:/") {
+                return Err((
+                    line,
+                    format!(
+                        "host {}: ansible_user {} is not a user name",
+                        q(self.name),
+                        q(&u)
+                    ),
+                ));
+            }
+            ssh.push_str(&format!("{u}@"));
+        }
+        ssh.push_str(&if v6 {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        });
+        if let Some((p, line)) = self.first(&["ansible_port", "ansible_ssh_port"])? {
+            let port = parse_port(&p).ok_or_else(|| {
+                (
+                    line,
+                    format!(
+                        "host {}: ansible_port {} is not a number from 1 to 65535",
+                        q(self.name),
+                        q(&p)
+                    ),
+                )
+            })?;
+            ssh.push_str(&format!(":{port}"));
+        }
+        Ok(ssh)
+    }
+}
+
+/// Blanks, controls or any of `also` in `s`.
+fn unsafe_chars(s: &str, also: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || also.contains(c))
+}
+
+/// Whether the groups rule can name this cluster member (`S_M`).
+fn has_member_name(id: &str, member: Option<&String>) -> bool {
+    member.is_some()
+        || crate::engine::groups::member_name(&crate::engine::fleet::Node {
+            id: id.to_string(),
+            dc: String::new(),
+            org: String::new(),
+            site: String::new(),
+            cluster: None,
+            member: None,
+            role: Default::default(),
+            root: None,
+            command: None,
+            offline: false,
+            products: Vec::new(),
+            demo: Default::default(),
+        })
+        .is_some()
+}
+
 /// The hosts of `inv` as ssh nodes.
 fn to_fleet(inv: &Inventory, opts: &Options) -> Result<Imported, Problem> {
     let mut nodes = Vec::new();
@@ -910,44 +1067,11 @@ fn to_fleet(inv: &Inventory, opts: &Options) -> Result<Imported, Problem> {
     let (mut no_dc, mut no_org) = (Vec::new(), Vec::new());
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, host) in &inv.hosts {
-        let vars = inv.resolve(name);
-        let text = |key: &str| -> Result<Option<(String, usize)>, Bad> {
-            match vars.get(key) {
-                None => Ok(None),
-                Some(Var {
-                    value: Value::Text(t),
-                    line,
-                }) => Ok((!t.trim().is_empty()).then(|| (t.trim().to_string(), *line))),
-                Some(Var {
-                    value: Value::Null, ..
-                }) => Ok(None),
-                Some(Var {
-                    value: Value::Other(what),
-                    line,
-                }) => Err((
-                    *line,
-                    format!(
-                        "host {}: {key} is {what}; it must be a single value",
-                        q(name)
-                    ),
-                )),
-            }
+        let h = HostVars {
+            name,
+            vars: inv.resolve(name),
         };
-        // `patchdeck_X` wins over `X`, each resolved with full precedence.
-        let field = |key: &str| -> Result<Option<String>, Bad> {
-            Ok(text(&format!("patchdeck_{key}"))?
-                .or(text(key)?)
-                .map(|(t, _)| t))
-        };
-        let first = |keys: &[&str]| -> Result<Option<(String, usize)>, Bad> {
-            for k in keys {
-                if let Some(v) = text(k)? {
-                    return Ok(Some(v));
-                }
-            }
-            Ok(None)
-        };
-        if let Some((conn, _)) = text("ansible_connection")?
+        if let Some((conn, _)) = h.text("ansible_connection")?
             && !matches!(
                 conn.as_str(),
                 "ssh"
@@ -964,114 +1088,29 @@ fn to_fleet(inv: &Inventory, opts: &Options) -> Result<Imported, Problem> {
             ));
             continue;
         }
-        let dc = field("dc")?.or_else(|| opts.default_dc.clone());
-        let org = field("org")?.or_else(|| opts.default_org.clone());
+        let dc = h.field("dc")?.or_else(|| opts.default_dc.clone());
+        let org = h.field("org")?.or_else(|| opts.default_org.clone());
         if dc.is_none() {
-            no_dc.push(format!("{} (line {})", name, host.line));
+            no_dc.push(format!("{name} (line {})", host.line));
         }
         if org.is_none() {
-            no_org.push(format!("{} (line {})", name, host.line));
+            no_org.push(format!("{name} (line {})", host.line));
         }
-        let (addr, addr_line) = first(&["ansible_host", "ansible_ssh_host"])?
-            .unwrap_or_else(|| (name.clone(), host.line));
-        let addr = addr
-            .strip_prefix('[')
-            .and_then(|a| a.strip_suffix(']'))
-            .unwrap_or(&addr);
-        if addr.starts_with('-')
-            || addr
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "@/[]".contains(c))
-        {
-            return Err(Problem::At((
-                addr_line,
-                format!(
-                    "host {}: {} is not a host name or address ssh can be given",
-                    q(name),
-                    q(addr)
-                ),
-            )));
-        }
-        let port = match first(&["ansible_port", "ansible_ssh_port"])? {
-            None => None,
-            Some((p, line)) => Some(parse_port(&p).ok_or_else(|| {
-                (
-                    line,
-                    format!(
-                        "host {}: ansible_port {} is not a number from 1 to 65535",
-                        q(name),
-                        q(&p)
-                    ),
-                )
-            })?),
-        };
-        let user = first(&["ansible_user", "ansible_ssh_user"])?;
-        if let Some((u, line)) = &user
-            && (u.starts_with('-')
-                || u.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "@:/".contains(c)))
-        {
-            return Err(Problem::At((
-                *line,
-                format!("host {}: ansible_user {} is not a user name", q(name), q(u)),
-            )));
-        }
-        let sudo = match text("ansible_become")? {
-            None => false,
-            Some((b, line)) => ansible_bool(&b).ok_or_else(|| {
-                (
-                    line,
-                    format!(
-                        "host {}: ansible_become {} is not one of Ansible's yes/no words (yes, true, on, 1 / no, false, off, 0)",
-                        q(name),
-                        q(&b)
-                    ),
-                )
-            })?,
-        };
-        if let Some((p, _)) = text("patchdeck_path")? {
+        if let Some((p, _)) = h.text("patchdeck_path")? {
             paths.entry(p).or_default().push(name.clone());
-        }
-        let mut ssh = String::new();
-        if let Some((u, _)) = &user {
-            ssh.push_str(u);
-            ssh.push('@');
-        }
-        if addr.contains(':') {
-            ssh.push_str(&format!("[{addr}]"));
-        } else {
-            ssh.push_str(addr);
-        }
-        if let Some(p) = port {
-            ssh.push_str(&format!(":{p}"));
         }
         let node = SshNode {
             id: name.clone(),
             dc: dc.unwrap_or_default(),
             org: org.unwrap_or_default(),
-            site: field("site")?.unwrap_or_default(),
-            cluster: field("cluster")?,
-            member: field("member")?,
-            ssh,
-            sudo,
+            site: h.field("site")?.unwrap_or_default(),
+            cluster: h.field("cluster")?,
+            member: h.field("member")?,
+            ssh: h.destination(host.line)?,
+            sudo: h.sudo()?,
         };
         if let Some(c) = &node.cluster
-            && node.member.is_none()
-            && crate::engine::groups::member_name(&crate::engine::fleet::Node {
-                id: node.id.clone(),
-                dc: String::new(),
-                org: String::new(),
-                site: String::new(),
-                cluster: None,
-                member: None,
-                role: Default::default(),
-                root: None,
-                command: None,
-                offline: false,
-                products: Vec::new(),
-                demo: Default::default(),
-            })
-            .is_none()
+            && !has_member_name(name, node.member.as_ref())
         {
             notes.push(format!(
                 "host {} in cluster {}: no member name S_M (set member or patchdeck_member, e.g. 1_1); rollouts of the cluster will refuse it",
@@ -1492,6 +1531,8 @@ all:
                 "not a host name",
             ),
             ("h1 ansible_user=a@b dc=d org=o\n", 1, "not a user name"),
+            ("h1 ansible_host=web1:22 dc=d org=o\n", 1, "not a host name"),
+            ("[a]\nh1\n[a:children]\nall\n", 4, "cannot be a child"),
             ("[a:children]\nb\n[b:children]\na\n", 4, "its own ancestor"),
         ];
         for (text, line, word) in cases {
