@@ -797,6 +797,12 @@ fn parse_yaml(text: &str) -> Result<Inventory, Bad> {
             YamlData::Mapping(map) => {
                 for (k, v) in map {
                     let name = yaml_name(k, "group")?;
+                    if name == "_meta" {
+                        return Err((
+                            line(k),
+                            "this is `ansible-inventory --list` JSON (the script format); export with `ansible-inventory -i INVENTORY --list --yaml` instead".into(),
+                        ));
+                    }
                     yaml_group(&mut inv, &name, Some(v), 0)?;
                 }
             }
@@ -1550,6 +1556,11 @@ all:
             ("all:\n  hosts: {h1: {dc: d, org: o}\n", 3, "YAML"),
             ("- a\n- b\n", 1, "mapping of groups"),
             ("all:\n  hosts:\n    h1:\n    h1:\n", 4, "YAML"),
+            (
+                "{\"all\": {},\n \"_meta\": {\"hostvars\": {}}}",
+                2,
+                "--yaml",
+            ),
         ];
         for (text, line, word) in cases {
             let (l, m) = at(yaml(text).unwrap_err());
