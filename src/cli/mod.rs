@@ -156,9 +156,8 @@ impl Command {
             Command::Snapshot(a) => a.json,
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
-            Command::Node(_) | Command::Completions(_) | Command::Man(_) | Command::Fleet(_) => {
-                false
-            }
+            Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Fleet(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
         }
