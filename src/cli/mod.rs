@@ -17,6 +17,7 @@ pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
+mod windows;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -89,6 +90,8 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
+    Windows(windows::WindowsArgs),
     /// Build a fleet.toml from what operators already have (an Ansible inventory).
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
@@ -130,6 +133,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Windows(args) => windows::run(global, args),
         Command::Fleet(cmd) => fleet::run(cmd),
     }
 }
@@ -160,6 +164,7 @@ impl Command {
             Command::Fleet(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
+            Command::Windows(a) => a.json,
         }
     }
 }
