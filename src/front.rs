@@ -89,11 +89,9 @@ pub fn progress(total: u64, what: &str, json: bool) -> indicatif::ProgressBar {
     if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return indicatif::ProgressBar::hidden();
     }
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} {elapsed}",
-    )
-    .map(|s| s.progress_chars("#>-"))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+        .map(|s| s.progress_chars("#>-"))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     let bar = indicatif::ProgressBar::new(total).with_style(style);
     bar.set_message(what.to_string());
     bar

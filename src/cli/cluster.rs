@@ -22,8 +22,8 @@ pub struct GroupsArgs {
 
 pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     let fleet = load_fleet(&global.lab())?;
-    let partition =
-        groups::partition(&fleet, &args.cluster, args.groups).map_err(|e| Failure::Input(e.to_string()))?;
+    let partition = groups::partition(&fleet, &args.cluster, args.groups)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     if let Some(w) = groups::unused_count(&partition, args.groups) {
         eprintln!("warning: {w}");
     }
@@ -116,7 +116,9 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     let nodes: Vec<&crate::engine::fleet::Node> = if targets.is_empty() {
         fleet.nodes.iter().collect()
     } else {
-        fleet.targets(&targets).map_err(|e| Failure::Input(e.to_string()))?
+        fleet
+            .targets(&targets)
+            .map_err(|e| Failure::Input(e.to_string()))?
     };
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));

@@ -306,7 +306,9 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             op.as_str()
         )));
     }
-    let nodes = fleet.targets(&targets).map_err(|e| Failure::Input(e.to_string()))?;
+    let nodes = fleet
+        .targets(&targets)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
     }

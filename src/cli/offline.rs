@@ -362,8 +362,8 @@ fn apply_cluster(
         .iter()
         .find(|c| c.id == cluster)
         .ok_or_else(|| Failure::Input(format!("unknown cluster {cluster:?}")))?;
-    let partition =
-        crate::engine::groups::partition(&fleet, cluster, None).map_err(|e| Failure::Input(e.to_string()))?;
+    let partition = crate::engine::groups::partition(&fleet, cluster, None)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let command = format!("apply {} --cluster {cluster}", args.bundle.display());
     let journal =
         Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;

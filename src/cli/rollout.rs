@@ -510,12 +510,7 @@ pub(crate) fn execute(
     let _lock = ClusterLock::acquire(lab, &cluster, id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(lab, fleet, id);
     let print = |e: &Event| print_event(e, json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     let ending = runner.run(id).map_err(Failure::Failed)?;
     let c = conn
         .lock()
@@ -794,7 +789,11 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         // Follow: print step changes as they land in the journal, under a
         // bar of the steps done (on a terminal, without --json).
         let bar = printer.bar.get_or_insert_with(|| {
-            crate::front::progress(r.steps.len() as u64, &format!("rollout {}", r.id), args.json)
+            crate::front::progress(
+                r.steps.len() as u64,
+                &format!("rollout {}", r.id),
+                args.json,
+            )
         });
         let done = r
             .steps
@@ -942,12 +941,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     match runner.abort(r.id).map_err(Failure::Failed)? {
         Ending::Aborted => Ok(()),
         // Some drained member could not be restored: the rollout stays
@@ -982,12 +976,7 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     let ending = runner
         .roll_back_group(r.id, &args.group)
         .map_err(Failure::Failed)?;

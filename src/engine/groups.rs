@@ -316,18 +316,21 @@ mod tests {
     fn fewer_than_two_members_or_groups_is_refused() {
         assert!(
             split("c", &members(&["1_1"]), None)
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("at least two")
         );
         assert!(split("c", &[], None).is_err());
         assert!(
             split("c", &members(&["1_1", "1_2"]), Some(1))
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("all at once")
         );
         assert!(
             split("c", &members(&["1_1", "1_2"]), Some(3))
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("cannot be split into 3")
         );
     }

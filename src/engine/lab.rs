@@ -105,7 +105,9 @@ impl Lab {
         let path = self.config_path();
         let text = match read_file(&path) {
             Ok(t) => t,
-            Err(FileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(FileError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Ok(LabConfig::default());
             }
             Err(e) => return Err(e),

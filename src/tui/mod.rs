@@ -118,7 +118,8 @@ pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
     .map_err(Failure::Input)?;
     let keymap = match dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
         Some(keys) => {
-            let text = crate::engine::text::read_file(&keys).map_err(|e| Failure::Input(e.to_string()))?;
+            let text =
+                crate::engine::text::read_file(&keys).map_err(|e| Failure::Input(e.to_string()))?;
             keymap::Keymap::with_user_keys(&text)
                 .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?
         }
