@@ -8,6 +8,7 @@ mod cluster;
 mod components;
 mod depot;
 mod doctor;
+mod fleet;
 mod global;
 mod history;
 mod mirror;
@@ -94,6 +95,9 @@ pub enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
     Windows(windows::WindowsArgs),
+    /// Build a fleet.toml from what operators already have (an Ansible inventory).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 impl Cli {
@@ -134,6 +138,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::History(args) => history::run(global, args),
         Command::Bootstrap(args) => bootstrap::run(global, args),
         Command::Windows(args) => windows::run(global, args),
+        Command::Fleet(cmd) => fleet::run(cmd),
     }
 }
 
@@ -160,6 +165,7 @@ impl Command {
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Fleet(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
             Command::Bootstrap(a) => a.json,

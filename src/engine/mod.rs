@@ -1,6 +1,7 @@
 //! The engine: everything patchdeck knows and decides, with no knowledge of
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
+pub mod ansible;
 pub mod archive;
 pub mod bootstrap;
 pub mod components;
