@@ -600,3 +600,83 @@ fn the_node_finishes_its_operation_when_its_ssh_parent_goes_away() {
     };
     assert_eq!(lib, want);
 }
+
+#[test]
+fn ansible_inventories_in_both_forms_are_imported_and_used_over_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(tmp.path());
+    let roots = tmp.path().join("roots");
+    for id in ["gw-a", "gw-b", "gw-c"] {
+        node_root(&roots.join(id), id);
+    }
+    let dest = sshd.dest();
+    let (user, hostport) = dest.split_once('@').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap();
+    let root = |id: &str| roots.join(id).display().to_string();
+    let ini = format!(
+        "[gateways]\n\
+         gw-a ansible_host={host} ansible_port={port} ansible_user={user} patchdeck_remote_root={}\n\
+         gw-b ansible_host={host} ansible_port={port} ansible_user={user} patchdeck_remote_root={}\n\
+         [gateways:vars]\ndc=dc1\norg=org\n",
+        root("gw-a"),
+        root("gw-b")
+    );
+    let yaml = format!(
+        "all:\n  vars:\n    dc: dc1\n    org: org\n  children:\n    edge:\n      hosts:\n        gw-c:\n          \
+         ansible_host: {host}\n          ansible_port: {port}\n          ansible_user: {user}\n          \
+         patchdeck_remote_root: {}\n",
+        root("gw-c")
+    );
+    for (form, inventory, nodes) in [
+        ("ini", ini, vec!["gw-a", "gw-b"]),
+        ("yaml", yaml, vec!["gw-c"]),
+    ] {
+        let lab = tmp.path().join(format!("lab-{form}"));
+        fs::create_dir_all(lab.join("depot")).unwrap();
+        common::good(&lab.join("depot"), "GW_1", "");
+        let inv = tmp.path().join(format!("hosts.{form}"));
+        fs::write(&inv, inventory).unwrap();
+        let imported = tmp.path().join(format!("fleet-{form}.toml"));
+        ok(
+            &lab,
+            &[
+                "fleet",
+                "import",
+                "--ansible",
+                inv.to_str().unwrap(),
+                "-o",
+                imported.to_str().unwrap(),
+            ],
+        );
+        // The test server's client configuration, as an operator's
+        // ~/.ssh/config would give it.
+        let fleet = format!(
+            "{}\n{}",
+            sshd.ssh_table(Path::new(EXE), ""),
+            fs::read_to_string(&imported).unwrap()
+        );
+        fs::write(lab.join("fleet.toml"), fleet).unwrap();
+        let list = nodes.join(",");
+        let checks = json(&ok(&lab, &["nodes", "--check", "--json"]));
+        assert_eq!(checks.as_array().unwrap().len(), nodes.len(), "{checks}");
+        for c in checks.as_array().unwrap() {
+            assert_eq!(c["reachable"], true, "{form}: {c}");
+        }
+        ok(&lab, &["stage", "GW_1", "--nodes", &list]);
+        ok(&lab, &["install", "GW_1", "--nodes", &list]);
+        let rows = json(&ok(&lab, &["list", "--json"]));
+        for id in &nodes {
+            assert!(
+                rows.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["node"] == *id && r["patch"] == "GW_1" && r["state"] == "applied"),
+                "{form}: {id} has GW_1 applied: {rows}"
+            );
+            assert_eq!(
+                fs::read(roots.join(id).join("opt/gw/lib.so")).unwrap(),
+                b"payload of GW_1"
+            );
+        }
+    }
+}

@@ -863,6 +863,9 @@ pub struct SshNode {
     pub member: Option<String>,
     /// `[user@]host[:port]`; an IPv6 address in brackets (`[2001:db8::1]:22`).
     pub ssh: String,
+    /// The directory the node patches (`patchdeck_remote_root`; default `/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_root: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sudo: bool,
 }
@@ -1116,6 +1119,7 @@ fn to_fleet(inv: &Inventory, opts: &Options) -> Result<Imported, Problem> {
             cluster: h.field("cluster")?,
             member: h.field("member")?,
             ssh: h.destination(host.line)?,
+            remote_root: h.text("patchdeck_remote_root")?.map(|(t, _)| t),
             sudo: h.sudo()?,
         };
         if let Some(c) = &node.cluster
