@@ -9,6 +9,7 @@ mod depot;
 mod doctor;
 mod global;
 mod history;
+mod key;
 mod mirror;
 mod node;
 pub(crate) mod nodes;
@@ -16,6 +17,8 @@ pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
+mod sign;
+mod trust;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -88,6 +91,14 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Signing keys (minisign format): `key generate`.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Sign patches or bundles: FILE.minisig beside each.
+    Sign(sign::SignArgs),
+    /// The lab's trusted keys on nodes: `trust push --nodes LIST`.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 impl Cli {
@@ -126,6 +137,9 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Key(cmd) => key::run(global, cmd),
+        Command::Sign(args) => sign::run(global, args),
+        Command::Trust(cmd) => trust::run(global, cmd),
     }
 }
 
@@ -154,6 +168,8 @@ impl Command {
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
+            Command::Key(_) | Command::Sign(_) => false,
+            Command::Trust(trust::TrustCommand::Push(a)) => a.json,
         }
     }
 }

@@ -34,4 +34,5 @@ pub mod status;
 pub mod text;
 pub mod tomlspan;
 pub mod transport;
+pub mod trust;
 pub mod version;

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod paths;
 pub mod space;
 pub mod store;
+pub mod trust;
 
 use std::fs;
 use std::io;
