@@ -546,6 +546,13 @@ pub fn check_install_plan(
             return Err(refuse("it is not in the depot".to_string()));
         };
         let m = &patch.manifest;
+        if let Some(have) = inv.downgrade(&m.product, m.fileset.as_deref(), &m.version) {
+            return Err(refuse(format!(
+                "it is a downgrade: it brings {} {} and {have} is installed here",
+                crate::engine::components::component_of(m),
+                m.version
+            )));
+        }
         match inv.products.get(&m.product) {
             None => {
                 return Err(refuse(format!(
