@@ -562,7 +562,7 @@ pub fn check_install_plan(
             }
             Some(have) => {
                 if let Some(base) = &m.base_version
-                    && select::base_version_satisfied(base, have) != Some(true)
+                    && crate::engine::version::base_version_satisfied(base, have) != Some(true)
                 {
                     return Err(refuse(format!(
                         "it needs {} {base}, and {have} is installed",

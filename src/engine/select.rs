@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::engine::inventory::Inventory;
 use crate::engine::patch::Patch;
 use crate::engine::requirement;
+use crate::engine::version::base_version_satisfied;
 
 /// "No node / no component" in the index-based tables below.
 const NONE: usize = usize::MAX;
@@ -176,10 +177,6 @@ impl fmt::Display for ProblemKind {
         f.write_str(self.as_str())
     }
 }
-
-/// Moved to [`crate::engine::version`], where the one version order lives; kept here so
-/// existing callers keep working.
-pub use crate::engine::version::base_version_satisfied;
 
 /// Resolves `request` against the depot `patches`.
 pub fn resolve(patches: &[Patch], request: &Request) -> Selection {

@@ -1,0 +1,464 @@
+//! The console side: [`Remote`] drives a child process that speaks the
+//! protocol (`patchdeck node` directly, or through OpenSSH) as a [`Transport`].
+
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::child::{StderrTail, describe, describe_status, read_full, wait_for, write_quietly};
+use super::wire::{
+    CHUNK, Hello, Incoming, Line, MAX_RESPONSE_LINE, PROTOCOL, SOFTWARE, base64_encode, read_line,
+    snippet,
+};
+use crate::engine::inventory::Inventory;
+use crate::engine::node::environment::Environment;
+use crate::engine::node::{Drift, ErrorKind, Listed, NodeError, Report, Service, ServiceStatus};
+use crate::engine::transport::{Progress, Transport};
+
+/// A node reached through a child process speaking the protocol: `patchdeck
+/// node` run directly, or through `sh -c` (how OpenSSH reaches remote nodes).
+/// Dropping it says `bye` and waits for the child (killing it if it lingers).
+pub struct Remote {
+    node: String,
+    command: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    stderr: StderrTail,
+    next_id: u64,
+    hello: Hello,
+    /// Set when the child died or spoke garbage: every later call fails so.
+    broken: Option<NodeError>,
+}
+
+impl Remote {
+    /// Starts `command` (its stdin, stdout and stderr are taken over) and
+    /// shakes hands. `node` is the name errors give the node.
+    pub fn spawn(mut command: Command, node: &str) -> Result<Remote, NodeError> {
+        let described = describe(&command);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| NodeError {
+            node: node.to_string(),
+            kind: ErrorKind::Io,
+            message: format!("cannot start `{described}`: {e}"),
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(NodeError {
+                node: node.to_string(),
+                kind: ErrorKind::Io,
+                message: format!("`{described}` started without pipes"),
+            });
+        };
+        let mut remote = Remote {
+            node: node.to_string(),
+            command: described,
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            stderr: StderrTail::start(stderr),
+            next_id: 0,
+            hello: Hello {
+                protocol: 0,
+                server: String::new(),
+                node: String::new(),
+                root: String::new(),
+            },
+            broken: None,
+        };
+        let mut body = Map::new();
+        body.insert("protocol".into(), PROTOCOL.into());
+        body.insert("client".into(), SOFTWARE.into());
+        let answer = match remote.call("hello", "hello", body, &mut |_, _| {}) {
+            Ok(value) => value,
+            Err(mut e) => {
+                if e.message.starts_with("protocol: ") {
+                    e.message = format!(
+                        "the node refused the handshake: {}",
+                        &e.message["protocol: ".len()..]
+                    );
+                }
+                remote.broken = Some(e.clone());
+                return Err(e);
+            }
+        };
+        let hello: Hello = remote.decode("hello", answer)?;
+        if hello.protocol != PROTOCOL {
+            let e = remote.error(format!(
+                "the node ({}) speaks protocol {}, but this console ({SOFTWARE}) speaks protocol {PROTOCOL}; \
+                 install the same major version of patchdeck on both",
+                hello.server, hello.protocol
+            ));
+            remote.broken = Some(e.clone());
+            return Err(e);
+        }
+        remote.hello = hello;
+        Ok(remote)
+    }
+
+    /// Runs `EXE node --root ROOT --name NODE` as a child.
+    pub fn local_child(exe: &Path, root: &Path, node: &str) -> Result<Remote, NodeError> {
+        let mut command = Command::new(exe);
+        command
+            .arg("node")
+            .arg("--root")
+            .arg(root)
+            .arg("--name")
+            .arg(node);
+        Remote::spawn(command, node)
+    }
+
+    /// Runs `sh -c COMMAND_LINE`, e.g. `ssh -T gw-3.example patchdeck node --root /`.
+    pub fn shell(command_line: &str, node: &str) -> Result<Remote, NodeError> {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(command_line);
+        Remote::spawn(command, node)
+    }
+
+    /// What the node said about itself in the handshake.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    fn error(&self, message: String) -> NodeError {
+        NodeError {
+            node: self.node.clone(),
+            kind: ErrorKind::Io,
+            message,
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self, what: &str, value: Value) -> Result<T, NodeError> {
+        serde_json::from_value(value).map_err(|e| {
+            let e = self.error(format!(
+                "the node answered {what} with a result this console cannot read: {e}"
+            ));
+            self.broken = Some(e.clone());
+            e
+        })
+    }
+
+    /// Sends one request and reads until its response, passing progress
+    /// events to `progress`. `what` names the request in errors.
+    fn call(
+        &mut self,
+        op: &str,
+        what: &str,
+        mut body: Map<String, Value>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Value, NodeError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        body.insert("id".into(), id.into());
+        body.insert("op".into(), op.into());
+        let mut line = serde_json::to_vec(&Value::Object(body))
+            .map_err(|e| self.error(format!("cannot encode {what}: {e}")))?;
+        line.push(b'\n');
+        let written = match self.stdin.as_mut() {
+            Some(stdin) => write_quietly(stdin, &line),
+            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin closed")),
+        };
+        // Even when the write failed, the node may have said why before it
+        // went: read on, and report what it said.
+        let mut buf = Vec::new();
+        loop {
+            match read_line(&mut self.stdout, MAX_RESPONSE_LINE, &mut buf) {
+                Ok(Line::Text) => {}
+                Ok(Line::Eof) => {
+                    let how = match &written {
+                        Err(e) => format!("stopped reading ({e}) and closed its output"),
+                        Ok(()) => "closed its output".into(),
+                    };
+                    return Err(self.died(what, &how));
+                }
+                Ok(Line::TooLong(n)) => {
+                    return Err(self.garbage(what, &format!("a line of {n} bytes")));
+                }
+                Err(e) => return Err(self.died(what, &format!("could not be read ({e})"))),
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let Ok(incoming) = serde_json::from_slice::<Incoming>(&buf) else {
+                let quoted = format!("`{}`", snippet(&buf));
+                return Err(self.garbage(what, &quoted));
+            };
+            if let Some(event) = &incoming.event {
+                // Events are advisory: kinds this console does not know,
+                // and events for other requests, are skipped.
+                if let ("progress", Some(done), Some(total)) =
+                    (event.as_str(), incoming.done, incoming.total)
+                    && incoming.id == Some(id)
+                {
+                    progress(done, total);
+                }
+                continue;
+            }
+            match (incoming.ok, incoming.id) {
+                (Some(true), Some(got)) if got == id => return Ok(incoming.result),
+                (Some(false), got) if got.is_none() || got == Some(id) => {
+                    let Some(error) = incoming.error else {
+                        let quoted = format!("`{}`", snippet(&buf));
+                        return Err(self.garbage(what, &quoted));
+                    };
+                    let (kind, message) = match error.kind.as_str() {
+                        "refused" => (ErrorKind::Refused, error.message),
+                        "busy" => (ErrorKind::Busy, error.message),
+                        "invalid" => (ErrorKind::Invalid, error.message),
+                        "io" => (ErrorKind::Io, error.message),
+                        other => (ErrorKind::Io, format!("{other}: {}", error.message)),
+                    };
+                    return Err(NodeError {
+                        node: self.node.clone(),
+                        kind,
+                        message,
+                    });
+                }
+                _ => {
+                    let quoted = format!("`{}` (waiting for the answer to id {id})", snippet(&buf));
+                    return Err(self.garbage(what, &quoted));
+                }
+            }
+        }
+    }
+
+    /// The child stopped answering: say how it ended and what it last wrote
+    /// to stderr.
+    fn died(&mut self, what: &str, how: &str) -> NodeError {
+        let message = match wait_for(&mut self.child, Duration::from_secs(2)) {
+            Some(status) => format!(
+                "no answer to {what}: the node process ended ({})",
+                describe_status(status)
+            ),
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                format!("no answer to {what}: the node process {how} but did not exit; stopped it")
+            }
+        };
+        self.finish(message)
+    }
+
+    /// The child said something that is not the protocol.
+    fn garbage(&mut self, what: &str, said: &str) -> NodeError {
+        // Stop it first, so its stderr closes and its last words are in.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let message = format!(
+            "the node answered {what} with {said}, which is not the node protocol; \
+             check that the command runs `patchdeck node` and that nothing else \
+             (a login banner, a shell profile) writes to its output"
+        );
+        self.finish(message)
+    }
+
+    fn finish(&mut self, mut message: String) -> NodeError {
+        let tail = self.stderr.tail(Duration::from_secs(1));
+        if !tail.is_empty() {
+            message.push_str(&format!("; its stderr ends: {tail}"));
+        }
+        message.push_str(&format!(" (command: {})", self.command));
+        let e = self.error(message);
+        self.broken = Some(e.clone());
+        e
+    }
+
+    fn patch_call<T: DeserializeOwned>(
+        &mut self,
+        op: &str,
+        id: &str,
+        extra: &[(&str, Value)],
+    ) -> Result<T, NodeError> {
+        let mut body = Map::new();
+        body.insert("patch".into(), id.into());
+        for (k, v) in extra {
+            body.insert((*k).into(), v.clone());
+        }
+        let what = format!("{op} {id}");
+        let value = self.call(op, &what, body, &mut |_, _| {})?;
+        self.decode(&what, value)
+    }
+
+    fn plain_call<T: DeserializeOwned>(&mut self, op: &str) -> Result<T, NodeError> {
+        let value = self.call(op, op, Map::new(), &mut |_, _| {})?;
+        self.decode(op, value)
+    }
+}
+
+impl Transport for Remote {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError> {
+        let node = self.node.clone();
+        let local = |e: io::Error| NodeError {
+            node: node.clone(),
+            kind: ErrorKind::Io,
+            message: format!("reading {}: {e}", file.display()),
+        };
+        let mut f = fs::File::open(file).map_err(local)?;
+        let size = f.metadata().map_err(local)?.len();
+        progress(0, size);
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut offset = 0u64;
+        loop {
+            let n = read_full(&mut f, &mut buf).map_err(local)?;
+            if offset + n as u64 > size {
+                break;
+            }
+            hash.update(&buf[..n]);
+            let mut body = Map::new();
+            body.insert("patch".into(), id.into());
+            body.insert("offset".into(), offset.into());
+            body.insert("size".into(), size.into());
+            body.insert("data".into(), base64_encode(&buf[..n]).into());
+            let what = format!("upload of {id}");
+            let answer = self.call("upload", &what, body, progress)?;
+            offset += n as u64;
+            if answer.get("received").and_then(Value::as_u64) != Some(offset) {
+                let said = format!("`{answer}` where {offset} bytes received was expected");
+                return Err(self.garbage(&what, &said));
+            }
+            if n < CHUNK || offset == size {
+                break;
+            }
+        }
+        let mut rest = [0u8; 1];
+        if offset != size || f.read(&mut rest).map_err(local)? != 0 {
+            return Err(self.error(format!(
+                "{} changed while it was uploaded ({size} bytes when it started); try again",
+                file.display()
+            )));
+        }
+        let sha256 = hex::encode(hash.finalize());
+        let report = self.patch_call(
+            "stage",
+            id,
+            &[("size", size.into()), ("sha256", sha256.into())],
+        )?;
+        progress(size, size);
+        Ok(report)
+    }
+
+    fn install_with(
+        &mut self,
+        id: &str,
+        save: bool,
+        known: &crate::engine::requirement::Supersession,
+    ) -> Result<Report, NodeError> {
+        let mut extra = vec![("save", Value::from(save))];
+        // Only when there is something to say, so the line stays as before.
+        if !known.is_empty() {
+            extra.push(("known", serde_json::to_value(known).unwrap_or_default()));
+        }
+        self.patch_call("install", id, &extra)
+    }
+
+    fn rollback(&mut self, id: &str) -> Result<Report, NodeError> {
+        self.patch_call("rollback", id, &[])
+    }
+
+    fn commit(&mut self, id: &str) -> Result<Report, NodeError> {
+        self.patch_call("commit", id, &[])
+    }
+
+    fn remove(&mut self, id: &str) -> Result<Report, NodeError> {
+        self.patch_call("remove", id, &[])
+    }
+
+    fn list(&mut self) -> Result<Vec<Listed>, NodeError> {
+        self.plain_call("list")
+    }
+
+    fn inventory(&mut self) -> Result<Inventory, NodeError> {
+        self.plain_call("inventory")
+    }
+
+    fn verify(&mut self) -> Result<Vec<Drift>, NodeError> {
+        self.plain_call("verify")
+    }
+
+    fn environment(&mut self) -> Result<Environment, NodeError> {
+        self.plain_call("environment")
+    }
+
+    fn recovered(&mut self) -> Result<Vec<crate::engine::node::Recovery>, NodeError> {
+        self.plain_call("recovered")
+    }
+
+    fn learn(&mut self, known: &crate::engine::requirement::Supersession) -> Result<(), NodeError> {
+        if known.is_empty() {
+            return Ok(());
+        }
+        let mut body = Map::new();
+        body.insert(
+            "known".into(),
+            serde_json::to_value(known).unwrap_or_default(),
+        );
+        let value = self.call("learn", "learn", body, &mut |_, _| {})?;
+        self.decode("learn", value)
+    }
+
+    fn removal_blocked(
+        &mut self,
+        leaving: &[String],
+    ) -> Result<Vec<crate::engine::requirement::Dependent>, NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), leaving.into());
+        let value = self.call("blocked", "blocked", body, &mut |_, _| {})?;
+        self.decode("blocked", value)
+    }
+
+    fn service(&mut self, set: Option<Service>) -> Result<ServiceStatus, NodeError> {
+        let mut body = Map::new();
+        if let Some(state) = set {
+            body.insert("state".into(), state.as_str().into());
+        }
+        let value = self.call("service", "service", body, &mut |_, _| {})?;
+        self.decode("service", value)
+    }
+
+    fn check_space(&mut self, patches: &[String]) -> Result<(), NodeError> {
+        let mut body = Map::new();
+        body.insert("patches".into(), patches.into());
+        self.call("space", "space", body, &mut |_, _| {})
+            .map(|_| ())
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if self.broken.is_none() {
+            let _ = self.call("bye", "bye", Map::new(), &mut |_, _| {});
+        }
+        // Closing stdin ends a server that missed the bye; a child that
+        // broke the protocol is not waited for.
+        drop(self.stdin.take());
+        let patience = if self.broken.is_none() {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
+        if wait_for(&mut self.child, patience).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
