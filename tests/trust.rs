@@ -616,3 +616,72 @@ fn a_lab_without_the_setting_keeps_working_and_says_its_depot_is_unsigned() {
     assert!(text(&check).contains("depot unsigned"), "{}", text(&check));
     ok(&["stage", "--lab", &lab, "GW_1001", "--nodes", "gw-east-1"]);
 }
+
+#[test]
+fn a_node_over_the_protocol_takes_keys_and_refuses_what_they_did_not_sign() {
+    let l = setup();
+    // gw-west-2 is reached through `patchdeck node`, as ssh would run it.
+    let fleet = Path::new(&l.lab).join("fleet.toml");
+    let root = Path::new(&l.lab).join("nodes/gw-west-2");
+    let exe = env!("CARGO_BIN_EXE_patchdeck");
+    let text = fs::read_to_string(&fleet).unwrap().replace(
+        "root = \"nodes/gw-west-2\"",
+        &format!(
+            "command = \"{exe} node --root {} --name gw-west-2\"",
+            root.display()
+        ),
+    );
+    fs::write(&fleet, text).unwrap();
+    let pushed = json(&ok(&[
+        "trust",
+        "push",
+        "--lab",
+        &l.lab,
+        "--nodes",
+        "gw-west-2",
+        "--json",
+    ]));
+    assert_eq!(pushed[0]["keys"], 2, "{pushed}");
+    assert!(root.join("var/lib/patchdeck/trust").is_dir());
+    common::allow_unsigned(Path::new(&l.lab));
+    l.add(&l.patch("TR_WIRE", "", "unsigned"));
+    refused(
+        &["stage", "--lab", &l.lab, "TR_WIRE", "--nodes", "gw-west-2"],
+        1,
+        "came without a signature",
+    );
+    refused(
+        &[
+            "replicate",
+            "--lab",
+            &l.lab,
+            "TR_WIRE",
+            "--nodes",
+            "gw-west-2",
+            "--wait",
+        ],
+        1,
+        "gw-west-2",
+    );
+    // The signature travels with the stage request.
+    let signed = l.patch("TR_WIRE_OK", "", "signed");
+    l.sign(&signed, "ops", None);
+    l.add(&signed);
+    ok(&[
+        "stage",
+        "--lab",
+        &l.lab,
+        "TR_WIRE_OK",
+        "--nodes",
+        "gw-west-2",
+    ]);
+    ok(&[
+        "replicate",
+        "--lab",
+        &l.lab,
+        "GW_1001",
+        "--nodes",
+        "gw-west-2",
+        "--wait",
+    ]);
+}
