@@ -50,6 +50,9 @@ pub struct App {
     pub lines: SearchLines,
     /// The operations side: fleet, replication, rollouts, dialogs.
     pub ops: OpsState,
+    /// Each patch's signature verdict and the lab's policy (docs/trust.md);
+    /// empty when the console was not opened on a lab.
+    pub trust: crate::engine::trust::Assessment,
 }
 
 impl App {
@@ -81,6 +84,7 @@ impl App {
             page: 10,
             lines,
             ops: Default::default(),
+            trust: Default::default(),
         }
     }
 
