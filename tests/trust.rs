@@ -432,7 +432,10 @@ fn attack_unsigned_or_foreign_bundle_is_refused_by_apply() {
         2,
         "refused",
     );
-    // Signed by a trusted key: applied.
+    // `patchdeck sign` of a bundle writes the bundle's signature: applied.
+    ok(&["sign", &bundle, "--key", &l.key("ops")]);
+    ok(&["apply", "--lab", &l.lab, &bundle, "--nodes", "north-1"]);
+    // Signed by a trusted key at prepare: accepted.
     ok(&[
         "prepare",
         "--lab",

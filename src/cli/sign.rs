@@ -1,7 +1,8 @@
 //! `sign FILE... --key NAME.key`: writes `FILE.minisig` beside each file, in
 //! the minisign format. A patch (`ID.patch`) gets the trusted comment
 //! `patchdeck patch id=ID file=ID.patch`, which binds the signature to
-//! that id; any other file (a bundle) `patchdeck file=NAME`.
+//! that id; any other file (a bundle) `patchdeck bundle file=NAME`, which
+//! is what `apply` looks for (engine::offline::signature).
 
 use std::path::PathBuf;
 
@@ -47,7 +48,10 @@ pub fn run(_global: &Global, args: SignArgs) -> Outcome {
         let comment = match (&args.comment, archive::id_from_path(file)) {
             (Some(c), _) => c.clone(),
             (None, Ok(id)) => keys::patch_comment(&id, &name),
-            (None, Err(_)) => format!("patchdeck file={name}"),
+            (None, Err(_)) => format!(
+                "patchdeck {} file={name}",
+                crate::engine::offline::signature::BUNDLE_WORD
+            ),
         };
         if comment.contains(['\n', '\r']) {
             return Err(Failure::Input("--comment must be one line".to_string()));

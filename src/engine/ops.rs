@@ -547,9 +547,12 @@ pub fn check_install_plan(
         };
         let m = &patch.manifest;
         if let Some(have) = inv.downgrade(&m.product, m.fileset.as_deref(), &m.version) {
+            let component = match &m.fileset {
+                Some(f) => format!("{}.{f}", m.product),
+                None => m.product.clone(),
+            };
             return Err(refuse(format!(
-                "it is a downgrade: it brings {} {} and {have} is installed here",
-                crate::engine::components::component_of(m),
+                "it is a downgrade: it brings {component} {} and {have} is installed here",
                 m.version
             )));
         }
