@@ -96,6 +96,7 @@ fn fleet_of(n: usize) -> Fleet {
             drain: None,
             restore: None,
             on_failure: fleet::OnFailure::Halt,
+            windows: Vec::new(),
         }],
         nodes: (1..=n)
             .map(|i| fleet::Node {

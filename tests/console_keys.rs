@@ -194,3 +194,35 @@ fn shrinking_and_growing_the_terminal_redraws_everything() {
         );
     }
 }
+
+#[test]
+fn marks_survive_a_restart_and_a_saved_selection_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path(), 150);
+    let t = console("marks", &lab);
+    t.wait("the depot pane, fully drawn", drawn);
+    // Two marks saved by name, then only the first row marked.
+    t.literal("  ");
+    t.wait("two marks", |s| marked_count(s) == 2);
+    t.literal("S");
+    t.wait("the name dialog", |s| s.contains("save the selection"));
+    t.literal("two");
+    t.keys(&["Enter"]);
+    t.wait("the saved note", |s| s.contains("saved 2 patch(es) as two"));
+    t.literal("ug ");
+    t.wait("one mark", |s| marked_count(s) == 1 && drawn(s));
+    t.literal("q");
+    t.wait("the console gone", |s| !s.contains("Depot 150/150"));
+    drop(t);
+    // A new console has the mark it left with, and recalls the saved two.
+    let t = console("marks-again", &lab);
+    let s = t.wait("the depot pane, fully drawn", drawn);
+    assert_eq!(marked_count(&s), 1, "{s}");
+    t.literal("L");
+    t.wait("the recall picker", |s| s.contains("two (2 patches)"));
+    t.keys(&["Enter"]);
+    // The status line (the last row a frame writes) says what came back.
+    t.wait("the recalled marks", |s| {
+        marked_count(s) == 2 && s.contains("recalled two: 2 marked")
+    });
+}

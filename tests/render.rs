@@ -7,6 +7,7 @@ use patchdeck::engine::demo;
 use patchdeck::engine::depot::Depot;
 use patchdeck::engine::fuzzy::Searcher;
 use patchdeck::engine::lab::Lab;
+use patchdeck::engine::preview::Target;
 use std::sync::Mutex;
 
 use patchdeck::engine::console;
@@ -271,8 +272,112 @@ fn resolved_selection_dialog() {
     c.keys("GW");
     c.key(KeyCode::Enter);
     c.keys("   s");
+    // `s` asks what to resolve against; the first choice is no target.
+    assert_eq!(c.app.mode, Mode::Dialog);
+    c.key(KeyCode::Enter);
     assert_eq!(c.app.mode, Mode::Selection);
     insta::assert_snapshot!(c.screen(80, 24));
+}
+
+#[test]
+fn resolve_against_a_node_picker_and_answer() {
+    let mut c = console_with_operations();
+    c.keys("/");
+    c.keys("GW");
+    c.key(KeyCode::Enter);
+    c.keys(" s");
+    insta::assert_snapshot!("resolve_picker", c.screen(80, 24));
+    // Down to the first node, and resolve against what it has.
+    c.key(KeyCode::Down);
+    c.key(KeyCode::Enter);
+    assert_eq!(c.app.mode, Mode::Selection);
+    let first = c.app.ops.fleet.as_ref().unwrap().nodes[0].id.clone();
+    assert_eq!(c.app.selection_target.as_deref(), Some(first.as_str()));
+    assert!(
+        c.screen(80, 24)
+            .contains(&format!("Install order on {first}"))
+    );
+}
+
+/// The rows of the install target picker: every target with a node, but
+/// "all data centers".
+fn picker_rows(fleet: &patchdeck::engine::fleet::Fleet) -> Vec<Target> {
+    patchdeck::engine::preview::targets(fleet, false)
+        .into_iter()
+        .filter(|(t, n)| *n > 0 && *t != Target::All)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+#[test]
+fn operate_on_marked_picks_a_target_then_previews() {
+    let mut c = console_with_operations();
+    c.keys(" o");
+    insta::assert_snapshot!("operate_choices", c.screen(80, 24));
+    c.keys("c");
+    insta::assert_snapshot!("operate_target_picker", c.screen(80, 24));
+    // Down past the data centers and organizations to a node.
+    let fleet = c.app.ops.fleet.clone().unwrap();
+    let to_node = picker_rows(&fleet)
+        .iter()
+        .position(|t| matches!(t, Target::Node(_)))
+        .unwrap();
+    for _ in 0..to_node {
+        c.key(KeyCode::Down);
+    }
+    c.key(KeyCode::Enter);
+    let screen = c.screen(80, 24);
+    insta::assert_snapshot!("operate_preview", screen);
+    assert!(
+        screen.contains(&format!("commit on node {}", fleet.nodes[0].id)),
+        "{screen}"
+    );
+}
+
+#[test]
+fn install_on_a_cluster_previews_the_refusal() {
+    let mut c = console_with_operations();
+    // A patch that is not hot: installing it on two members at once is refused.
+    let row = c
+        .app
+        .rows
+        .iter()
+        .position(|&i| !c.app.depot.patches[i].manifest.hot)
+        .unwrap();
+    for _ in 0..row {
+        c.key(KeyCode::Down);
+    }
+    c.keys(" oi");
+    let fleet = c.app.ops.fleet.clone().unwrap();
+    let to_cluster = picker_rows(&fleet)
+        .iter()
+        .position(|t| matches!(t, Target::Cluster(_)))
+        .unwrap();
+    for _ in 0..to_cluster {
+        c.key(KeyCode::Down);
+    }
+    c.key(KeyCode::Enter);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("Refused"), "{screen}");
+    assert!(screen.contains("rollout start"), "{screen}");
+}
+
+#[test]
+fn replicate_asks_for_the_target() {
+    let mut c = console_with_operations();
+    c.keys(" R");
+    let screen = c.screen(80, 24);
+    insta::assert_snapshot!("replicate_target_picker", screen);
+    assert!(screen.contains("all data centers"), "{screen}");
+    assert!(!screen.contains("cluster edge"), "{screen}");
+}
+
+#[test]
+fn save_the_marks_asks_for_a_name() {
+    let mut c = console_with_operations();
+    c.keys(" S");
+    c.keys("friday");
+    insta::assert_snapshot!("save_marks_input", c.screen(80, 24));
 }
 
 #[test]
@@ -502,6 +607,37 @@ fn groups_pane_marks_a_drifted_cluster_and_enter_names_the_difference() {
         screen.contains("missing on") || screen.contains("component"),
         "{screen}"
     );
+}
+
+#[test]
+fn groups_pane_says_whether_the_selected_clusters_window_is_open() {
+    let mut c = console_with_operations();
+    c.keys("4");
+    let screen = c.screen(80, 24);
+    assert!(
+        !screen.contains("window"),
+        "no cluster has windows: {screen}"
+    );
+    let fleet = c.app.ops.fleet.as_mut().unwrap();
+    let edge = fleet.clusters.iter_mut().find(|k| k.id == "edge").unwrap();
+    edge.windows = vec![patchdeck::engine::window::WindowSpec {
+        cron: "0 2 * * SAT".into(),
+        duration: "4h".into(),
+        cutoff: Some("1h".into()),
+        tz: Some("Europe/Berlin".into()),
+    }];
+    // Open or closed depends on when the test runs; either way one line
+    // says which, and when it changes.
+    let screen = c.screen(80, 24);
+    let line = screen
+        .lines()
+        .find(|l| {
+            l.contains("window open until")
+                || l.contains("window past cutoff; closes")
+                || l.contains("window closed; opens")
+        })
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(line.is_ascii() && line.contains("Z)"), "{line}");
 }
 
 #[test]

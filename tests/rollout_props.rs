@@ -349,6 +349,10 @@ impl Env for Sim {
     fn now(&self) -> Duration {
         self.w().clock
     }
+
+    fn clock(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::UNIX_EPOCH + self.w().clock
+    }
 }
 
 /// One generated scenario.
@@ -397,6 +401,7 @@ fn gen_case(seed: u64, permanent_only: bool) -> Case {
         drain: None,
         restore: None,
         on_failure: OnFailure::Halt,
+        windows: Vec::new(),
     };
     let patches: Vec<String> = (1..=rng.random_range(1..=3))
         .map(|i| format!("P{i}"))

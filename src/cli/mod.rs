@@ -19,6 +19,7 @@ mod select;
 mod shell;
 mod sign;
 mod trust;
+mod windows;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -99,6 +100,8 @@ pub enum Command {
     /// The lab's trusted keys on nodes: `trust push --nodes LIST`.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
+    Windows(windows::WindowsArgs),
 }
 
 impl Cli {
@@ -140,6 +143,7 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Key(cmd) => key::run(global, cmd),
         Command::Sign(args) => sign::run(global, args),
         Command::Trust(cmd) => trust::run(global, cmd),
+        Command::Windows(args) => windows::run(global, args),
     }
 }
 
@@ -170,6 +174,7 @@ impl Command {
             Command::History(a) => a.json,
             Command::Key(_) | Command::Sign(_) => false,
             Command::Trust(trust::TrustCommand::Push(a)) => a.json,
+            Command::Windows(a) => a.json,
         }
     }
 }

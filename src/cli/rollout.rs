@@ -15,6 +15,7 @@ use super::global::Global;
 use super::nodes::load_fleet;
 use crate::engine::console;
 use crate::engine::fleet::OnFailure;
+use crate::engine::journal::{Journal, Source};
 use crate::engine::lab::Lab;
 use crate::engine::rollout::fleet_env::FleetEnv;
 use crate::engine::rollout::prepare::{self, Prepared};
@@ -111,6 +112,13 @@ pub struct StartArgs {
     /// Start even when the cluster's members differ (see `patchdeck drift`).
     #[arg(long)]
     allow_drift: bool,
+    /// Start now, whatever the cluster's maintenance windows say, and go on
+    /// past their cutoffs. Needs --reason.
+    #[arg(long)]
+    now: bool,
+    /// Why --now is needed; journaled with the operator's name.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -177,12 +185,23 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         (Some(FailurePolicy::Rollback), _) | (None, true) => Some(OnFailure::Rollback),
         (None, false) => None,
     };
+    let window_override = match (args.now, args.reason.as_deref().map(str::trim)) {
+        (true, Some(r)) if !r.is_empty() => Some(r.to_string()),
+        (true, _) => {
+            return Err(Failure::Input(
+                "--now needs --reason TEXT, which is journaled with your name".into(),
+            ));
+        }
+        (false, Some(_)) => return Err(Failure::Input("--reason goes with --now".into())),
+        (false, None) => None,
+    };
     let request = prepare::Request {
         cluster: args.cluster.clone(),
         specs: args.patches.clone(),
         uninstall: args.uninstall,
         groups: args.groups,
         on_failure,
+        window_override,
     };
     let prepared = prepare::prepare(&fleet, &depot, &request).map_err(prepare_failure)?;
     if !args.uninstall {
@@ -235,6 +254,28 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         Ok(id) => id,
         Err(existing) => return Err(Failure::Failed(held_by(&lab, &conn, existing))),
     };
+    if let Some(reason) = &plan.window_override {
+        // Journaled before anything runs; a rollout whose override cannot
+        // be recorded does not start.
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let recorded = Journal::open_as(&lab, &command, Source::Rollout(id)).and_then(|j| {
+            j.record(
+                &plan.cluster,
+                &plan.patches.join(","),
+                "window_override",
+                true,
+                &format!(
+                    "rollout {id} on {} started with --now, outside its maintenance windows if need be: {reason}",
+                    plan.cluster
+                ),
+            )
+        });
+        if let Err(e) = recorded {
+            let m = format!("the window override could not be journaled: {e}");
+            journal::set_state(&conn, id, State::Aborted, &m).map_err(db_err(&lab))?;
+            return Err(Failure::Failed(format!("rollout {id} not started: {m}")));
+        }
+    }
     drop(conn);
     background(&lab, id, args.detach, args.json)
 }
@@ -303,13 +344,15 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
             .is_some();
         let r = load(lab, Some(id))?;
         printer.steps(&r, json);
+        printer.waiting(&r, json);
         // Another live process took the rollout (two resumes at once: the
         // cluster lock let one run): follow that one instead.
-        let elsewhere = (r.state == State::Running && rollout::is_running(lab, &r))
+        let elsewhere = (matches!(r.state, State::Running | State::Waiting)
+            && rollout::is_running(lab, &r))
             || (!r.state.ended()
                 && rollout::lock_holder(lab, &r.cluster).is_some_and(|h| h.pid != child.id()));
         if exited && !elsewhere {
-            if matches!(r.state, State::Pending | State::Running) {
+            if r.state.active() {
                 // The runner stopped without a word in the journal: its
                 // log says why (e.g. it could not take the cluster).
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
@@ -353,20 +396,44 @@ fn ended(r: &Rollout, json: bool) -> Outcome {
             1,
             format!("rollout {} failed: {}", r.id, r.message),
         )),
-        State::Pending | State::Running => Err(Failure::Failed(format!(
+        State::Pending | State::Waiting | State::Running => Err(Failure::Failed(format!(
             "rollout {} was interrupted: its runner stopped; `patchdeck rollout resume {}` carries on",
             r.id, r.id
         ))),
     }
 }
 
-/// Prints each step once when it finishes, in the order they finish.
+/// Prints each step once when it finishes, in the order they finish, and
+/// each new reason a rollout waits for a maintenance window.
 #[derive(Default)]
 struct Printer {
     shown: BTreeSet<(usize, &'static str)>,
+    waiting: String,
 }
 
 impl Printer {
+    fn waiting(&mut self, r: &Rollout, json: bool) {
+        if r.state != State::Waiting || r.message == self.waiting {
+            return;
+        }
+        self.waiting = r.message.clone();
+        if !json {
+            // The message says `waiting for ...` itself.
+            say!("rollout {}: {}", r.id, r.message);
+            return;
+        }
+        let e = Event {
+            rollout: r.id,
+            seq: None,
+            kind: "rollout".into(),
+            group: String::new(),
+            node: String::new(),
+            state: r.state.as_str().into(),
+            message: r.message.clone(),
+        };
+        print_event(&e, json);
+    }
+
     fn steps(&mut self, r: &Rollout, json: bool) {
         for s in r
             .steps
@@ -415,7 +482,7 @@ fn held_by(lab: &Lab, conn: &rusqlite::Connection, id: i64) -> String {
 
 fn describe_state(lab: &Lab, r: &Rollout) -> String {
     match r.state {
-        State::Running | State::Pending if !rollout::is_running(lab, r) => {
+        State::Running | State::Pending | State::Waiting if !rollout::is_running(lab, r) => {
             format!("interrupted: its runner, pid {}, died", r.pid)
         }
         s => s.as_str().to_string(),
@@ -567,6 +634,9 @@ fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
         plan.on_failure.as_str(),
         policy_words(plan.on_failure)
     );
+    if let Some(w) = window_words(plan) {
+        say!("{w}");
+    }
     for g in &plan.groups {
         say!("  group {}: {}", g.name, g.members.join(" "));
     }
@@ -585,6 +655,61 @@ fn print_plan(prepared: &Prepared, json: bool) -> Outcome {
     }
     say!("dry run: nothing was changed");
     Ok(())
+}
+
+/// A plan's maintenance windows now, for `status --json`: `null` without
+/// windows; else whether one is open and a group may be drained, the
+/// stretch open now or next (`opens`, `closes`, `cutoff`), when a group
+/// may next be drained if not now (`waiting_until`), and the override's
+/// reason, if any.
+fn window_json(plan: &crate::engine::rollout::Plan) -> serde_json::Value {
+    use crate::engine::window::{self, Schedule};
+    let Ok(schedule) = Schedule::parse(&plan.windows) else {
+        return serde_json::Value::Null;
+    };
+    if schedule.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let now = window::now();
+    let span = schedule.span_from(now);
+    let gate = schedule.gate(now);
+    serde_json::json!({
+        "open": span.is_some_and(|s| s.contains(now)),
+        "may_drain": gate.may_drain(),
+        "waiting_until": gate.next().map(|s| s.opens),
+        "now": now,
+        "opens": span.map(|s| s.opens),
+        "closes": span.map(|s| s.closes),
+        "cutoff": span.map(|s| s.cutoff),
+        "override": plan.window_override,
+    })
+}
+
+/// One line on the plan's windows for the dry run, or `None` without any.
+fn window_words(plan: &crate::engine::rollout::Plan) -> Option<String> {
+    use crate::engine::window::{self, Gate, Schedule};
+    if plan.windows.is_empty() {
+        return None;
+    }
+    if let Some(reason) = &plan.window_override {
+        return Some(format!("maintenance windows: overridden (--now): {reason}"));
+    }
+    let schedule = Schedule::parse(&plan.windows).ok()?;
+    Some(match schedule.gate(window::now()) {
+        Gate::Open(s) => format!(
+            "maintenance windows: open now until {}; no group drained from {}",
+            window::show(s.closes, s.tz),
+            window::show(s.cutoff, s.tz)
+        ),
+        g => match g.next() {
+            Some(n) => format!(
+                "maintenance windows: closed now; the rollout waits until {} (no group drained from {})",
+                window::show(n.opens, n.tz),
+                window::show(n.cutoff, n.tz)
+            ),
+            None => "maintenance windows: none opens again".to_string(),
+        },
+    })
 }
 
 fn load(lab: &Lab, id: Option<i64>) -> Result<Rollout, Failure> {
@@ -627,7 +752,8 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         if args.json && !args.follow {
             let current = r.next_step().map(|s| s.step.seq);
             let body = serde_json::json!({
-                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state.unfinished() && matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, &r),
+                "id": r.id, "cluster": r.cluster, "state": r.state, "interrupted": r.state.active() && !rollout::is_running(&lab, &r),
+                "window": window_json(&r.plan),
                 "on_failure": r.plan.on_failure.as_str(),
                 "message": r.message, "requested": r.requested, "pid": r.pid, "patches": r.plan.patches, "uninstall": r.plan.uninstall,
                 "groups": group_lines(&lab, &r), "current_step": current, "steps": r.steps,
@@ -672,6 +798,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         }
         // Follow: print step changes as they land in the journal.
         printer.steps(&r, args.json);
+        printer.waiting(&r, args.json);
         if !rollout::is_running(&lab, &r) {
             let e = Event {
                 rollout: r.id,
@@ -695,14 +822,14 @@ fn pause(global: &Global, args: IdArgs) -> Outcome {
     let r = load(&lab, args.id)?;
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     match r.state {
-        State::Running | State::Pending if rollout::is_running(&lab, &r) => {
+        s if s.active() && rollout::is_running(&lab, &r) => {
             journal::request(&conn, r.id, "pause").map_err(db_err(&lab))?;
             say!(
                 "rollout {}: pause requested; no new step starts, and steps already running finish",
                 r.id
             );
         }
-        State::Running | State::Pending => {
+        s if s.active() => {
             journal::set_state(&conn, r.id, State::Paused, "paused while interrupted")
                 .map_err(db_err(&lab))?;
             say!("rollout {}: paused (its console had died)", r.id);
@@ -752,7 +879,7 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             .map(|r| {
                 serde_json::json!({
                     "id": r.id, "cluster": r.cluster, "state": r.state,
-                    "interrupted": matches!(r.state, State::Running | State::Pending) && !rollout::is_running(&lab, r),
+                    "interrupted": r.state.active() && !rollout::is_running(&lab, r),
                     "patches": r.plan.patches, "uninstall": r.plan.uninstall,
                     "on_failure": r.plan.on_failure.as_str(),
                     "created_at": r.created_at, "updated_at": r.updated_at, "message": r.message,

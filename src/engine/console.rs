@@ -1,5 +1,6 @@
 //! The lab's own database, `console.sqlite`: the journal of every change,
-//! replication progress per patch and node, and rollouts with their steps.
+//! replication progress per patch and node, rollouts with their steps, and
+//! the operator's selections (engine::marks).
 //! One migration list for the whole file.
 
 use rusqlite::Connection;
@@ -69,6 +70,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX journal_node_patch ON journal(node, patch);
      ALTER TABLE rollout ADD COLUMN operator TEXT NOT NULL DEFAULT '';
      ALTER TABLE rollout ADD COLUMN sudo_user TEXT;",
+    // 6: the marked patches (the selection named '') and named selections.
+    "CREATE TABLE selection(
+        name TEXT NOT NULL,
+        patch TEXT NOT NULL,
+        PRIMARY KEY(name, patch))",
 ];
 
 /// Opens (creating and migrating) the lab's console database. It is

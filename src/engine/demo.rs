@@ -677,6 +677,7 @@ fn cluster(id: &str, groups: Option<Grouping>, parallel: usize) -> Cluster {
         drain: None,
         restore: None,
         on_failure: Default::default(),
+        windows: Vec::new(),
     }
 }
 

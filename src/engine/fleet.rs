@@ -89,6 +89,10 @@ pub struct Cluster {
     /// fails (default: roll it back and restore it).
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Maintenance windows (`[[cluster.window]]`): when set, a rollout
+    /// drains a group only inside one, before its cutoff.
+    #[serde(default, rename = "window", skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::engine::window::WindowSpec>,
 }
 
 /// A cluster's policy for a failed rollout step.
@@ -281,7 +285,29 @@ impl Fleet {
         fleet
             .check()
             .map_err(|(at, message)| (at.line(text), message))?;
+        fleet.check_windows(text)?;
         Ok(fleet)
+    }
+
+    /// Every `[[cluster.window]]` table parses ([`crate::engine::window`]);
+    /// an error names the line of the bad key, the cluster and what was
+    /// expected.
+    fn check_windows(&self, text: &str) -> Result<(), (Option<usize>, String)> {
+        use crate::engine::tomlspan::{Seg, line_at};
+        for (i, c) in self.clusters.iter().enumerate() {
+            if let Err((j, e)) = crate::engine::window::Schedule::parse(&c.windows) {
+                let table = [
+                    Seg::Key("cluster"),
+                    Seg::Index(i),
+                    Seg::Key("window"),
+                    Seg::Index(j),
+                ];
+                let key = [table[0], table[1], table[2], table[3], Seg::Key(e.key())];
+                let line = line_at(text, &key).or_else(|| line_at(text, &table));
+                return Err((line, format!("cluster {}: window {}: {e}", c.id, j + 1)));
+            }
+        }
+        Ok(())
     }
 
     /// Local roots exist and are distinct, as the file system sees them.
@@ -444,7 +470,8 @@ impl Fleet {
     }
 
     /// Nodes chosen by `--nodes`, `--cluster`, or `--org` with `--dc`, in
-    /// the order given. Unknown names are an error naming them.
+    /// the order given; `--dc DC` alone is every node there, `--dc all` alone
+    /// every node. Unknown names are an error naming them.
     pub fn targets(&self, t: &Targets) -> Result<Vec<&Node>, String> {
         let known = |ids: Vec<&str>| ids.join(", ");
         let mut out: Vec<&Node> = Vec::new();
@@ -476,6 +503,10 @@ impl Fleet {
             }
             out.extend(self.nodes.iter().filter(|n| &n.org == o));
         }
+        let alone = t.nodes.is_none() && t.cluster.is_none() && t.org.is_none();
+        if t.dc.as_deref() == Some("all") && alone {
+            out.extend(self.nodes.iter());
+        }
         if let Some(dc) = t.dc.as_deref().filter(|d| *d != "all") {
             if !self.datacenters.iter().any(|k| k.id == dc) {
                 return Err(format!(
@@ -483,7 +514,7 @@ impl Fleet {
                     known(self.datacenters.iter().map(|k| k.id.as_str()).collect())
                 ));
             }
-            if t.nodes.is_none() && t.cluster.is_none() && t.org.is_none() {
+            if alone {
                 out.extend(self.nodes.iter());
             }
             out.retain(|n| n.dc == dc);
@@ -524,6 +555,25 @@ mod tests {
             assert_eq!(line, Some(second + 3), "{a} / {b}: {message}");
             assert!(message.contains("share a root"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_bad_window_is_reported_at_its_key() {
+        let text = format!(
+            "{HEAD}\n[[cluster]]\nid = \"c\"\n\n[[cluster.window]]\ncron = \"0 2 * * SAT\"\nduration = \"4h\"\n\n[[cluster.window]]\ncron = \"0 3 * * SUN\"\nduration = \"1h\"\ncutoff = \"1h\"\ntz = \"Europe/Berlin\"\n"
+        );
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        let cutoff = text.lines().position(|l| l.starts_with("cutoff")).unwrap() + 1;
+        assert_eq!(line, Some(cutoff), "{message}");
+        assert!(message.contains("cluster c: window 2: cutoff"), "{message}");
+        let good = text.replace("cutoff = \"1h\"", "cutoff = \"15m\"");
+        let fleet = Fleet::parse(&good).expect("good windows");
+        assert_eq!(fleet.clusters[0].windows.len(), 2);
+        let zone = good.replace("Europe/Berlin", "Europe/Atlantis");
+        let (line, message) = Fleet::parse(&zone).unwrap_err();
+        let tz = zone.lines().position(|l| l.starts_with("tz")).unwrap() + 1;
+        assert_eq!(line, Some(tz), "{message}");
+        assert!(message.contains("IANA"), "{message}");
     }
 
     #[test]

@@ -17,11 +17,25 @@ pub struct NodeView {
     pub cluster: Option<String>,
     /// `None` when the node could not be read (see `error`).
     pub service: Option<Service>,
-    pub products: Vec<String>,
+    /// Installed product → version.
+    pub products: BTreeMap<String, String>,
     /// Installed `product.fileset` → version.
     pub components: BTreeMap<String, String>,
     pub patches: BTreeMap<String, PatchState>,
     pub error: Option<String>,
+}
+
+impl NodeView {
+    /// What this view read of the node, as the resolver's match target
+    /// and the drift check take it.
+    pub fn inventory(&self) -> crate::engine::inventory::Inventory {
+        crate::engine::inventory::Inventory {
+            node: self.id.clone(),
+            products: self.products.clone(),
+            components: self.components.clone(),
+            patches: self.patches.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +52,7 @@ impl FleetView {
                 dc: n.dc.clone(),
                 cluster: n.cluster.clone(),
                 service: None,
-                products: Vec::new(),
+                products: BTreeMap::new(),
                 components: BTreeMap::new(),
                 patches: BTreeMap::new(),
                 error: None,
@@ -51,7 +65,7 @@ impl FleetView {
             match read {
                 Ok((inv, service)) => {
                     view.service = Some(service.state);
-                    view.products = inv.products.keys().cloned().collect();
+                    view.products = inv.products;
                     view.components = inv.components;
                     view.patches = inv.patches;
                 }
@@ -74,12 +88,7 @@ impl FleetView {
             .nodes
             .iter()
             .filter(|n| n.cluster.as_deref() == Some(cluster) && n.error.is_none())
-            .map(|n| crate::engine::inventory::Inventory {
-                node: n.id.clone(),
-                products: BTreeMap::new(),
-                components: n.components.clone(),
-                patches: n.patches.clone(),
-            })
+            .map(NodeView::inventory)
             .collect();
         (members.len() >= 2).then(|| crate::engine::drift::compare(cluster, &members))
     }
@@ -91,7 +100,7 @@ impl FleetView {
     ) -> HashMap<String, (usize, usize)> {
         let mut by_product: HashMap<&str, usize> = HashMap::new();
         for n in &self.nodes {
-            for p in &n.products {
+            for p in n.products.keys() {
                 *by_product.entry(p.as_str()).or_default() += 1;
             }
         }

@@ -13,7 +13,7 @@ use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{Hit, SearchLines, Searcher};
 use crate::engine::lab::LabConfig;
 use crate::engine::patch::Patch;
-use crate::engine::select::{self, Selection};
+use crate::engine::select::Selection;
 use crate::tui::keymap::{Action, Keymap, Scope};
 use crate::tui::state::{Editor, Effect, FilterItem, ListCursor, Mode, OpsState, Pane};
 use crate::tui::theme::Theme;
@@ -39,11 +39,17 @@ pub struct App {
     /// True while the shown rows belong to an older query.
     pub searching: bool,
     pub marks: BTreeSet<String>,
+    /// Set when the marks changed, so the event loop saves them in the lab.
+    pub marks_changed: bool,
+    /// The saved selections' names and sizes, as the lab last had them.
+    pub saved_selections: Vec<(String, usize)>,
     pub depot_cursor: ListCursor,
     pub filter_items: Vec<FilterItem>,
     pub filter_cursor: ListCursor,
     pub editor: Editor,
     pub selection: Option<Selection>,
+    /// The node the selection was resolved against (`None`: in the abstract).
+    pub selection_target: Option<String>,
     pub status: Option<(String, bool)>,
     /// Rows the last render had for the focused list, for paging.
     pub page: usize,
@@ -75,11 +81,14 @@ impl App {
             generation: 0,
             searching: false,
             marks: BTreeSet::new(),
+            marks_changed: false,
+            saved_selections: Vec::new(),
             depot_cursor: ListCursor::default(),
             filter_items,
             filter_cursor: ListCursor::default(),
             editor: Editor::default(),
             selection: None,
+            selection_target: None,
             status: None,
             page: 10,
             lines,
@@ -232,13 +241,17 @@ impl App {
                 self.query.clear();
                 return self.refresh_rows(effect);
             }
-            Action::Resolve => self.resolve(),
+            Action::Resolve => return self.resolve_dialog(),
+            Action::Operate => return self.operate_dialog(),
+            Action::SaveMarks => return self.save_marks_dialog(),
+            Action::RecallMarks => return self.recall_dialog(),
             Action::Updates => return self.updates_dialog(),
             Action::Mark => {
                 if let Some(id) = self.current_patch().map(|p| p.id.clone()) {
                     if !self.marks.remove(&id) {
                         self.marks.insert(id);
                     }
+                    self.marks_changed = true;
                     self.depot_cursor
                         .apply(Action::Down, self.rows.len(), self.page);
                 }
@@ -250,8 +263,12 @@ impl App {
                     .map(|&i| self.depot.patches[i].id.clone())
                     .collect();
                 self.marks.extend(ids);
+                self.marks_changed = true;
             }
-            Action::UnmarkAll => self.marks.clear(),
+            Action::UnmarkAll => {
+                self.marks.clear();
+                self.marks_changed = true;
+            }
             Action::Apply => {
                 if let Some(item) = self.filter_items.get(self.filter_cursor.selected) {
                     let expr = item.expr();
@@ -420,26 +437,6 @@ impl App {
             let hits = searcher.search(&query, &candidates);
             self.search_done(generation, hits);
         }
-    }
-
-    fn resolve(&mut self) {
-        if self.marks.is_empty() {
-            self.status = Some((
-                "mark patches with space first, then press s".to_string(),
-                true,
-            ));
-            return;
-        }
-        let filters = self.filters.clone();
-        let narrow = move |p: &Patch| filters.matches(p);
-        let request = select::Request {
-            specs: self.marks.iter().cloned().collect(),
-            autoselect: true,
-            target: None,
-            narrow: &narrow,
-        };
-        self.selection = Some(select::resolve(&self.depot.patches, &request));
-        self.mode = Mode::Selection;
     }
 }
 

@@ -74,6 +74,12 @@ pub enum Action {
     Apply,
     /// The updates view for the selected cluster.
     Updates,
+    /// Install, roll back, commit or remove the marked patches on a target.
+    Operate,
+    /// Save the marks under a name.
+    SaveMarks,
+    /// Recall a saved selection.
+    RecallMarks,
 }
 
 /// (keys, action, scope, what it does). The first key is the one shown in
@@ -121,7 +127,12 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
         Scope::Global,
         "clear filter/search",
     ),
-    (&["s"], Action::Resolve, Scope::Global, "resolve the marks"),
+    (
+        &["s"],
+        Action::Resolve,
+        Scope::Global,
+        "resolve (on a node)",
+    ),
     (&["/"], Action::Search, Scope::Depot, "fuzzy search"),
     (&["space"], Action::Mark, Scope::Depot, "mark or unmark"),
     (&["a"], Action::MarkAll, Scope::Depot, "mark all shown"),
@@ -129,6 +140,19 @@ pub const BINDINGS: &[(&[&str], Action, Scope, &str)] = &[
     (&["enter"], Action::Apply, Scope::Filter, "use this filter"),
     (&["R"], Action::Replicate, Scope::Depot, "replicate marked"),
     (&["U"], Action::Updates, Scope::Depot, "updates view"),
+    (&["o"], Action::Operate, Scope::Depot, "act on the marked"),
+    (
+        &["S"],
+        Action::SaveMarks,
+        Scope::Depot,
+        "save marks by name",
+    ),
+    (
+        &["L"],
+        Action::RecallMarks,
+        Scope::Depot,
+        "recall a selection",
+    ),
     (
         &["R"],
         Action::Replicate,

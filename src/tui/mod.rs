@@ -9,6 +9,7 @@ pub mod operate;
 pub mod panes;
 pub mod search;
 pub mod state;
+mod targets;
 pub mod term;
 pub mod text;
 pub mod theme;
@@ -22,6 +23,7 @@ use futures::StreamExt;
 
 use crate::engine::demo::{self, DemoOptions};
 use crate::engine::lab::Lab;
+use crate::engine::marks::Marks;
 use crate::front::{Failure, Outcome, open_depot};
 use app::App;
 use state::Effect;
@@ -151,7 +153,72 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
             .map_err(|e| Failure::Input(e.to_string()))?;
         app.ops = state::OpsState::new(lab.clone(), fleet);
     }
+    // The marks of the last session: a lab whose database cannot be read
+    // still opens, without them (the status line says why).
+    match Marks::open(lab).and_then(|m| Ok((m.current()?, m.names()?))) {
+        Ok((marks, names)) => {
+            app.marks = marks
+                .into_iter()
+                .filter(|id| app.depot.get(id).is_some())
+                .collect();
+            app.saved_selections = names;
+        }
+        Err(e) => app.status = Some((format!("marks not restored: {e}"), true)),
+    }
     Ok(app)
+}
+
+/// Keeps the lab's copy of the marks and saved selections in step with
+/// the console: the marks are written as they change (only what changed),
+/// and saving or recalling a named selection reads or writes the lab.
+struct MarksSync {
+    saved: std::collections::BTreeSet<String>,
+}
+
+impl MarksSync {
+    fn new(app: &App) -> MarksSync {
+        MarksSync {
+            saved: app.marks.clone(),
+        }
+    }
+
+    fn effect(&mut self, app: &mut App, lab: &Lab, effect: &Effect) {
+        let result = match effect {
+            Effect::SaveMarks(name) => Marks::open(lab).and_then(|mut m| {
+                m.save(name, &app.marks)?;
+                app.saved_selections = m.names()?;
+                app.status = Some((
+                    format!("saved {} patch(es) as {name}", app.marks.len()),
+                    false,
+                ));
+                Ok(())
+            }),
+            Effect::RecallMarks(name) => Marks::open(lab).and_then(|m| {
+                let ids = m.recall(name)?;
+                app.recalled(name, ids);
+                Ok(())
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            app.status = Some((e.to_string(), true));
+        }
+    }
+
+    fn write(&mut self, app: &mut App, lab: &Lab) {
+        if !std::mem::take(&mut app.marks_changed) {
+            return;
+        }
+        let added: Vec<&String> = app.marks.difference(&self.saved).collect();
+        let removed: Vec<&String> = self.saved.difference(&app.marks).collect();
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        match Marks::open(lab).and_then(|mut m| m.change_current(&added, &removed)) {
+            Ok(()) => self.saved = app.marks.clone(),
+            Err(e) => app.status = Some((format!("marks not saved: {e}"), true)),
+        }
+    }
 }
 
 /// How the header names a lab: its path relative to the working directory
@@ -347,8 +414,13 @@ fn press(
     lab: &Lab,
     search: &std::sync::mpsc::Sender<search::Request>,
     done_tx: &tokio::sync::mpsc::UnboundedSender<Finished>,
+    marks: &mut MarksSync,
 ) -> Flow {
-    match app.handle_key(key) {
+    let effect = app.handle_key(key);
+    // Written before anything else happens, quitting included.
+    marks.effect(app, lab, &effect);
+    marks.write(app, lab);
+    match effect {
         Effect::Quit => return Flow::Quit,
         Effect::QuitPausing(id) => {
             let args = vec!["rollout".into(), "pause".into(), id.to_string()];
@@ -375,13 +447,18 @@ fn press(
             Ok(_) => {}
             Err(e) => app.status = Some((e, true)),
         },
-        Effect::None | Effect::Mark(_) => {}
+        Effect::None
+        | Effect::Mark(_)
+        | Effect::Step(_)
+        | Effect::SaveMarks(_)
+        | Effect::RecallMarks(_) => {}
     }
     Flow::Continue
 }
 
 async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Profile) -> Outcome {
     use std::time::Instant;
+    let mut marks = MarksSync::new(app);
     let (answer_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
     let search = search::spawn(app.lines.clone(), answer_tx);
     let (snap_tx, mut snapshots) = tokio::sync::mpsc::unbounded_channel();
@@ -452,7 +529,7 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
                         Some(Ok(event)) => {
                             for key in keys_of(event) {
                                 if waiting.is_empty() && !app.rows_pending() {
-                                    flow = press(app, key, lab, &search, &done_tx);
+                                    flow = press(app, key, lab, &search, &done_tx, &mut marks);
                                     if !matches!(flow, Flow::Continue) {
                                         break;
                                     }
@@ -481,7 +558,7 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
                 now_dirty |= app.search_done(answer.generation, answer.hits);
                 while !app.rows_pending() {
                     let Some(key) = waiting.pop_front() else { break };
-                    flow = press(app, key, lab, &search, &done_tx);
+                    flow = press(app, key, lab, &search, &done_tx, &mut marks);
                     now_dirty = true;
                     if !matches!(flow, Flow::Continue) {
                         break;

@@ -4,17 +4,18 @@
 //! destructive actions on a whole cluster need the cluster's name typed.
 //! Actions run as `patchdeck` child processes (see [`Effect::Run`]).
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::engine::fleet::OnFailure;
 use crate::engine::fleet::Targets;
 use crate::engine::inventory::PatchState;
+use crate::engine::preview::Target;
 use crate::engine::rollout::prepare;
 use crate::engine::rollout::{Rollout, State, StepKind, StepState};
 use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::live::Snapshot;
-use crate::tui::state::{Confirm, Dialog, Effect, Mode, Pane, RolloutSettings};
+use crate::tui::state::{Confirm, Dialog, Effect, Mode, Operation, Pane, RolloutSettings};
 
 /// What a member is doing, as the groups pane shows it.
 pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'static str {
@@ -163,6 +164,48 @@ impl App {
             app.ops.dialog = None;
             app.mode = Mode::Normal;
         };
+        match &dialog.confirm {
+            Confirm::Pick(choices) => {
+                let last = choices.len().saturating_sub(1);
+                let pick = &mut dialog.pick;
+                match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => *pick = pick.saturating_sub(1),
+                    KeyCode::Down | KeyCode::Char('j') => *pick = (*pick + 1).min(last),
+                    KeyCode::PageUp => *pick = pick.saturating_sub(10),
+                    KeyCode::PageDown => *pick = (*pick + 10).min(last),
+                    KeyCode::Home | KeyCode::Char('g') => *pick = 0,
+                    KeyCode::End | KeyCode::Char('G') => *pick = last,
+                    KeyCode::Enter => {
+                        let effect = choices.get(*pick).map(|(_, e)| e.clone());
+                        close(self);
+                        return effect.map_or(Effect::None, |e| self.follow(e));
+                    }
+                    KeyCode::Esc => close(self),
+                    _ => {}
+                }
+                return Effect::None;
+            }
+            Confirm::Input(purpose) => {
+                let purpose = *purpose;
+                match key.code {
+                    KeyCode::Enter => {
+                        let text = dialog.typed.trim().to_string();
+                        close(self);
+                        return self.input_done(purpose, text);
+                    }
+                    KeyCode::Esc => close(self),
+                    KeyCode::Backspace => {
+                        dialog.typed.pop();
+                    }
+                    KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        dialog.typed.push(c)
+                    }
+                    _ => {}
+                }
+                return Effect::None;
+            }
+            _ => {}
+        }
         if let Some(cluster) = dialog.adjusts.clone()
             && matches!(key.code, KeyCode::Tab | KeyCode::Left | KeyCode::Right)
         {
@@ -222,20 +265,15 @@ impl App {
                     .find(|(c, _, _)| key.code == KeyCode::Char(*c))
                     .map(|(_, _, e)| e.clone());
                 match pick {
-                    Some(Effect::Mark(ids)) => {
-                        close(self);
-                        let n = ids.len();
-                        self.marks.extend(ids);
-                        self.status = Some((format!("marked {n} patch(es)"), false));
-                        Effect::None
-                    }
                     Some(effect) => {
                         close(self);
-                        effect
+                        self.follow(effect)
                     }
                     None => Effect::None,
                 }
             }
+            // Answered above, before the keys that scroll.
+            Confirm::Pick(_) | Confirm::Input(_) => Effect::None,
             Confirm::Typed { expected, effect } => match key.code {
                 KeyCode::Enter if dialog.typed == *expected => {
                     let effect = effect.clone();
@@ -256,6 +294,22 @@ impl App {
                 }
                 _ => Effect::None,
             },
+        }
+    }
+
+    /// Carries out what a dialog's choice asks: marks and next dialogs
+    /// here, anything else by the event loop.
+    pub(crate) fn follow(&mut self, effect: Effect) -> Effect {
+        match effect {
+            Effect::Mark(ids) => {
+                let n = ids.len();
+                self.marks.extend(ids);
+                self.marks_changed = true;
+                self.status = Some((format!("marked {n} patch(es)"), false));
+                Effect::None
+            }
+            Effect::Step(step) => self.step(step),
+            other => other,
         }
     }
 
@@ -295,7 +349,7 @@ impl App {
     }
 
     /// Marked patches, or the one under the cursor.
-    fn chosen_patches(&self) -> Vec<String> {
+    pub(crate) fn chosen_patches(&self) -> Vec<String> {
         if self.marks.is_empty() {
             self.current_patch()
                 .map(|p| vec![p.id.clone()])
@@ -305,7 +359,17 @@ impl App {
         }
     }
 
+    /// `R`: in the replication pane, retries the selected patch everywhere;
+    /// in the depot, asks for the target first (see `targets.rs`).
     pub(crate) fn replicate_dialog(&mut self) -> Effect {
+        if self.focus != Pane::Replication {
+            return self.step(crate::tui::state::Step::Target(Operation::Replicate));
+        }
+        self.replicate_on(&Target::All)
+    }
+
+    /// The replicate preview for `target`: what is copied where.
+    pub(crate) fn replicate_on(&mut self, target: &Target) -> Effect {
         let patches = match self.focus {
             Pane::Replication => match self
                 .ops
@@ -346,9 +410,14 @@ impl App {
         let Some(fleet) = &self.ops.fleet else {
             return Effect::None;
         };
+        let chosen: Vec<String> = match fleet.targets(&target.targets()) {
+            Ok(nodes) => nodes.iter().map(|n| n.id.clone()).collect(),
+            Err(e) => return self.open(Dialog::info(" Cannot replicate ", vec![e])),
+        };
         let mut lines = vec![format!(
-            "Copy {} to every node, verified on arrival:",
-            patches.join(" ")
+            "Copy {} to {}, verified on arrival:",
+            patches.join(" "),
+            target.describe()
         )];
         if !added.is_empty() {
             lines.push("with what a rollout of them needs besides:".into());
@@ -356,7 +425,11 @@ impl App {
         }
         let mut dcs: Vec<(String, usize, usize)> = Vec::new();
         // Offline sites take bundles, not replication.
-        for n in fleet.nodes.iter().filter(|n| !n.offline) {
+        for n in fleet
+            .nodes
+            .iter()
+            .filter(|n| !n.offline && chosen.contains(&n.id))
+        {
             let has = patches.iter().all(|p| {
                 self.ops
                     .snapshot
@@ -378,7 +451,11 @@ impl App {
                 total - has
             ));
         }
-        let offline = fleet.nodes.iter().filter(|n| n.offline).count();
+        let offline = fleet
+            .nodes
+            .iter()
+            .filter(|n| n.offline && chosen.contains(&n.id))
+            .count();
         if offline > 0 {
             lines.push(format!(
                 "  {offline} offline node(s) left out: patch them with snapshot, prepare, apply"
@@ -390,8 +467,11 @@ impl App {
         lines.push("y  replicate    Esc  cancel".into());
         let mut args = vec!["replicate".to_string()];
         args.extend(patches.iter().cloned());
+        if *target != Target::All {
+            args.extend(target.args());
+        }
         let effect = Effect::Run {
-            title: format!("replicate {}", patches.join(" ")),
+            title: format!("replicate {} to {}", patches.join(" "), target.describe()),
             args,
             detached: true,
         };
@@ -430,6 +510,7 @@ impl App {
             uninstall: false,
             groups: settings.groups,
             on_failure: settings.on_failure,
+            window_override: None,
         };
         let prepared = match prepare::prepare(fleet, &self.depot, &request) {
             Ok(p) => p,
@@ -652,7 +733,10 @@ impl App {
                     .join(" ")
             ));
         }
-        if matches!(r.state, State::Running | State::Paused | State::Pending) {
+        if matches!(
+            r.state,
+            State::Running | State::Waiting | State::Paused | State::Pending
+        ) {
             lines.push(format!(
                 "  rollout {} is {}: abort it (A) first; this will be refused",
                 r.id,

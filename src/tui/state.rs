@@ -89,6 +89,57 @@ pub enum Effect {
     /// Mark these patch ids in the depot (a choice in the updates view;
     /// the app applies it itself).
     Mark(Vec<String>),
+    /// Open the next dialog of a flow (the app applies it itself).
+    Step(Step),
+    /// Save the marks in the lab under this name.
+    SaveMarks(String),
+    /// Read the selection saved under this name; the event loop hands it
+    /// to [`App::recalled`](crate::tui::app::App::recalled).
+    RecallMarks(String),
+}
+
+/// The operations on the marked patches that a target is picked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Install,
+    Rollback,
+    Commit,
+    Remove,
+    Replicate,
+}
+
+impl Operation {
+    /// The verb that carries it out.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Operation::Install => "install",
+            Operation::Rollback => "rollback",
+            Operation::Commit => "commit",
+            Operation::Remove => "remove",
+            Operation::Replicate => "replicate",
+        }
+    }
+}
+
+/// A dialog that leads to another: picking a target, previewing on it,
+/// resolving against a node, saving and recalling selections.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Pick the target of an operation on the chosen patches.
+    Target(Operation),
+    /// Preview the operation on the target, then confirm it.
+    Preview(Operation, crate::engine::preview::Target),
+    /// Resolve the marks against this node (`None`: in the abstract).
+    ResolveFor(Option<String>),
+    /// Replace the marks with the selection saved under this name.
+    Recall(String),
+}
+
+/// What the text typed into an input dialog is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFor {
+    /// The name to save the marks under.
+    SaveMarks,
 }
 
 /// A cursor over a list that keeps the cursor on screen.
@@ -217,6 +268,10 @@ pub enum Confirm {
     Keys(Vec<(char, String, Effect)>),
     /// Type `expected` and press Enter; Esc cancels.
     Typed { expected: String, effect: Effect },
+    /// A list of choices: arrows (or j/k) move, Enter picks, Esc cancels.
+    Pick(Vec<(String, Effect)>),
+    /// Type a line and press Enter; Esc cancels.
+    Input(InputFor),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -226,6 +281,8 @@ pub struct Dialog {
     pub confirm: Confirm,
     pub typed: String,
     pub scroll: usize,
+    /// The chosen row of a [`Confirm::Pick`].
+    pub pick: usize,
     /// The cluster whose rollout settings (failure policy, group count)
     /// Tab and Left/Right change while this dialog is open.
     pub adjusts: Option<String>,
@@ -239,6 +296,7 @@ impl Dialog {
             confirm: Confirm::Close,
             typed: String::new(),
             scroll: 0,
+            pick: 0,
             adjusts: None,
         }
     }

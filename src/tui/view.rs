@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::panes;
-use crate::tui::state::{Mode, Pane};
+use crate::tui::state::{Effect, ListCursor, Mode, Pane};
 use crate::tui::text::shown;
 
 pub const MIN_WIDTH: u16 = 40;
@@ -100,6 +100,9 @@ fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .flat_map(|l| crate::tui::text::wrap(l, inner))
         .collect();
+    if let crate::tui::state::Confirm::Pick(choices) = &d.confirm {
+        return render_pick(app, frame, area, d, rows, choices, room);
+    }
     let scroll = d
         .scroll
         .min(rows.len().saturating_sub(room.saturating_sub(1)));
@@ -119,8 +122,50 @@ fn render_dialog(app: &App, frame: &mut Frame, area: Rect) {
             "Enter or Esc closes; arrows scroll",
             app.theme.dim,
         )),
-        crate::tui::state::Confirm::Keys(_) => {}
+        crate::tui::state::Confirm::Input(_) => lines.push(Line::from(vec![
+            Span::styled("> ", app.theme.key),
+            Span::raw(d.typed.clone()),
+            Span::styled("_", app.theme.key),
+        ])),
+        crate::tui::state::Confirm::Keys(_) | crate::tui::state::Confirm::Pick(_) => {}
     }
+    overlay(app, frame, area, d.title.clone(), lines);
+}
+
+/// A pick list: the dialog's lines, then as many choices as fit around the
+/// chosen one (marked `>` and highlighted, so it reads without colour),
+/// then how to answer.
+fn render_pick(
+    app: &App,
+    frame: &mut Frame,
+    area: Rect,
+    d: &crate::tui::state::Dialog,
+    header: Vec<String>,
+    choices: &[(String, Effect)],
+    room: usize,
+) {
+    let mut lines: Vec<Line<'static>> = header.into_iter().map(Line::raw).collect();
+    let fit = room.saturating_sub(lines.len() + 1).max(1);
+    let mut cursor = ListCursor {
+        selected: d.pick.min(choices.len().saturating_sub(1)),
+        offset: 0,
+    };
+    cursor.scroll(fit, choices.len());
+    for (i, (label, _)) in choices.iter().enumerate().skip(cursor.offset).take(fit) {
+        lines.push(if i == cursor.selected {
+            Line::styled(format!("> {label}"), app.theme.selected)
+        } else {
+            Line::raw(format!("  {label}"))
+        });
+    }
+    lines.push(Line::styled(
+        format!(
+            "{}/{}  arrows choose, Enter picks, Esc cancels",
+            cursor.selected + 1,
+            choices.len()
+        ),
+        app.theme.dim,
+    ));
     overlay(app, frame, area, d.title.clone(), lines);
 }
 
@@ -338,7 +383,10 @@ fn render_selection(app: &App, frame: &mut Frame, area: Rect) {
     let Some(sel) = &app.selection else { return };
     let mut lines = Vec::new();
     lines.push(Line::styled(
-        "Install order (resolved by the engine):",
+        match &app.selection_target {
+            Some(node) => format!("Install order on {node} (matched to what it has):"),
+            None => "Install order (resolved by the engine):".to_string(),
+        },
         app.theme.header,
     ));
     for (n, e) in sel.patches.iter().enumerate() {

@@ -307,4 +307,8 @@ impl Env for FleetEnv<'_> {
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
+
+    fn clock(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::engine::window::now()
+    }
 }

@@ -10,11 +10,14 @@ use super::plan::{Plan, Step, StepKind};
 use crate::engine::node::store::now;
 
 /// Where a rollout is. Shown (and in `--json` field `state`) as one of
-/// `pending`, `running`, `paused`, `done`, `failed`, `aborted`.
+/// `pending`, `waiting`, `running`, `paused`, `done`, `failed`, `aborted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Recorded; its runner has not taken it up yet.
     Pending,
+    /// Its runner waits for a maintenance window to open (or for the next
+    /// one, past a cutoff); the message says when.
+    Waiting,
     Running,
     Paused,
     /// Halted on a failure with the failed group left as it was (policy
@@ -33,6 +36,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
+            State::Waiting => "waiting",
             State::Running => "running",
             State::Paused => "paused",
             State::Failed | State::RolledBack => "failed",
@@ -52,6 +56,7 @@ impl State {
     fn parse(s: &str) -> State {
         match s {
             "pending" => State::Pending,
+            "waiting" => State::Waiting,
             "paused" => State::Paused,
             "failed" => State::Failed,
             "rolled_back" => State::RolledBack,
@@ -65,8 +70,13 @@ impl State {
     pub fn unfinished(self) -> bool {
         matches!(
             self,
-            State::Pending | State::Running | State::Paused | State::Failed
+            State::Pending | State::Waiting | State::Running | State::Paused | State::Failed
         )
+    }
+
+    /// A runner should be at work on it: pending, waiting or running.
+    pub fn active(self) -> bool {
+        matches!(self, State::Pending | State::Waiting | State::Running)
     }
 
     /// Over for good: done, aborted, or failed and rolled back.
@@ -143,7 +153,10 @@ impl Rollout {
     /// The step a running or paused rollout takes next; `None` once it has
     /// ended or halted (nothing is pending then).
     pub fn next_step(&self) -> Option<&StepRow> {
-        if !matches!(self.state, State::Pending | State::Running | State::Paused) {
+        if !matches!(
+            self.state,
+            State::Pending | State::Waiting | State::Running | State::Paused
+        ) {
             return None;
         }
         self.steps.iter().find(|s| s.state != StepState::Done)
@@ -181,8 +194,8 @@ impl Rollout {
         let started = planned().any(|s| s.state == StepState::Done);
         match (self.state, started) {
             (State::Paused, true) => "paused",
-            (State::Pending | State::Running, true) => "in progress",
-            (State::Pending | State::Running | State::Paused, false) => "waiting",
+            (State::Pending | State::Waiting | State::Running, true) => "in progress",
+            (State::Pending | State::Waiting | State::Running | State::Paused, false) => "waiting",
             (State::Aborted, true) => "aborted",
             (_, true) => "stopped",
             (_, false) => "not started",
@@ -274,7 +287,7 @@ pub fn set_step(
 
 pub fn set_state(conn: &Connection, id: i64, state: State, message: &str) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE rollout SET state=?2, message=?3, requested=CASE WHEN ?2='running' THEN requested ELSE '' END,
+        "UPDATE rollout SET state=?2, message=?3, requested=CASE WHEN ?2 IN ('running','waiting') THEN requested ELSE '' END,
             pid=?4, updated_at=?5 WHERE id=?1",
         params![id, state.db_str(), message, std::process::id() as i64, now()],
     )?;
@@ -414,7 +427,7 @@ pub fn ids(conn: &Connection, cluster: Option<&str>) -> rusqlite::Result<Vec<i64
 /// The unfinished rollout holding a cluster, if any.
 pub fn unfinished(conn: &Connection, cluster: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
-        "SELECT id FROM rollout WHERE cluster=?1 AND state IN ('pending','running','paused','failed') ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM rollout WHERE cluster=?1 AND state IN ('pending','waiting','running','paused','failed') ORDER BY id DESC LIMIT 1",
         [cluster],
         |r| r.get(0),
     )

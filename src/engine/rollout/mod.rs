@@ -77,14 +77,15 @@ pub fn lock_holder(lab: &Lab, cluster: &str) -> Option<Holder> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether rollout `r` is being worked on now: running with its cluster's
+/// Whether rollout `r` is being worked on now: running (or waiting for a
+/// maintenance window) with its cluster's
 /// lock held (by this process or another). Never judged by a pid alone,
 /// which the system reuses once its process dies. A `pending` rollout has
 /// a runner starting that has not taken the lock yet: it counts while that
 /// runner's process lives.
 pub fn is_running(lab: &Lab, r: &Rollout) -> bool {
     match r.state {
-        State::Running => lock_held(&lock_path(lab, &r.cluster)),
+        State::Running | State::Waiting => lock_held(&lock_path(lab, &r.cluster)),
         State::Pending => lock_held(&lock_path(lab, &r.cluster)) || alive(r.pid),
         _ => false,
     }

@@ -104,6 +104,14 @@ pub struct Plan {
     pub restore_command: Option<String>,
     pub groups: Vec<crate::engine::groups::Group>,
     pub steps: Vec<Step>,
+    /// The cluster's maintenance windows when the rollout was planned: a
+    /// group is drained only inside one, before its cutoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::engine::window::WindowSpec>,
+    /// `rollout start --now --reason TEXT`: the windows do not apply to
+    /// this rollout, for this reason (journaled with the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 impl Plan {
@@ -128,6 +136,8 @@ impl Plan {
             restore_command: cluster.restore.clone(),
             groups: partition.groups.clone(),
             steps: Vec::new(),
+            windows: cluster.windows.clone(),
+            window_override: None,
         };
         let list = patches.join(" ");
         let verb = if uninstall { "rollback" } else { "install" };
@@ -223,6 +233,12 @@ impl Plan {
     /// while running (a rollback, an abort's restores, closing hooks).
     pub fn last_seq(&self) -> usize {
         self.steps.last().map_or(0, |s| s.seq)
+    }
+
+    /// Whether the plan waits for maintenance windows (it has some and no
+    /// override).
+    pub fn windowed(&self) -> bool {
+        !self.windows.is_empty() && self.window_override.is_none()
     }
 
     /// Whether a failed group is rolled back.

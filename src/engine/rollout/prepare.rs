@@ -47,6 +47,9 @@ pub struct Request {
     pub groups: Option<usize>,
     /// Overrides the cluster's `on_failure` (`None`: the cluster's).
     pub on_failure: Option<OnFailure>,
+    /// `--now --reason TEXT`: start now and go on whatever the cluster's
+    /// maintenance windows say, for this reason.
+    pub window_override: Option<String>,
 }
 
 /// A planned rollout and what the operator should know before it starts.
@@ -125,7 +128,16 @@ pub fn prepare(fleet: &Fleet, depot: &Depot, request: &Request) -> Result<Prepar
     let patches = needs(depot, &request.specs, request.uninstall)?;
     let ids: Vec<String> = patches.iter().map(|s| s.id.clone()).collect();
     let on_failure = request.on_failure.unwrap_or(cluster.on_failure);
-    let plan = Plan::new(cluster, &partition, &ids, request.uninstall, on_failure);
+    let mut plan = Plan::new(cluster, &partition, &ids, request.uninstall, on_failure);
+    let mut warnings = warnings;
+    if request.window_override.is_some() && plan.windows.is_empty() {
+        warnings.push(format!(
+            "cluster {} has no maintenance windows; --now changes nothing",
+            cluster.id
+        ));
+    } else {
+        plan.window_override = request.window_override.clone();
+    }
     Ok(Prepared {
         plan,
         patches,

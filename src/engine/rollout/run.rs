@@ -6,11 +6,13 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde::Serialize;
 
 use super::journal::{self, Rollout, State, StepRow, StepState};
 use super::plan::{Plan, StepKind};
+use crate::engine::window::{self, Gate, Schedule};
 
 /// What a rollout does to the world.
 pub trait Env: Sync {
@@ -32,6 +34,9 @@ pub trait Env: Sync {
     fn sleep(&self, d: Duration);
     /// Time since an arbitrary start.
     fn now(&self) -> Duration;
+    /// The wall clock, for maintenance windows: the system's in a real
+    /// fleet ([`crate::engine::window::now`]), a fake one in tests.
+    fn clock(&self) -> DateTime<Utc>;
 }
 
 /// Something that happened, for whoever renders the rollout live.
@@ -257,6 +262,12 @@ impl<E: Env> Runner<'_, E> {
                 let message = drift.filter(|m| m.starts_with("drift")).unwrap_or_default();
                 return self.finish(id, State::Done, Ending::Done, &message);
             };
+            if self.waits_for_window(&rollout, first)? {
+                match self.wait_for_window(id, &rollout)? {
+                    Some(ending) => return Ok(ending),
+                    None => continue,
+                }
+            }
             let batch = batch_at(&rollout.steps, first);
             if let Err((seq, message)) = self.run_batch(&rollout, &batch) {
                 // An abort asked for while the failing step ran is still
@@ -270,6 +281,79 @@ impl<E: Env> Runner<'_, E> {
                 };
                 return self.failed(&current, row, &message);
             }
+        }
+    }
+
+    /// Whether step `first` must wait for a maintenance window: the plan
+    /// has windows (and no override), the step starts the rollout (its
+    /// preflight or before-hooks) or a group (its first drain, with every
+    /// member still serving), and no window is open before its cutoff
+    /// now. A group already under way is never held: it finishes, so a
+    /// closing window leaves no group drained.
+    fn waits_for_window(&self, rollout: &Rollout, first: usize) -> Result<bool, Fail> {
+        let plan = &rollout.plan;
+        let Some(head) = rollout.steps.get(first) else {
+            return Ok(false);
+        };
+        if !plan.windowed() || head.step.seq > plan.last_seq() {
+            return Ok(false);
+        }
+        let starts = match head.step.kind {
+            StepKind::Preflight | StepKind::HookBefore => true,
+            StepKind::Drain => {
+                let group = &head.step.group;
+                let under_way = rollout.steps.iter().any(|s| {
+                    &s.step.group == group
+                        && s.step.kind == StepKind::Drain
+                        && matches!(s.state, StepState::Done | StepState::Running)
+                });
+                !under_way && plan.members(group).iter().all(|n| self.env.in_service(n))
+            }
+            _ => false,
+        };
+        if !starts {
+            return Ok(false);
+        }
+        Ok(!schedule(plan)?.gate(self.env.clock()).may_drain())
+    }
+
+    /// Waits, in state `waiting` with the next opening in its message,
+    /// until a window is open before its cutoff (`None`: carry on), or a
+    /// pause or abort is asked for (the ending).
+    fn wait_for_window(&self, id: i64, rollout: &Rollout) -> Result<Option<Ending>, Fail> {
+        let schedule = schedule(&rollout.plan)?;
+        let mut said = String::new();
+        loop {
+            match self.db(|c| journal::requested(c, id))?.as_str() {
+                "pause" => {
+                    let m = "paused while waiting for a maintenance window";
+                    return self.finish(id, State::Paused, Ending::Paused, m).map(Some);
+                }
+                "abort" => return self.abort(id).map(Some),
+                _ => {}
+            }
+            let gate = schedule.gate(self.env.clock());
+            if gate.may_drain() {
+                let m = match gate {
+                    Gate::Open(s) => format!(
+                        "maintenance window open until {} (no group drained from {})",
+                        window::show(s.closes, s.tz),
+                        window::show(s.cutoff, s.tz)
+                    ),
+                    _ => String::new(),
+                };
+                self.db(|c| journal::set_state(c, id, State::Running, &m))?;
+                self.emit_rollout(id, "running", &m);
+                return Ok(None);
+            }
+            let m = waiting_words(&rollout.plan.cluster, &gate);
+            if m != said {
+                self.db(|c| journal::set_state(c, id, State::Waiting, &m))?;
+                self.emit_rollout(id, State::Waiting.as_str(), &m);
+                said = m;
+            }
+            // Windows are minutes apart; a second is soon enough.
+            self.env.sleep(self.poll.max(Duration::from_secs(1)));
         }
     }
 
@@ -626,7 +710,7 @@ impl<E: Env> Runner<'_, E> {
         }
         if matches!(
             rollout.state,
-            State::Pending | State::Running | State::Paused
+            State::Pending | State::Waiting | State::Running | State::Paused
         ) {
             return Err(format!(
                 "rollout {id} is {}; abort it (or let it end) before rolling a group back",
@@ -834,6 +918,36 @@ fn each_member<T: Send>(
 ) -> Result<Vec<T>, Fail> {
     crate::engine::ops::bounded_map(members, CHECKS_AT_ONCE, |m| check(m))
         .map_err(|e| format!("a member check failed: {e}"))
+}
+
+/// The plan's windows, checked (they were when fleet.toml was read; a plan
+/// journaled by another version may still hold a bad one).
+fn schedule(plan: &Plan) -> Result<Schedule, Fail> {
+    Schedule::parse(&plan.windows)
+        .map_err(|(i, e)| format!("maintenance window {} of {}: {e}", i + 1, plan.cluster))
+}
+
+/// What a waiting rollout waits for, in words: when the next window opens
+/// and how long it has for starting groups.
+fn waiting_words(cluster: &str, gate: &Gate) -> String {
+    let next = match gate.next() {
+        Some(n) => format!(
+            "the next opens {} and closes {} (no group drained from {})",
+            window::show(n.opens, n.tz),
+            window::show(n.closes, n.tz),
+            window::show(n.cutoff, n.tz)
+        ),
+        None => format!(
+            "no maintenance window of {cluster} opens again; abort it, or start again with --now --reason TEXT"
+        ),
+    };
+    match gate {
+        Gate::PastCutoff { current, .. } => format!(
+            "waiting for a maintenance window: the cutoff of the open one passed at {}; {next}",
+            window::show(current.cutoff, current.tz)
+        ),
+        _ => format!("waiting for a maintenance window: {next}"),
+    }
 }
 
 /// The step a rollout halted at: the first step of the plan that failed.

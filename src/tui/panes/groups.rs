@@ -50,7 +50,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let r = app.ops.rollout_of(&c.id);
         let state = match r {
             Some(r)
-                if matches!(r.state, State::Running | State::Pending)
+                if r.state.active()
                     && !app
                         .ops
                         .lab
@@ -150,6 +150,19 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             "no rollout yet: mark patches in the depot (1), then r here",
             theme.dim,
         ));
+    }
+    // The cluster's maintenance windows: open until when, or when next.
+    if let Some(windows) = app
+        .ops
+        .fleet
+        .as_ref()
+        .and_then(|f| f.clusters.iter().find(|k| k.id == cluster.id))
+        .map(|k| &k.windows)
+        .filter(|w| !w.is_empty())
+    {
+        let now = crate::engine::window::now();
+        let line = crate::engine::window::summary(windows, now);
+        lines.push(Line::styled(fit(&line, width), theme.dim));
     }
     for (gi, g) in partition.groups.iter().enumerate() {
         let steps: Vec<_> = rollout
