@@ -1,7 +1,9 @@
 //! Remembered signature verdicts, so a 100,000-patch depot still opens fast:
 //! one table in the depot's cache index file, keyed by the patch file's and
 //! its `.minisig`'s size and modification time and by the trusted key set.
-//! Any change to either file or to the keys reads and verifies again.
+//! Any change to either file reads and verifies again; each key set keeps
+//! its own rows, so a listing by the lab's keys and one of a bare
+//! `--depot` (no keys) do not evict each other.
 //! Like the index, it is only a cache: any failure is ignored, and staging
 //! and installing always verify from the files themselves.
 
@@ -32,9 +34,11 @@ impl Cache {
         let conn = Connection::open(depot.join(INDEX_FILE)).ok()?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS signature(
-                 file TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-                 sig_size INTEGER, sig_mtime_ns INTEGER, keys TEXT NOT NULL, verdict TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS signature_verdict(
+                 file TEXT NOT NULL, keys TEXT NOT NULL,
+                 size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+                 sig_size INTEGER, sig_mtime_ns INTEGER, verdict TEXT NOT NULL,
+                 PRIMARY KEY(file, keys));",
         )
         .ok()?;
         Some(Cache { conn })
@@ -49,7 +53,7 @@ impl Cache {
     pub fn load(&self, keys: &str, current: &HashMap<String, Stamps>) -> HashMap<String, Verdict> {
         let mut out = HashMap::new();
         let Ok(mut stmt) = self.conn.prepare(
-            "SELECT file, size, mtime_ns, sig_size, sig_mtime_ns, verdict FROM signature WHERE keys=?1",
+            "SELECT file, size, mtime_ns, sig_size, sig_mtime_ns, verdict FROM signature_verdict WHERE keys=?1",
         ) else {
             return out;
         };
@@ -85,7 +89,7 @@ impl Cache {
         };
         {
             let Ok(mut put) = tx.prepare(
-                "INSERT OR REPLACE INTO signature(file, size, mtime_ns, sig_size, sig_mtime_ns, keys, verdict) \
+                "INSERT OR REPLACE INTO signature_verdict(file, size, mtime_ns, sig_size, sig_mtime_ns, keys, verdict) \
                  VALUES(?1,?2,?3,?4,?5,?6,?7)",
             ) else {
                 return;
