@@ -79,15 +79,35 @@ pub fn exit(outcome: Outcome, json: bool) -> ExitCode {
     }
 }
 
+/// A progress bar on standard error for long work over `total` items
+/// (nodes, patch files, rollout steps), drawn in plain ASCII so a serial
+/// console shows it too. It is hidden, and every call on it does nothing,
+/// when standard error is not a terminal or the output is JSON: scripts
+/// and pipes see nothing extra. Lines printed while it is shown go through
+/// [`indicatif::ProgressBar::suspend`] so they do not tear it.
+pub fn progress(total: u64, what: &str, json: bool) -> indicatif::ProgressBar {
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+        .map(|s| s.progress_chars("#>-"))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let bar = indicatif::ProgressBar::new(total).with_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// Opens a depot, showing progress on stderr when it has many files to read.
 pub fn open_depot(dir: &Path) -> Result<Depot, Failure> {
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = move |done: usize, total: usize| {
-        if show && total >= 2000 {
-            eprint!("\rreading depot: {done}/{total} patch files");
-            if done == total {
-                eprintln!();
-            }
+    let bar = std::sync::OnceLock::new();
+    let progress = |done: usize, total: usize| {
+        if total < 2000 {
+            return;
+        }
+        let bar = bar.get_or_init(|| progress(total as u64, "reading depot", false));
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish_and_clear();
         }
     };
     Depot::open_with(dir, true, &progress).map_err(|e| Failure::Failed(e.to_string()))

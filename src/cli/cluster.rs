@@ -1,6 +1,6 @@
 //! Cluster verbs: `groups` (the partition a rollout uses).
 
-use crate::front::{say, shout};
+use crate::front::say;
 use clap::Args;
 
 use super::global::Global;
@@ -22,8 +22,8 @@ pub struct GroupsArgs {
 
 pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     let fleet = load_fleet(&global.lab())?;
-    let partition =
-        groups::partition(&fleet, &args.cluster, args.groups).map_err(Failure::Input)?;
+    let partition = groups::partition(&fleet, &args.cluster, args.groups)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     if let Some(w) = groups::unused_count(&partition, args.groups) {
         eprintln!("warning: {w}");
     }
@@ -70,7 +70,6 @@ pub struct ReplicateArgs {
 
 pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     use crate::engine::replicate::{self, Status};
-    use std::io::{IsTerminal, Write};
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
     if args.status {
@@ -122,7 +121,9 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     let nodes: Vec<&crate::engine::fleet::Node> = if targets.is_empty() {
         fleet.nodes.iter().collect()
     } else {
-        fleet.targets(&targets).map_err(Failure::Input)?
+        fleet
+            .targets(&targets)
+            .map_err(|e| Failure::Input(e.to_string()))?
     };
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
@@ -159,7 +160,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
     let journal_failure = std::sync::Mutex::new(None::<String>);
     let total = ids.len() * nodes.len();
     let counts = std::sync::Mutex::new((0usize, 0usize));
-    let bar = args.wait && !args.json && std::io::stderr().is_terminal();
+    let bar = crate::front::progress(total as u64, "replicating", args.json || !args.wait);
     let lines = args.wait && args.json;
     let seen = |e: &replicate::Event| {
         if matches!(e.status, Status::Verified | Status::Failed) {
@@ -181,19 +182,8 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
                 } else {
                     c.1 += 1
                 }
-                if bar {
-                    let width = 30;
-                    let filled = (c.0 + c.1) * width / total.max(1);
-                    eprint!(
-                        "\r[{}{}] {}/{} verified, {} failed ",
-                        "#".repeat(filled),
-                        "-".repeat(width - filled),
-                        c.0,
-                        total,
-                        c.1
-                    );
-                    let _ = std::io::stderr().flush();
-                }
+                bar.set_position((c.0 + c.1) as u64);
+                bar.set_message(format!("replicating ({} failed)", c.1));
             }
         }
         if lines && let Ok(text) = serde_json::to_string(e) {
@@ -212,9 +202,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         &seen,
     )
     .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
-    if bar {
-        shout!();
-    }
+    bar.finish_and_clear();
     let settled = journal
         .lock()
         .map_err(|_| "a journal writer panicked".to_string())

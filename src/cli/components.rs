@@ -40,7 +40,7 @@ impl Which {
                 cluster: self.cluster.clone(),
                 ..Targets::default()
             })
-            .map_err(Failure::Input)
+            .map_err(|e| Failure::Input(e.to_string()))
     }
 }
 

@@ -31,7 +31,7 @@ pub fn run(global: &Global, args: MirrorArgs) -> Outcome {
     let from = match args.from {
         Some(dir) => dir,
         None => {
-            let config = lab.config().map_err(Failure::Input)?;
+            let config = lab.config().map_err(|e| Failure::Input(e.to_string()))?;
             let upstream = config.depot.upstream.ok_or_else(|| {
                 Failure::Input(format!(
                     "no upstream: pass --from DIR, or set `[depot] upstream = \"DIR\"` in {}",

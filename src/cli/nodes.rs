@@ -306,7 +306,9 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             op.as_str()
         )));
     }
-    let nodes = fleet.targets(&targets).map_err(Failure::Input)?;
+    let nodes = fleet
+        .targets(&targets)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     if nodes.is_empty() {
         return Err(Failure::Input("no node matches those targets".into()));
     }
@@ -363,8 +365,14 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         }
     };
     let live = !args.json;
+    let bar = crate::front::progress(
+        (nodes.len() * args.patches.len().max(1)) as u64,
+        op.as_str(),
+        args.json,
+    );
     let seen = |o: &ops::Outcome| {
         write(&|j| j.record(&o.node, &o.patch, o.op.as_str(), o.ok, &o.message));
+        bar.inc(1);
         if live {
             let mark = if o.ok {
                 "ok  "
@@ -373,13 +381,15 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             } else {
                 "FAIL"
             };
-            say!(
-                "{mark} {:<12} {:<10} {:<8} {}",
-                o.node,
-                o.patch,
-                o.op.as_str(),
-                o.message
-            );
+            bar.suspend(|| {
+                say!(
+                    "{mark} {:<12} {:<10} {:<8} {}",
+                    o.node,
+                    o.patch,
+                    o.op.as_str(),
+                    o.message
+                )
+            });
         }
     };
     // Install goes only where replication is complete, and says where not.
@@ -460,6 +470,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         gate: &gate,
     };
     let mut outcomes = ops::run(&lab, &nodes, &job, args.parallel, &seen);
+    bar.finish_and_clear();
     write(&|j| j.settle(&intents));
     let skipped_count = skipped.len();
     let skipped_nodes: Vec<String> = skipped.iter().map(|o| o.node.clone()).collect();
@@ -552,7 +563,7 @@ where
                 nodes: Some(list.clone()),
                 ..Targets::default()
             })
-            .map_err(Failure::Input)?,
+            .map_err(|e| Failure::Input(e.to_string()))?,
         None => fleet.nodes.iter().collect(),
     };
     let results = ops::for_each_node(&chosen, ops::DEFAULT_PARALLEL, |n| {

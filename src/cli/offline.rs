@@ -123,7 +123,7 @@ fn open_site(global: &Global, site: &SiteArgs) -> Result<Opened, Failure> {
             nodes: site.nodes.clone(),
             ..Targets::default()
         })
-        .map_err(Failure::Input)?;
+        .map_err(|e| Failure::Input(e.to_string()))?;
     Ok(nodes
         .iter()
         .map(|n| {
@@ -401,8 +401,8 @@ fn apply_cluster(
         .iter()
         .find(|c| c.id == cluster)
         .ok_or_else(|| Failure::Input(format!("unknown cluster {cluster:?}")))?;
-    let partition =
-        crate::engine::groups::partition(&fleet, cluster, None).map_err(Failure::Input)?;
+    let partition = crate::engine::groups::partition(&fleet, cluster, None)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let command = format!("apply {} --cluster {cluster}", args.bundle.display());
     let journal =
         Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;

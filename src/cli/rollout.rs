@@ -409,6 +409,8 @@ fn ended(r: &Rollout, json: bool) -> Outcome {
 struct Printer {
     shown: BTreeSet<(usize, &'static str)>,
     waiting: String,
+    /// Steps done of all, while following on a terminal.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Printer {
@@ -796,10 +798,28 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
             }
             return Ok(());
         }
-        // Follow: print step changes as they land in the journal.
-        printer.steps(&r, args.json);
-        printer.waiting(&r, args.json);
+        // Follow: print step changes as they land in the journal, under a
+        // bar of the steps done (on a terminal, without --json).
+        let bar = printer.bar.get_or_insert_with(|| {
+            crate::front::progress(
+                r.steps.len() as u64,
+                &format!("rollout {}", r.id),
+                args.json,
+            )
+        });
+        let done = r
+            .steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Done | StepState::Failed))
+            .count();
+        bar.set_position(done as u64);
+        let bar = bar.clone();
+        bar.suspend(|| {
+            printer.steps(&r, args.json);
+            printer.waiting(&r, args.json);
+        });
         if !rollout::is_running(&lab, &r) {
+            bar.finish_and_clear();
             let e = Event {
                 rollout: r.id,
                 seq: None,

@@ -88,7 +88,7 @@ pub fn run(global: &Global, args: SelectArgs) -> Outcome {
 }
 
 fn read_inventory(path: &std::path::Path) -> Result<Inventory, Failure> {
-    let text = crate::engine::text::read_file(path).map_err(Failure::Input)?;
+    let text = crate::engine::text::read_file(path).map_err(|e| Failure::Input(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::Input(format!(
             "{}:{}:{}: {e}",

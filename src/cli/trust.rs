@@ -174,7 +174,7 @@ fn push(global: &Global, args: PushArgs) -> Outcome {
             nodes: Some(args.nodes.clone()),
             ..Targets::default()
         })
-        .map_err(Failure::Input)?;
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let results = ops::for_each_node(&nodes, 4, |node| {
         let r = ops::connect_to_change(&lab, node)
             .and_then(|mut t| ops::push_trust(t.as_mut(), &gate.keyring.keys));

@@ -187,6 +187,19 @@ impl Knobs {
     }
 }
 
+/// A target naming something the fleet does not have: bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("unknown node {0:?}; `patchdeck nodes` lists them")]
+    UnknownNode(String),
+    #[error("unknown cluster {name:?}; known: {known}")]
+    UnknownCluster { name: String, known: String },
+    #[error("unknown organization {name:?}; known: {known}")]
+    UnknownOrganization { name: String, known: String },
+    #[error("unknown datacenter {name:?}; known: {known}")]
+    UnknownDatacenter { name: String, known: String },
+}
+
 /// Which nodes a command acts on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
@@ -472,14 +485,14 @@ impl Fleet {
     /// Nodes chosen by `--nodes`, `--cluster`, or `--org` with `--dc`, in
     /// the order given; `--dc DC` alone is every node there, `--dc all` alone
     /// every node. Unknown names are an error naming them.
-    pub fn targets(&self, t: &Targets) -> Result<Vec<&Node>, String> {
+    pub fn targets(&self, t: &Targets) -> Result<Vec<&Node>, TargetError> {
         let known = |ids: Vec<&str>| ids.join(", ");
         let mut out: Vec<&Node> = Vec::new();
         if let Some(list) = &t.nodes {
             for id in list {
                 let node = self
                     .node(id)
-                    .ok_or_else(|| format!("unknown node {id:?}; `patchdeck nodes` lists them"))?;
+                    .ok_or_else(|| TargetError::UnknownNode(id.clone()))?;
                 if !out.iter().any(|n| n.id == node.id) {
                     out.push(node);
                 }
@@ -487,19 +500,19 @@ impl Fleet {
         }
         if let Some(c) = &t.cluster {
             if !self.clusters.iter().any(|k| &k.id == c) {
-                return Err(format!(
-                    "unknown cluster {c:?}; known: {}",
-                    known(self.clusters.iter().map(|k| k.id.as_str()).collect())
-                ));
+                return Err(TargetError::UnknownCluster {
+                    name: c.clone(),
+                    known: known(self.clusters.iter().map(|k| k.id.as_str()).collect()),
+                });
             }
             out.extend(self.nodes.iter().filter(|n| n.cluster.as_ref() == Some(c)));
         }
         if let Some(o) = &t.org {
             if !self.organizations.iter().any(|k| &k.id == o) {
-                return Err(format!(
-                    "unknown organization {o:?}; known: {}",
-                    known(self.organizations.iter().map(|k| k.id.as_str()).collect())
-                ));
+                return Err(TargetError::UnknownOrganization {
+                    name: o.clone(),
+                    known: known(self.organizations.iter().map(|k| k.id.as_str()).collect()),
+                });
             }
             out.extend(self.nodes.iter().filter(|n| &n.org == o));
         }
@@ -509,10 +522,10 @@ impl Fleet {
         }
         if let Some(dc) = t.dc.as_deref().filter(|d| *d != "all") {
             if !self.datacenters.iter().any(|k| k.id == dc) {
-                return Err(format!(
-                    "unknown datacenter {dc:?}; known: {}",
-                    known(self.datacenters.iter().map(|k| k.id.as_str()).collect())
-                ));
+                return Err(TargetError::UnknownDatacenter {
+                    name: dc.to_string(),
+                    known: known(self.datacenters.iter().map(|k| k.id.as_str()).collect()),
+                });
             }
             if alone {
                 out.extend(self.nodes.iter());

@@ -96,18 +96,44 @@ pub fn member_name(node: &Node) -> Option<String> {
     .then(|| tail.to_string())
 }
 
+/// Why a cluster has no partition into logical groups (seed 002: at least
+/// two members, two or more groups, no more groups than members).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    #[error("unknown cluster {cluster:?}; known: {known}")]
+    UnknownCluster { cluster: String, known: String },
+    #[error(
+        "node {node} in cluster {cluster} has no member name S_M (set member = \"1_1\" in fleet.toml)"
+    )]
+    NoMemberName { node: String, cluster: String },
+    #[error(
+        "cluster {cluster} has {members} member(s); a gradual rollout needs at least two, so that one group serves while another is patched"
+    )]
+    TooFewMembers { cluster: String, members: usize },
+    #[error(
+        "{groups} group(s) would take cluster {cluster} out of service all at once; ask for 2 or more"
+    )]
+    TooFewGroups { cluster: String, groups: usize },
+    #[error("cluster {cluster} has {members} members; it cannot be split into {groups} groups")]
+    TooManyGroups {
+        cluster: String,
+        members: usize,
+        groups: usize,
+    },
+}
+
 /// Splits ordered members (id, site) into groups by the rule above.
 /// `asked` is the group count wanted for a single-site cluster.
 pub fn split(
     cluster: &str,
     members: &[(String, String)],
     asked: Option<usize>,
-) -> Result<Partition, String> {
+) -> Result<Partition, PartitionError> {
     if members.len() < 2 {
-        return Err(format!(
-            "cluster {cluster} has {} member(s); a gradual rollout needs at least two, so that one group serves while another is patched",
-            members.len()
-        ));
+        return Err(PartitionError::TooFewMembers {
+            cluster: cluster.to_string(),
+            members: members.len(),
+        });
     }
     let mut sites: Vec<&str> = Vec::new();
     for (_, site) in members {
@@ -131,15 +157,17 @@ pub fn split(
     } else {
         let n = asked.unwrap_or(2);
         if n < 2 {
-            return Err(format!(
-                "{n} group(s) would take cluster {cluster} out of service all at once; ask for 2 or more"
-            ));
+            return Err(PartitionError::TooFewGroups {
+                cluster: cluster.to_string(),
+                groups: n,
+            });
         }
         if n > members.len() {
-            return Err(format!(
-                "cluster {cluster} has {} members; it cannot be split into {n} groups",
-                members.len()
-            ));
+            return Err(PartitionError::TooManyGroups {
+                cluster: cluster.to_string(),
+                members: members.len(),
+                groups: n,
+            });
         }
         let (base, extra) = (members.len() / n, members.len() % n);
         let mut rest = members.iter();
@@ -163,17 +191,21 @@ pub fn split(
 /// The partition of a fleet cluster; `asked` overrides the cluster's own
 /// group count (single-site clusters only: members on several sites are
 /// always grouped by site).
-pub fn partition(fleet: &Fleet, cluster: &str, asked: Option<usize>) -> Result<Partition, String> {
+pub fn partition(
+    fleet: &Fleet,
+    cluster: &str,
+    asked: Option<usize>,
+) -> Result<Partition, PartitionError> {
     let Some(c) = fleet.clusters.iter().find(|c| c.id == cluster) else {
-        return Err(format!(
-            "unknown cluster {cluster:?}; known: {}",
-            fleet
+        return Err(PartitionError::UnknownCluster {
+            cluster: cluster.to_string(),
+            known: fleet
                 .clusters
                 .iter()
                 .map(|c| c.id.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
-        ));
+                .join(", "),
+        });
     };
     let mut members = Vec::new();
     for n in fleet
@@ -181,8 +213,9 @@ pub fn partition(fleet: &Fleet, cluster: &str, asked: Option<usize>) -> Result<P
         .iter()
         .filter(|n| n.cluster.as_deref() == Some(cluster))
     {
-        let name = member_name(n).ok_or_else(|| {
-            format!("node {} in cluster {cluster} has no member name S_M (set member = \"1_1\" in fleet.toml)", n.id)
+        let name = member_name(n).ok_or_else(|| PartitionError::NoMemberName {
+            node: n.id.clone(),
+            cluster: cluster.to_string(),
         })?;
         let site = name.split('_').next().unwrap_or_default().to_string();
         members.push((name, site, n.id.clone()));
@@ -284,17 +317,20 @@ mod tests {
         assert!(
             split("c", &members(&["1_1"]), None)
                 .unwrap_err()
+                .to_string()
                 .contains("at least two")
         );
         assert!(split("c", &[], None).is_err());
         assert!(
             split("c", &members(&["1_1", "1_2"]), Some(1))
                 .unwrap_err()
+                .to_string()
                 .contains("all at once")
         );
         assert!(
             split("c", &members(&["1_1", "1_2"]), Some(3))
                 .unwrap_err()
+                .to_string()
                 .contains("cannot be split into 3")
         );
     }

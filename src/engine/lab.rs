@@ -123,26 +123,24 @@ impl Lab {
     }
 
     /// Reads `config.toml`; a missing file is an empty config.
-    pub fn config(&self) -> Result<LabConfig, String> {
+    pub fn config(&self) -> Result<LabConfig, crate::engine::text::FileError> {
+        use crate::engine::text::{FileError, read_file};
         let path = self.config_path();
-        let text = match std::fs::read(&path).map(crate::engine::text::utf8) {
-            Ok(Ok(t)) => t,
-            Ok(Err((line, message))) => {
-                return Err(format!("{}:{line}: {message}", path.display()));
+        let text = match read_file(&path) {
+            Ok(t) => t,
+            Err(FileError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(LabConfig::default());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LabConfig::default()),
-            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+            Err(e) => return Err(e),
         };
-        toml::from_str(&text).map_err(|e| {
-            let line = e
+        toml::from_str(&text).map_err(|e| FileError::Syntax {
+            path: path.display().to_string(),
+            line: e
                 .span()
-                .map(|s| crate::engine::tomlspan::line_of(&text, s.start));
-            format!(
-                "{}{}: {}",
-                path.display(),
-                line.map(|l| format!(":{l}")).unwrap_or_default(),
-                e.message().trim()
-            )
+                .map(|s| crate::engine::tomlspan::line_of(&text, s.start)),
+            message: e.message().trim().to_string(),
         })
     }
 

@@ -120,7 +120,7 @@ pub fn preview(
         Err(e) => {
             return Preview {
                 nodes: Vec::new(),
-                refusal: Some(e),
+                refusal: Some(e.to_string()),
             };
         }
     };

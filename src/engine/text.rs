@@ -84,11 +84,44 @@ pub fn utf8(bytes: Vec<u8>) -> Result<String, (usize, String)> {
     })
 }
 
+/// A text file that could not be read or understood, naming the file and,
+/// where there is one, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    NotUtf8 {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    /// The text is not what the file must hold (a TOML syntax or schema
+    /// error, for instance).
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Syntax {
+        path: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
 /// Reads a text file: `path:LINE: not UTF-8 … byte offset N` when it is
 /// not UTF-8, `path: cannot read: …` when it cannot be read.
-pub fn read_file(path: &std::path::Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    utf8(bytes).map_err(|(line, message)| format!("{}:{line}: {message}", path.display()))
+pub fn read_file(path: &std::path::Path) -> Result<String, FileError> {
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    utf8(bytes).map_err(|(line, message)| FileError::NotUtf8 {
+        path: path.display().to_string(),
+        line,
+        message,
+    })
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
         demo::write_lab(&lab, DemoOptions::default())
             .map_err(|e| Failure::Failed(format!("{}: {e}", lab.root.display())))?;
     }
-    let config = lab.config().map_err(Failure::Input)?;
+    let config = lab.config().map_err(|e| Failure::Input(e.to_string()))?;
     let mut args = options;
     args.refresh_ms = args.refresh_ms.or(config.console.refresh_ms);
     args.theme = args.theme.or(config.console.theme.clone());
@@ -118,7 +118,8 @@ pub fn run_default(lab: Lab, options: ConsoleOptions) -> Outcome {
     .map_err(Failure::Input)?;
     let keymap = match dir.map(|d| d.join("keys.toml")).filter(|p| p.is_file()) {
         Some(keys) => {
-            let text = crate::engine::text::read_file(&keys).map_err(Failure::Input)?;
+            let text =
+                crate::engine::text::read_file(&keys).map_err(|e| Failure::Input(e.to_string()))?;
             keymap::Keymap::with_user_keys(&text)
                 .map_err(|e| Failure::Input(format!("{}: {e}", keys.display())))?
         }
@@ -141,7 +142,7 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 
 /// Loads everything the console shows at start.
 pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
-    let config = lab.config().map_err(Failure::Input)?;
+    let config = lab.config().map_err(|e| Failure::Input(e.to_string()))?;
     let depot = open_depot(&lab.depot_dir())?;
     let name = lab_name(&lab.root, std::env::current_dir().ok().as_deref());
     let mut app = App::new(name, depot, &config, theme);

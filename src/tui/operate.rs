@@ -412,7 +412,7 @@ impl App {
         };
         let chosen: Vec<String> = match fleet.targets(&target.targets()) {
             Ok(nodes) => nodes.iter().map(|n| n.id.clone()).collect(),
-            Err(e) => return self.open(Dialog::info(" Cannot replicate ", vec![e])),
+            Err(e) => return self.open(Dialog::info(" Cannot replicate ", vec![e.to_string()])),
         };
         let mut lines = vec![format!(
             "Copy {} to {}, verified on arrival:",

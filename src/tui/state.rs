@@ -306,7 +306,7 @@ impl Dialog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
     pub id: String,
-    pub partition: Result<Partition, String>,
+    pub partition: Result<Partition, groups::PartitionError>,
 }
 
 #[derive(Debug, Default)]

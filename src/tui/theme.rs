@@ -89,7 +89,7 @@ impl Theme {
         if let Some(dir) = user_dir {
             let path = dir.join(format!("{name}.toml"));
             if path.is_file() {
-                let text = crate::engine::text::read_file(&path)?;
+                let text = crate::engine::text::read_file(&path).map_err(|e| e.to_string())?;
                 return Theme::parse(&text).map_err(|e| format!("{}: {e}", path.display()));
             }
         }

@@ -120,8 +120,8 @@ pub fn prepare(fleet: &Fleet, depot: &Depot, request: &Request) -> Result<Prepar
                 known.join(", ")
             ))
         })?;
-    let partition =
-        groups::partition(fleet, &cluster.id, request.groups).map_err(PrepareError::Cluster)?;
+    let partition = groups::partition(fleet, &cluster.id, request.groups)
+        .map_err(|e| PrepareError::Cluster(e.to_string()))?;
     let warnings: Vec<String> = groups::unused_count(&partition, request.groups)
         .into_iter()
         .collect();

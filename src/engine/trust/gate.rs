@@ -50,7 +50,7 @@ pub struct Refusal {
 impl Gate {
     /// The lab's policy and trusted keys.
     pub fn for_lab(lab: &Lab) -> Result<Gate, GateError> {
-        let config = lab.config().map_err(GateError::Config)?;
+        let config = lab.config().map_err(|e| GateError::Config(e.to_string()))?;
         Ok(Gate {
             required: config.trust.require_signatures,
             keyring: Keyring::load_dir(&lab.trust_dir())?,

@@ -98,7 +98,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         Ok(p) => p,
         Err(e) => {
             frame.render_widget(
-                Paragraph::new(Line::styled(fit(e, width), theme.error)),
+                Paragraph::new(Line::styled(fit(&e.to_string(), width), theme.error)),
                 body,
             );
             return;
