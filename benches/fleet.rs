@@ -109,11 +109,15 @@ fn fleet_of(n: usize) -> Fleet {
                 role: Role::Primary,
                 root: Some(format!("nodes/n1_{i}")),
                 command: None,
+                ssh: None,
+                remote_root: None,
+                sudo: None,
                 offline: false,
                 products: vec!["app".into()],
                 demo: Default::default(),
             })
             .collect(),
+        ssh: Default::default(),
     }
 }
 

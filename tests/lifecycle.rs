@@ -401,6 +401,34 @@ fn lifecycle_over_shell_command() {
 }
 
 #[test]
+fn lifecycle_over_ssh() {
+    // A real sshd on the loopback address, reached with the system's ssh.
+    use patchdeck::engine::fleet::{SshConfig, SshDest};
+    use patchdeck::engine::ssh::SshTarget;
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = common::sshd::Sshd::start(tmp.path());
+    let config = std::sync::Arc::new(SshConfig {
+        options: sshd.options(),
+        patchdeck: EXE.into(),
+        ..SshConfig::default()
+    });
+    let control = tmp.path().join("run");
+    fs::create_dir_all(&control).unwrap();
+    suite(&|root| {
+        let target = SshTarget {
+            node: "gw-1".into(),
+            dest: SshDest::parse(&sshd.dest()).unwrap(),
+            remote_root: root.display().to_string(),
+            sudo: false,
+            config: config.clone(),
+            control_dir: Some(control.clone()),
+            accept_new: false,
+        };
+        Box::new(target.connect().unwrap())
+    });
+}
+
+#[test]
 fn the_handshake_names_the_node_and_its_root() {
     let tmp = tempfile::tempdir().unwrap();
     let root = node_root(tmp.path());
@@ -418,11 +446,11 @@ fn a_node_speaking_another_version_is_refused_clearly() {
     // A fake node that answers the handshake with protocol 99.
     let fake = r#"echo '{"id":0,"ok":true,"result":{"protocol":99,"server":"patchdeck 9.0.0","node":"gw-1","root":"/"}}'"#;
     let e = open_error(Remote::shell(fake, "gw-1"));
-    assert_eq!(e.kind, ErrorKind::Io);
+    assert_eq!(e.kind, ErrorKind::Version);
     assert!(e.to_string().starts_with("node gw-1: "), "{e}");
+    assert!(e.message.contains("is newer than this console"), "{e}");
     assert!(
-        e.message.contains("patchdeck 9.0.0 speaks protocol 99")
-            || e.message.contains("(patchdeck 9.0.0) speaks protocol 99"),
+        e.message.contains("(patchdeck 9.0.0) speaks protocol 99"),
         "{e}"
     );
     assert!(
@@ -433,10 +461,27 @@ fn a_node_speaking_another_version_is_refused_clearly() {
     // A fake node that refuses our version, as a newer server would.
     let fake = r#"echo '{"id":0,"ok":false,"error":{"kind":"protocol","message":"the client speaks protocol 1, but this node (patchdeck 9.0.0) speaks protocol 2"}}'"#;
     let e = open_error(Remote::shell(fake, "gw-1"));
-    assert_eq!(e.kind, ErrorKind::Io);
+    assert_eq!(e.kind, ErrorKind::Version);
     assert!(
-        e.message.starts_with("the node refused the handshake: ")
-            && e.message.contains("speaks protocol 2"),
+        e.message.contains("is newer than this console") && e.message.contains("speaks protocol 2"),
+        "{e}"
+    );
+
+    // An older one, saying so in fields as this build's nodes do.
+    let fake = r#"echo '{"id":0,"ok":false,"error":{"kind":"protocol","message":"no","protocol":0,"server":"patchdeck 0.0.1"}}'"#;
+    let e = open_error(Remote::shell(fake, "gw-1"));
+    assert_eq!(e.kind, ErrorKind::Version);
+    assert!(
+        e.message.contains("is older than this console")
+            && e.message.contains("(patchdeck 0.0.1) speaks protocol 0"),
+        "{e}"
+    );
+
+    // Any other refusal of the handshake stays one.
+    let fake = r#"echo '{"id":0,"ok":false,"error":{"kind":"protocol","message":"not today"}}'"#;
+    let e = open_error(Remote::shell(fake, "gw-1"));
+    assert!(
+        e.message.starts_with("the node refused the handshake: "),
         "{e}"
     );
 }

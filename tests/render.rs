@@ -135,12 +135,7 @@ fn console_with_operations() -> Console {
             .unwrap()
             .unwrap();
         let env = FleetEnv::new(&lab, &fleet, id);
-        let runner = Runner {
-            conn: &conn,
-            env: &env,
-            events: &|_| {},
-            poll: std::time::Duration::from_millis(10),
-        };
+        let runner = Runner::new(&conn, &env).poll(std::time::Duration::from_millis(10));
         runner.run(id).unwrap();
     }
     c.app.ops = OpsState::new(lab.clone(), fleet.clone());

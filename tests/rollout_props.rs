@@ -617,12 +617,9 @@ fn run_case(case: &Case, interrupts: &[Interrupt]) -> Outcome {
                 _ => {}
             }
         };
-        let runner = Runner {
-            conn: &conn,
-            env: &sim,
-            events: &events,
-            poll: Duration::from_secs(1),
-        };
+        let runner = Runner::new(&conn, &sim)
+            .events(&events)
+            .poll(Duration::from_secs(1));
         match std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(id))) {
             Err(p) if p.downcast_ref::<&str>() == Some(&CRASH) => continue,
             Err(p) => std::panic::resume_unwind(p),
@@ -636,12 +633,7 @@ fn run_case(case: &Case, interrupts: &[Interrupt]) -> Outcome {
     let requested = journal::requested(&conn.lock().expect("db"), id).expect("requested");
     let ending = if ending == Ending::Failed && requested == "abort" {
         sim.w().faults = Faults::default();
-        let runner = Runner {
-            conn: &conn,
-            env: &sim,
-            events: &|_: &Event| {},
-            poll: Duration::from_secs(1),
-        };
+        let runner = Runner::new(&conn, &sim).poll(Duration::from_secs(1));
         runner.abort(id).expect("abort again")
     } else {
         ending

@@ -147,8 +147,10 @@ fn replicate_roll_out_pause_resume_and_a_failure_from_the_console() {
     t.keys(&["Enter", "Space"]);
     t.wait("one mark", |s| s.contains("1 marked"));
 
-    // Preview, then replicate; watch N/M reach 20/20.
+    // Pick all data centers, preview, then replicate; watch N/M reach 20/20.
     t.keys(&["R"]);
+    t.wait("the target picker", |s| s.contains("> all data centers"));
+    t.keys(&["Enter"]);
     let s = t.wait("the replicate preview", |s| {
         s.contains("Replicate") && s.contains("to copy")
     });
@@ -365,6 +367,8 @@ fn mark_replicate_and_roll_out_a_patch_with_prerequisites() {
 
     // R copies what the rollout will need: the prerequisites too.
     t.keys(&["R"]);
+    t.wait("the target picker", |s| s.contains("> all data centers"));
+    t.keys(&["Enter"]);
     let s = t.wait("the replicate preview", |s| {
         s.contains("Replicate") && s.contains("to copy")
     });

@@ -211,12 +211,7 @@ fn run_plan(
         }
         on_event(e);
     };
-    let runner = Runner {
-        conn,
-        env: sim,
-        events: &events,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(conn, sim).events(&events);
     let ending = runner.run(id).expect("runner");
     (ending, seen.into_inner().expect("seen"))
 }

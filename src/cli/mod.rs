@@ -3,10 +3,12 @@
 //!
 //! Exit status: 0 done, 1 the operation failed, 2 bad usage or bad input.
 
+mod bootstrap;
 mod cluster;
 mod components;
 mod depot;
 mod doctor;
+mod fleet;
 mod global;
 mod history;
 mod key;
@@ -100,8 +102,13 @@ pub enum Command {
     /// The lab's trusted keys on nodes: `trust push --nodes LIST`.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Put this patchdeck on ssh nodes where it is missing or another version, verified there.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
     Windows(windows::WindowsArgs),
+    /// Build a fleet.toml from what operators already have (an Ansible inventory).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 impl Cli {
@@ -143,7 +150,9 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Key(cmd) => key::run(global, cmd),
         Command::Sign(args) => sign::run(global, args),
         Command::Trust(cmd) => trust::run(global, cmd),
+        Command::Bootstrap(args) => bootstrap::run(global, args),
         Command::Windows(args) => windows::run(global, args),
+        Command::Fleet(cmd) => fleet::run(cmd),
     }
 }
 
@@ -170,10 +179,12 @@ impl Command {
             Command::Prepare(a) => a.json,
             Command::Apply(a) => a.json,
             Command::Node(_) | Command::Completions(_) | Command::Man(_) => false,
+            Command::Fleet(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
             Command::Key(_) | Command::Sign(_) => false,
             Command::Trust(trust::TrustCommand::Push(a)) => a.json,
+            Command::Bootstrap(a) => a.json,
             Command::Windows(a) => a.json,
         }
     }

@@ -32,6 +32,15 @@ pub fn run(args: NodeArgs) -> Outcome {
         Some(name) => name,
         None => default_name(&args.root),
     };
+    // The console may go away at any moment (its ssh dropped, killed, or a
+    // hangup): the operation under way then finishes here rather than being
+    // cut off, and the node ends when it next reads (end of input) or
+    // writes (EPIPE, an error rather than a fatal SIGPIPE).
+    // SAFETY: changes two signal dispositions before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     // Recovery and other engine logs go to stderr (see front::init_logging),
     // never among the answers on stdout.
     protocol::serve(&args.root, &name, io::stdin().lock(), io::stdout().lock())

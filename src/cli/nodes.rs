@@ -44,6 +44,17 @@ impl TargetArgs {
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {
+    /// Connect to every node: whether it is reachable, and its patchdeck
+    /// version and protocol; exit 1 when any node is not fit to work on.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: record the host key of an ssh node not yet in
+    /// known_hosts (OpenSSH's accept-new; a changed key is still refused).
+    #[arg(long, requires = "check")]
+    pub accept_new: bool,
+    /// Comma-separated node ids (default: every node).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub nodes: Option<Vec<String>>,
     #[arg(long)]
     pub json: bool,
 }
@@ -226,16 +237,87 @@ struct NodeRow<'a> {
     root: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command: Option<&'a str>,
+    /// An ssh node's destination (`user@host:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh: Option<&'a str>,
     /// `up`, `down`, or `unknown` (remote, or no store yet).
     service: String,
 }
 
-pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
+/// The nodes `--nodes` names (all by default), in fleet order.
+fn chosen<'a>(
+    fleet: &'a Fleet,
+    nodes: &Option<Vec<String>>,
+) -> Result<Vec<&'a crate::engine::fleet::Node>, Failure> {
+    match nodes {
+        Some(list) => fleet
+            .targets(&Targets {
+                nodes: Some(list.clone()),
+                ..Targets::default()
+            })
+            .map_err(|e| Failure::Input(e.to_string())),
+        None => Ok(fleet.nodes.iter().collect()),
+    }
+}
+
+/// `nodes --check`: every chosen node's reachability, version, protocol.
+fn check(global: &Global, args: &NodesArgs) -> Outcome {
     let lab = global.lab();
     let fleet = load_fleet(&lab)?;
-    let rows: Vec<NodeRow> = fleet
-        .nodes
-        .iter()
+    let nodes = chosen(&fleet, &args.nodes)?;
+    let checks = crate::engine::reach::check(&lab, &nodes, args.accept_new, ops::DEFAULT_PARALLEL);
+    let bad = checks.iter().filter(|c| !c.ok()).count();
+    if args.json {
+        print_json(&checks)?;
+    } else {
+        say!(
+            "{:<12} {:<7} {:<9} {:<9} {:<8} PROBLEM",
+            "NODE",
+            "VIA",
+            "REACHABLE",
+            "VERSION",
+            "PROTOCOL"
+        );
+        for c in &checks {
+            say!(
+                "{:<12} {:<7} {:<9} {:<9} {:<8} {}",
+                c.id,
+                c.via,
+                if c.reachable { "yes" } else { "no" },
+                c.version.as_deref().unwrap_or("-"),
+                c.protocol.map(|p| p.to_string()).unwrap_or("-".into()),
+                c.problem
+                    .map(|p| serde_json::to_value(p)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default())
+                    .unwrap_or("-".into())
+            );
+        }
+        for e in checks.iter().filter_map(|c| c.error.as_deref()) {
+            shout!("patchdeck: {e}");
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::Reported(
+            1,
+            format!(
+                "{bad} of {} node(s) cannot be worked on; see above",
+                checks.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
+    if args.check {
+        return check(global, &args);
+    }
+    let lab = global.lab();
+    let fleet = load_fleet(&lab)?;
+    let rows: Vec<NodeRow> = chosen(&fleet, &args.nodes)?
+        .into_iter()
         .map(|n| {
             let root = n.root.as_deref().map(|r| lab.resolve_root(r));
             let service = root
@@ -258,6 +340,7 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
                 },
                 root: root.map(|r| std::path::absolute(&r).unwrap_or(r).display().to_string()),
                 command: n.command.as_deref(),
+                ssh: n.ssh.as_deref(),
                 service,
             }
         })
@@ -288,6 +371,7 @@ pub fn nodes(global: &Global, args: NodesArgs) -> Outcome {
             r.root
                 .clone()
                 .or(r.command.map(String::from))
+                .or(r.ssh.map(|d| format!("ssh {d}")))
                 .unwrap_or_default()
         );
     }

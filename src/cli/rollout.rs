@@ -517,12 +517,7 @@ pub(crate) fn execute(
     let _lock = ClusterLock::acquire(lab, &cluster, id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(lab, fleet, id);
     let print = |e: &Event| print_event(e, json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     let ending = runner.run(id).map_err(Failure::Failed)?;
     let c = conn
         .lock()
@@ -953,12 +948,7 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     match runner.abort(r.id).map_err(Failure::Failed)? {
         Ending::Aborted => Ok(()),
         // Some drained member could not be restored: the rollout stays
@@ -993,12 +983,7 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     let _lock = ClusterLock::acquire(&lab, &r.cluster, r.id).map_err(Failure::Failed)?;
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
-    let runner = Runner {
-        conn: &conn,
-        env: &env,
-        events: &print,
-        poll: Duration::from_millis(200),
-    };
+    let runner = Runner::new(&conn, &env).events(&print);
     let ending = runner
         .roll_back_group(r.id, &args.group)
         .map_err(Failure::Failed)?;

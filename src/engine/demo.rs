@@ -551,6 +551,7 @@ pub fn fleet(nodes: usize) -> Fleet {
             cluster("legacy", None, 1),
         ],
         nodes: Vec::new(),
+        ..Fleet::default()
     };
     let member = |cluster: &str, site: u32, m: u32, dc: &str, org: &str, products: &[&str]| Node {
         id: format!("{cluster}-{site}_{m}"),
@@ -566,6 +567,9 @@ pub fn fleet(nodes: usize) -> Fleet {
         },
         root: Some(format!("nodes/{cluster}-{site}_{m}")),
         command: None,
+        ssh: None,
+        remote_root: None,
+        sudo: None,
         offline: false,
         products: products.iter().map(|s| s.to_string()).collect(),
         demo: Default::default(),
@@ -621,6 +625,9 @@ pub fn fleet(nodes: usize) -> Fleet {
             },
             root: Some(format!("nodes/{id}")),
             command: None,
+            ssh: None,
+            remote_root: None,
+            sudo: None,
             offline: false,
             products: vec!["kernel".into(), "gateway".into(), "crypto".into()],
             demo: Default::default(),
@@ -657,6 +664,9 @@ pub fn fleet(nodes: usize) -> Fleet {
             },
             root: Some(format!("nodes/{id}")),
             command: None,
+            ssh: None,
+            remote_root: None,
+            sudo: None,
             offline: true,
             products: vec!["kernel".into(), "gateway".into(), "crypto".into()],
             demo: Default::default(),

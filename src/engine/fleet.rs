@@ -31,6 +31,77 @@ pub struct Fleet {
     pub clusters: Vec<Cluster>,
     #[serde(default, rename = "node")]
     pub nodes: Vec<Node>,
+    /// `[ssh]`: how `ssh` nodes are reached (fleet-wide defaults).
+    #[serde(default, skip_serializing_if = "SshConfig::is_default")]
+    pub ssh: SshConfig,
+}
+
+/// The fleet-wide `[ssh]` table: how the console runs the system's `ssh`
+/// to reach nodes given by `ssh = "HOST"`. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// Extra arguments for `ssh` (and `scp`, for `bootstrap`), before the
+    /// destination: `-F FILE`, `-i KEY`, `-J JUMP`, `-o KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// The patchdeck binary on the nodes (where `bootstrap` puts it).
+    #[serde(default = "default_remote_patchdeck")]
+    pub patchdeck: String,
+    /// Seconds to reach a node and finish the handshake.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds of silence allowed while an operation runs (each progress
+    /// event from the node starts the count again).
+    #[serde(default = "default_op_timeout")]
+    pub op_timeout_secs: u64,
+    /// One master connection per host, shared by every session to it
+    /// (OpenSSH's ControlMaster/ControlPersist).
+    #[serde(default = "yes")]
+    pub multiplex: bool,
+    /// Run the remote patchdeck through `sudo -n` (nodes may override).
+    #[serde(default)]
+    pub sudo: bool,
+    /// The login user where a node's `ssh` names none (default: ssh's own,
+    /// from ~/.ssh/config or the local user name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl Default for SshConfig {
+    fn default() -> SshConfig {
+        SshConfig {
+            options: Vec::new(),
+            patchdeck: default_remote_patchdeck(),
+            connect_timeout_secs: default_connect_timeout(),
+            op_timeout_secs: default_op_timeout(),
+            multiplex: true,
+            sudo: false,
+            user: None,
+        }
+    }
+}
+
+impl SshConfig {
+    pub fn is_default(&self) -> bool {
+        *self == SshConfig::default()
+    }
+}
+
+fn default_remote_patchdeck() -> String {
+    "/usr/local/bin/patchdeck".into()
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+fn default_op_timeout() -> u64 {
+    300
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +226,17 @@ pub struct Node {
     /// Remote node: a command that speaks the node protocol on stdio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Remote node reached with the system's `ssh`: `HOST`, `USER@HOST`,
+    /// `USER@HOST:PORT` or `[V6ADDR]:PORT` (see [`SshDest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
+    /// With `ssh`: the directory the remote node patches (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_root: Option<String>,
+    /// With `ssh`: run the remote patchdeck through `sudo -n` or not,
+    /// whatever `[ssh] sudo` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
     /// On an offline site: the console cannot stage onto it directly;
     /// patches reach it through `snapshot` → `prepare` → `apply` (seed 003).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -184,6 +266,84 @@ pub struct Knobs {
 impl Knobs {
     pub fn is_default(&self) -> bool {
         *self == Knobs::default()
+    }
+}
+
+/// Where an ssh node is: `HOST`, `USER@HOST`, `USER@HOST:PORT`,
+/// `[V6ADDR]:PORT` or a bare IPv6 address (several colons: no port).
+/// `HOST` may be an alias `~/.ssh/config` knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshDest {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl SshDest {
+    /// Reads a node's `ssh` value; the error says what is wrong with it.
+    /// A host or user starting with `-` is refused: ssh would take it for
+    /// an option.
+    pub fn parse(text: &str) -> Result<SshDest, String> {
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("no spaces or control characters allowed".into());
+        }
+        let (user, rest) = match text.rsplit_once('@') {
+            Some((user, rest)) => {
+                SshDest::check_user(user)?;
+                (Some(user.to_string()), rest)
+            }
+            None => (None, text),
+        };
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (host, after) = inner
+                .split_once(']')
+                .ok_or("an address opened with `[` needs its `]`")?;
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(format!("unexpected {after:?} after `]`")),
+                },
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((host, port)) if !port.contains(':') => (host, Some(port)),
+                // An IPv6 address without brackets has no port.
+                _ => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("the host is missing".into());
+        }
+        if host.starts_with('-') {
+            return Err("a host cannot start with `-`".into());
+        }
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(format!("port {p:?} is not a number from 1 to 65535")),
+            },
+        };
+        Ok(SshDest {
+            user,
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// A login name ssh can be given.
+    pub fn check_user(user: &str) -> Result<(), String> {
+        if user.is_empty() {
+            return Err("the user before `@` is empty".into());
+        }
+        if user.starts_with('-') {
+            return Err("a user cannot start with `-`".into());
+        }
+        if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("no spaces or control characters allowed in a user".into());
+        }
+        Ok(())
     }
 }
 
@@ -234,9 +394,19 @@ impl At {
         }
     }
 
+    /// `index` of a plain `[table]` (such as `[ssh]`), which is no array.
+    pub const PLAIN: usize = usize::MAX;
+
     /// The line of this place in `text`, falling back to the table.
     pub fn line(&self, text: &str) -> Option<usize> {
         use crate::engine::tomlspan::{Seg, line_at};
+        if self.index == At::PLAIN {
+            let table = Seg::Key(self.table);
+            return self
+                .key
+                .and_then(|k| line_at(text, &[table, Seg::Key(k)]))
+                .or_else(|| line_at(text, &[table]));
+        }
         let table = [Seg::Key(self.table), Seg::Index(self.index)];
         self.key
             .and_then(|k| line_at(text, &[table[0], table[1], Seg::Key(k)]))
@@ -398,6 +568,7 @@ impl Fleet {
         unique("organization", self.organizations.iter().map(|o| &o.id))?;
         unique("cluster", self.clusters.iter().map(|c| &c.id))?;
         unique("node", self.nodes.iter().map(|n| &n.id))?;
+        self.check_ssh_table()?;
         let q = crate::engine::text::quoted;
         let mut roots: Vec<(std::path::PathBuf, &str)> = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -433,14 +604,16 @@ impl Fleet {
                     ),
                 ));
             }
-            match (&n.root, &n.command) {
-                (Some(_), Some(_)) => {
-                    return Err((
-                        At::key("node", i, "command"),
-                        format!("node {}: give either root or command, not both", q(&n.id)),
-                    ));
-                }
-                (None, None) => {
+            let ways: Vec<&str> = [
+                n.root.as_ref().map(|_| "root"),
+                n.command.as_ref().map(|_| "command"),
+                n.ssh.as_ref().map(|_| "ssh"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            match ways.as_slice() {
+                [] => {
                     return Err((
                         At {
                             table: "node",
@@ -448,13 +621,24 @@ impl Fleet {
                             key: None,
                         },
                         format!(
-                            "node {}: no root (local directory) or command (node protocol) to reach it",
+                            "node {}: no root (local directory), command (node protocol) or ssh (host) to reach it",
                             q(&n.id)
                         ),
                     ));
                 }
-                _ => {}
+                [_] => {}
+                [_, second, ..] => {
+                    return Err((
+                        At::key("node", i, second),
+                        format!(
+                            "node {}: give exactly one of root, command or ssh, not {}",
+                            q(&n.id),
+                            ways.join(" and ")
+                        ),
+                    ));
+                }
             }
+            self.check_ssh_node(i, n)?;
             // The same root written twice (checked again on disk, with
             // links resolved, by `load_in`).
             if let Some(root) = &n.root {
@@ -474,6 +658,81 @@ impl Fleet {
                 }
                 roots.push((norm, &n.id));
             }
+        }
+        Ok(())
+    }
+
+    /// The `[ssh]` table's values are usable.
+    fn check_ssh_table(&self) -> Result<(), (At, String)> {
+        let at = |key: &'static str| At {
+            table: "ssh",
+            index: At::PLAIN,
+            key: Some(key),
+        };
+        let ssh = &self.ssh;
+        if ssh.connect_timeout_secs == 0 {
+            return Err((
+                at("connect_timeout_secs"),
+                "[ssh] connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if ssh.op_timeout_secs == 0 {
+            return Err((
+                at("op_timeout_secs"),
+                "[ssh] op_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if ssh.patchdeck.trim().is_empty() || ssh.patchdeck.chars().any(char::is_control) {
+            return Err((
+                at("patchdeck"),
+                "[ssh] patchdeck must be the path of the patchdeck binary on the nodes".into(),
+            ));
+        }
+        if let Some(o) = ssh.options.iter().find(|o| o.is_empty()) {
+            return Err((
+                at("options"),
+                format!("[ssh] options: an empty argument ({o:?}) is not an ssh option"),
+            ));
+        }
+        if let Some(user) = &ssh.user {
+            SshDest::check_user(user).map_err(|m| (at("user"), format!("[ssh] user: {m}")))?;
+        }
+        Ok(())
+    }
+
+    /// A node's `ssh`, `remote_root` and `sudo` agree with each other.
+    fn check_ssh_node(&self, i: usize, n: &Node) -> Result<(), (At, String)> {
+        let q = crate::engine::text::quoted;
+        let Some(dest) = &n.ssh else {
+            for (key, set) in [
+                ("remote_root", n.remote_root.is_some()),
+                ("sudo", n.sudo.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        At::key("node", i, key),
+                        format!("node {}: {key} belongs to nodes reached by ssh", q(&n.id)),
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        SshDest::parse(dest).map_err(|m| {
+            (
+                At::key("node", i, "ssh"),
+                format!("node {}: ssh = {}: {m}", q(&n.id), q(dest)),
+            )
+        })?;
+        if let Some(root) = &n.remote_root
+            && (root.is_empty() || root.chars().any(char::is_control))
+        {
+            return Err((
+                At::key("node", i, "remote_root"),
+                format!(
+                    "node {}: remote_root must be a directory path on the node",
+                    q(&n.id)
+                ),
+            ));
         }
         Ok(())
     }
@@ -568,6 +827,99 @@ mod tests {
             assert_eq!(line, Some(second + 3), "{a} / {b}: {message}");
             assert!(message.contains("share a root"), "{message}");
         }
+    }
+
+    #[test]
+    fn ssh_destinations_read_as_ssh_would() {
+        let d = |user: Option<&str>, host: &str, port: Option<u16>| SshDest {
+            user: user.map(String::from),
+            host: host.into(),
+            port,
+        };
+        for (text, want) in [
+            ("gw-7.example", d(None, "gw-7.example", None)),
+            ("ops@gw-7", d(Some("ops"), "gw-7", None)),
+            ("ops@10.0.0.7:2222", d(Some("ops"), "10.0.0.7", Some(2222))),
+            ("[fe80::1]:22", d(None, "fe80::1", Some(22))),
+            ("ops@[::1]", d(Some("ops"), "::1", None)),
+            ("2001:db8::7", d(None, "2001:db8::7", None)),
+            ("a@corp@gw", d(Some("a@corp"), "gw", None)),
+        ] {
+            assert_eq!(SshDest::parse(text), Ok(want), "{text}");
+        }
+        for (text, says) in [
+            ("", "host is missing"),
+            ("-oProxyCommand=x", "cannot start with `-`"),
+            ("-l@gw", "user cannot start"),
+            ("gw:0", "port"),
+            ("gw:99999", "port"),
+            ("gw:ssh", "port"),
+            ("[::1", "`]`"),
+            ("[::1]x", "after `]`"),
+            ("@gw", "user before `@` is empty"),
+            ("gw 7", "spaces"),
+        ] {
+            let e = SshDest::parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ssh_node_is_checked_at_its_line() {
+        let ssh = |extra: &str| {
+            format!("{HEAD}\n[[node]]\nid = \"n1\"\ndc = \"east\"\norg = \"retail\"\n{extra}\n")
+        };
+        let ok = Fleet::parse(&ssh(
+            "ssh = \"ops@gw:2222\"\nremote_root = \"/srv\"\nsudo = true",
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+        let line_of = |text: &str, needle: &str| {
+            text.lines().position(|l| l.starts_with(needle)).unwrap() + 1
+        };
+        for (extra, key, says) in [
+            (
+                "ssh = \"gw\"\nroot = \"a\"",
+                "ssh",
+                "exactly one of root, command or ssh",
+            ),
+            ("ssh = \"gw:x\"", "ssh", "port"),
+            (
+                "root = \"a\"\nremote_root = \"/\"",
+                "remote_root",
+                "belongs to nodes reached by ssh",
+            ),
+            (
+                "command = \"x\"\nsudo = true",
+                "sudo",
+                "belongs to nodes reached by ssh",
+            ),
+        ] {
+            let text = ssh(extra);
+            let (line, message) = Fleet::parse(&text).unwrap_err();
+            assert!(message.contains(says), "{extra}: {message}");
+            assert_eq!(line, Some(line_of(&text, key)), "{extra}: {message}");
+        }
+        let text = format!("{}\n[ssh]\nop_timeout_secs = 0\n", ssh("ssh = \"gw\""));
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        assert!(message.contains("op_timeout_secs"), "{message}");
+        assert_eq!(line, Some(line_of(&text, "op_timeout_secs")));
+        let text = format!("{}\n[ssh]\nmultiplex = \"yes\"\n", ssh("ssh = \"gw\""));
+        let (line, _) = Fleet::parse(&text).unwrap_err();
+        assert_eq!(line, Some(line_of(&text, "multiplex")));
+    }
+
+    #[test]
+    fn the_ssh_table_round_trips_and_defaults_are_not_written() {
+        let text = format!(
+            "{HEAD}\n[ssh]\noptions = [\"-F\", \"cfg\"]\nsudo = true\nuser = \"ops\"\n\n[[node]]\nid = \"n1\"\ndc = \"east\"\norg = \"retail\"\nssh = \"gw\"\n"
+        );
+        let fleet = Fleet::parse(&text).unwrap();
+        assert_eq!(fleet.ssh.options, ["-F", "cfg"]);
+        assert_eq!(fleet.ssh.patchdeck, "/usr/local/bin/patchdeck");
+        assert!(fleet.ssh.multiplex && fleet.ssh.sudo);
+        assert_eq!(Fleet::parse(&fleet.to_toml()).unwrap(), fleet);
+        let plain = Fleet::parse(&format!("{HEAD}{}", node("n1", "a"))).unwrap();
+        assert!(!plain.to_toml().contains("[ssh]"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The engine: everything patchdeck knows and decides, with no knowledge of
 //! the terminal. The TUI and CLI are thin clients on top of it.
 
+pub mod ansible;
 pub mod archive;
+pub mod bootstrap;
 pub mod components;
 pub mod console;
+pub mod deadline;
 pub mod demo;
 pub mod depot;
 pub mod doctor;
@@ -27,11 +30,13 @@ pub mod ops;
 pub mod patch;
 pub mod preview;
 pub mod protocol;
+pub mod reach;
 pub mod replicate;
 pub mod requirement;
 pub mod rollout;
 pub mod select;
 pub mod sqlite;
+pub mod ssh;
 pub mod status;
 pub mod text;
 pub mod tomlspan;

@@ -197,15 +197,24 @@ pub fn readiness(
     })
 }
 
-/// Opens the transport a fleet node is reached by.
+/// Opens the transport a fleet node is reached by: in process for a
+/// `root`, a child for a `command`, the system's ssh for `ssh` (see
+/// [`crate::engine::ssh`]). Remote nodes get the `[ssh]` deadlines, so a
+/// node that does not answer fails with [`ErrorKind::Unreachable`] instead
+/// of hanging.
 pub fn connect(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transport>, NodeError> {
-    match (&node.root, &node.command) {
-        (Some(root), _) => Ok(Box::new(Local::open(&lab.resolve_root(root), &node.id)?)),
-        (None, Some(command)) => remote(command, &node.id),
-        (None, None) => Err(NodeError {
+    match (&node.root, &node.command, &node.ssh) {
+        (Some(root), _, _) => Ok(Box::new(Local::open(&lab.resolve_root(root), &node.id)?)),
+        (None, Some(command), _) => Ok(Box::new(remote_command(lab, command, &node.id)?)),
+        (None, None, Some(_)) => {
+            let target =
+                crate::engine::ssh::SshTarget::new(lab, crate::engine::ssh::settings(lab), node)?;
+            Ok(Box::new(target.connect()?))
+        }
+        (None, None, None) => Err(NodeError {
             node: node.id.clone(),
             kind: ErrorKind::Invalid,
-            message: "no root or command in fleet.toml".into(),
+            message: "no root, command or ssh in fleet.toml".into(),
         }),
     }
 }
@@ -232,11 +241,22 @@ pub fn connect_to_change(lab: &Lab, node: &fleet::Node) -> Result<Box<dyn Transp
 }
 
 /// A node reached through a command speaking the node protocol (for
-/// example `ssh -T host patchdeck node --root /`).
-fn remote(command: &str, node: &str) -> Result<Box<dyn Transport>, NodeError> {
-    Ok(Box::new(crate::engine::protocol::Remote::shell(
-        command, node,
-    )?))
+/// example `ssh -T host patchdeck node --root /`), with the `[ssh]`
+/// deadlines.
+pub fn remote_command(
+    lab: &Lab,
+    command: &str,
+    node: &str,
+) -> Result<crate::engine::protocol::Remote, NodeError> {
+    let config = crate::engine::ssh::settings(lab);
+    let setup = crate::engine::protocol::Setup {
+        connect: std::time::Duration::from_secs(config.connect_timeout_secs.max(1)),
+        op: std::time::Duration::from_secs(config.op_timeout_secs.max(1)),
+        ..Default::default()
+    };
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg(command);
+    crate::engine::protocol::Remote::spawn_with(sh, node, setup)
 }
 
 /// Maps `work` over `items`, at most `parallel` at a time (each item is a

@@ -201,8 +201,13 @@ pub fn replicate(
                     match ops::connect_to_change(lab, node) {
                         Ok(t) => transport = Some(t),
                         Err(e) => {
+                            // A dropped or refused link is worth another
+                            // try: each is bounded by the node's deadlines.
                             if attempt < options.attempts
-                                && matches!(e.kind, ErrorKind::Io | ErrorKind::Busy)
+                                && matches!(
+                                    e.kind,
+                                    ErrorKind::Io | ErrorKind::Busy | ErrorKind::Unreachable
+                                )
                             {
                                 std::thread::sleep(options.backoff * 2u32.pow(attempt - 1));
                                 continue;
@@ -262,7 +267,10 @@ pub fn replicate(
                     }
                     Err(e)
                         if attempt < options.attempts
-                            && matches!(e.kind, ErrorKind::Io | ErrorKind::Busy) =>
+                            && matches!(
+                                e.kind,
+                                ErrorKind::Io | ErrorKind::Busy | ErrorKind::Unreachable
+                            ) =>
                     {
                         emit(event(
                             patch,

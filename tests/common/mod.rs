@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: build patch files by hand.
 #![allow(dead_code)]
 
+pub mod sshd;
 pub mod tmux;
 
 use std::fs;

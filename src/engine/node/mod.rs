@@ -57,6 +57,19 @@ pub enum ErrorKind {
     Invalid,
     /// Reading or writing failed.
     Io,
+    /// The node could not be reached, or stopped answering within its
+    /// deadline (the connection was ended).
+    Unreachable,
+    /// The node's ssh host key differs from the one recorded, or none is
+    /// recorded yet.
+    HostKey,
+    /// The node refused the login (ssh authentication, or sudo asked for a
+    /// password).
+    Login,
+    /// The patchdeck binary is not on the node where the fleet says.
+    Missing,
+    /// The node's patchdeck speaks another protocol version.
+    Version,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

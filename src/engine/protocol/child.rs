@@ -124,9 +124,15 @@ impl StderrTail {
 /// which would otherwise kill the whole console along with one dead node.
 /// SIGPIPE is blocked on this thread for the write and a SIGPIPE the write
 /// raised is taken back, so the write just fails with `BrokenPipe`.
-pub(super) fn write_quietly(w: &mut impl Write, data: &[u8]) -> io::Result<()> {
+/// The write gives up with `TimedOut` when the child takes nothing for
+/// `silence` (see [`crate::engine::deadline::write_within`]).
+pub(super) fn write_quietly<W: Write + std::os::fd::AsRawFd>(
+    w: &mut W,
+    data: &[u8],
+    silence: Duration,
+) -> io::Result<()> {
     let _blocked = SigpipeBlocked::new();
-    w.write_all(data)?;
+    crate::engine::deadline::write_within(w, data, silence)?;
     w.flush()
 }
 

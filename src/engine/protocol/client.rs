@@ -4,8 +4,8 @@
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -16,36 +16,86 @@ use super::wire::{
     CHUNK, Hello, Incoming, Line, MAX_RESPONSE_LINE, PROTOCOL, SOFTWARE, base64_encode, read_line,
     snippet,
 };
+use crate::engine::deadline::{self, DeadlineReader, Limit, SharedLimit};
 use crate::engine::inventory::Inventory;
 use crate::engine::node::environment::Environment;
 use crate::engine::node::{Drift, ErrorKind, Listed, NodeError, Report, Service, ServiceStatus};
 use crate::engine::transport::{Progress, Transport};
 
+/// Turns how a node's child process ended (its exit status when it exited,
+/// the last lines of its stderr) into a clearer error than "the node process
+/// ended", or `None` to keep that one. The ssh transport names a changed
+/// host key, a refused login or a missing remote binary this way.
+pub type Explain = Box<dyn Fn(Option<ExitStatus>, &str) -> Option<(ErrorKind, String)> + Send>;
+
+/// How long a [`Remote`] waits for its node, and how it explains failures.
+pub struct Setup {
+    /// The whole handshake: from starting the child to the answer to `hello`.
+    pub connect: Duration,
+    /// Silence allowed while a request runs; every byte the node sends (a
+    /// progress event, say) starts the count again.
+    pub op: Duration,
+    /// See [`Explain`].
+    pub explain: Option<Explain>,
+    /// What the operator should do when the node speaks another protocol.
+    pub upgrade: String,
+}
+
+impl Default for Setup {
+    /// The `[ssh]` defaults of fleet.toml: 10 s to connect, 300 s of silence.
+    fn default() -> Setup {
+        Setup {
+            connect: Duration::from_secs(10),
+            op: Duration::from_secs(300),
+            explain: None,
+            upgrade: "install the same major version of patchdeck on both".into(),
+        }
+    }
+}
+
 /// A node reached through a child process speaking the protocol: `patchdeck
-/// node` run directly, or through `sh -c` (how OpenSSH reaches remote nodes).
-/// Dropping it says `bye` and waits for the child (killing it if it lingers).
+/// node` run directly, through `sh -c`, or through OpenSSH. The child runs
+/// in a process group of its own; every read and write has a deadline (see
+/// [`Setup`]), and at a deadline the whole group is ended and the node is
+/// reported `unreachable` ([`ErrorKind::Unreachable`]).
+/// Dropping it says `bye` and waits for the child (ending it if it lingers).
 pub struct Remote {
     node: String,
     command: String,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    stdout: BufReader<DeadlineReader<ChildStdout>>,
+    /// How long the next read may wait (changed per request).
+    limit: SharedLimit,
     stderr: StderrTail,
     next_id: u64,
     hello: Hello,
+    setup: Setup,
+    started: Instant,
     /// Set when the child died or spoke garbage: every later call fails so.
     broken: Option<NodeError>,
 }
 
 impl Remote {
     /// Starts `command` (its stdin, stdout and stderr are taken over) and
-    /// shakes hands. `node` is the name errors give the node.
-    pub fn spawn(mut command: Command, node: &str) -> Result<Remote, NodeError> {
+    /// shakes hands, with the default [`Setup`]. `node` is the name errors
+    /// give the node.
+    pub fn spawn(command: Command, node: &str) -> Result<Remote, NodeError> {
+        Remote::spawn_with(command, node, Setup::default())
+    }
+
+    /// [`Remote::spawn`] with deadlines and explanations of its own.
+    /// Errors: the child cannot start; the handshake fails or misses its
+    /// deadline ([`ErrorKind::Unreachable`]); the node speaks another
+    /// protocol ([`ErrorKind::Version`]); or what `setup.explain` makes of
+    /// the child's end.
+    pub fn spawn_with(mut command: Command, node: &str, setup: Setup) -> Result<Remote, NodeError> {
         let described = describe(&command);
-        command
+        deadline::own_group(&mut command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let started = Instant::now();
         let mut child = command.spawn().map_err(|e| NodeError {
             node: node.to_string(),
             kind: ErrorKind::Io,
@@ -54,20 +104,21 @@ impl Remote {
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            let _ = child.kill();
-            let _ = child.wait();
+            deadline::kill_group(&mut child);
             return Err(NodeError {
                 node: node.to_string(),
                 kind: ErrorKind::Io,
                 message: format!("`{described}` started without pipes"),
             });
         };
+        let (stdout, limit) = DeadlineReader::new(stdout, Limit::Until(started + setup.connect));
         let mut remote = Remote {
             node: node.to_string(),
             command: described,
             child,
             stdin: Some(stdin),
             stdout: BufReader::new(stdout),
+            limit,
             stderr: StderrTail::start(stderr),
             next_id: 0,
             hello: Hello {
@@ -76,6 +127,8 @@ impl Remote {
                 node: String::new(),
                 root: String::new(),
             },
+            setup,
+            started,
             broken: None,
         };
         let mut body = Map::new();
@@ -84,11 +137,8 @@ impl Remote {
         let answer = match remote.call("hello", "hello", body, &mut |_, _| {}) {
             Ok(value) => value,
             Err(mut e) => {
-                if e.message.starts_with("protocol: ") {
-                    e.message = format!(
-                        "the node refused the handshake: {}",
-                        &e.message["protocol: ".len()..]
-                    );
+                if let Some(rest) = e.message.strip_prefix("protocol: ") {
+                    e.message = format!("the node refused the handshake: {rest}");
                 }
                 remote.broken = Some(e.clone());
                 return Err(e);
@@ -96,16 +146,36 @@ impl Remote {
         };
         let hello: Hello = remote.decode("hello", answer)?;
         if hello.protocol != PROTOCOL {
-            let e = remote.error(format!(
-                "the node ({}) speaks protocol {}, but this console ({SOFTWARE}) speaks protocol {PROTOCOL}; \
-                 install the same major version of patchdeck on both",
-                hello.server, hello.protocol
-            ));
+            let e = remote.version_error(hello.protocol, &hello.server);
             remote.broken = Some(e.clone());
             return Err(e);
         }
         remote.hello = hello;
         Ok(remote)
+    }
+
+    /// The node speaks protocol `theirs` (software `server`): which side is
+    /// older, and what to do.
+    fn version_error(&mut self, theirs: u64, server: &str) -> NodeError {
+        let (who, than) = if theirs < PROTOCOL {
+            ("older", "")
+        } else {
+            ("newer", "; or upgrade this console")
+        };
+        let server = if server.is_empty() {
+            "its patchdeck".to_string()
+        } else {
+            server.to_string()
+        };
+        NodeError {
+            node: self.node.clone(),
+            kind: ErrorKind::Version,
+            message: format!(
+                "the node's patchdeck is {who} than this console: the node ({server}) speaks protocol {theirs}, \
+                 this console ({SOFTWARE}) speaks protocol {PROTOCOL}; {}{than}",
+                self.setup.upgrade
+            ),
+        }
     }
 
     /// Runs `EXE node --root ROOT --name NODE` as a child.
@@ -169,10 +239,25 @@ impl Remote {
         let mut line = serde_json::to_vec(&Value::Object(body))
             .map_err(|e| self.error(format!("cannot encode {what}: {e}")))?;
         line.push(b'\n');
+        // The handshake has one deadline from the start; a request may run
+        // as long as the node keeps talking.
+        let (limit, silence) = if op == "hello" {
+            let until = self.started + self.setup.connect;
+            (Limit::Until(until), self.setup.connect)
+        } else {
+            (Limit::Silence(self.setup.op), self.setup.op)
+        };
+        *self.limit.lock().unwrap_or_else(|p| p.into_inner()) = limit;
+        let sent = Instant::now();
         let written = match self.stdin.as_mut() {
-            Some(stdin) => write_quietly(stdin, &line),
+            Some(stdin) => write_quietly(stdin, &line, silence),
             None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin closed")),
         };
+        if let Err(e) = &written
+            && e.kind() == io::ErrorKind::TimedOut
+        {
+            return Err(self.timed_out(what, silence, sent));
+        }
         // Even when the write failed, the node may have said why before it
         // went: read on, and report what it said.
         let mut buf = Vec::new();
@@ -188,6 +273,9 @@ impl Remote {
                 }
                 Ok(Line::TooLong(n)) => {
                     return Err(self.garbage(what, &format!("a line of {n} bytes")));
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.timed_out(what, silence, sent));
                 }
                 Err(e) => return Err(self.died(what, &format!("could not be read ({e})"))),
             }
@@ -216,6 +304,14 @@ impl Remote {
                         let quoted = format!("`{}`", snippet(&buf));
                         return Err(self.garbage(what, &quoted));
                     };
+                    if op == "hello"
+                        && error.kind == "protocol"
+                        && let Some(theirs) = error.protocol.or_else(|| spoken(&error.message))
+                        && theirs != PROTOCOL
+                    {
+                        let e = self.version_error(theirs, error.server.as_deref().unwrap_or(""));
+                        return Err(e);
+                    }
                     let (kind, message) = match error.kind.as_str() {
                         "refused" => (ErrorKind::Refused, error.message),
                         "busy" => (ErrorKind::Busy, error.message),
@@ -237,28 +333,78 @@ impl Remote {
         }
     }
 
+    /// Nothing came within the deadline: end the child's whole group and
+    /// report the node unreachable, with how long it was waited for.
+    fn timed_out(&mut self, what: &str, limit: Duration, since: Instant) -> NodeError {
+        deadline::kill_group(&mut self.child);
+        let waited = if what == "hello" {
+            self.started.elapsed()
+        } else {
+            since.elapsed()
+        };
+        let mut message = format!(
+            "unreachable: no answer to {what} within {} (waited {}); ended the connection",
+            deadline::secs(limit),
+            deadline::secs(waited)
+        );
+        let tail = self.stderr.tail(Duration::from_millis(200));
+        if !tail.is_empty() {
+            message.push_str(&format!("; its stderr ends: {tail}"));
+        }
+        let e = NodeError {
+            node: self.node.clone(),
+            kind: ErrorKind::Unreachable,
+            message,
+        };
+        self.broken = Some(e.clone());
+        e
+    }
+
     /// The child stopped answering: say how it ended and what it last wrote
     /// to stderr.
     fn died(&mut self, what: &str, how: &str) -> NodeError {
-        let message = match wait_for(&mut self.child, Duration::from_secs(2)) {
-            Some(status) => format!(
-                "no answer to {what}: the node process ended ({})",
-                describe_status(status)
+        let (status, message) = match wait_for(&mut self.child, Duration::from_secs(2)) {
+            Some(status) => (
+                Some(status),
+                format!(
+                    "no answer to {what}: the node process ended ({})",
+                    describe_status(status)
+                ),
             ),
             None => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                format!("no answer to {what}: the node process {how} but did not exit; stopped it")
+                deadline::kill_group(&mut self.child);
+                (
+                    None,
+                    format!(
+                        "no answer to {what}: the node process {how} but did not exit; stopped it"
+                    ),
+                )
             }
         };
+        let tail = self.stderr.tail(Duration::from_secs(1));
+        if let Some(explain) = &self.setup.explain
+            && let Some((kind, said)) = explain(status, &tail)
+        {
+            let message = if what == "hello" {
+                said
+            } else {
+                format!("{said} (while waiting for the answer to {what})")
+            };
+            let e = NodeError {
+                node: self.node.clone(),
+                kind,
+                message,
+            };
+            self.broken = Some(e.clone());
+            return e;
+        }
         self.finish(message)
     }
 
     /// The child said something that is not the protocol.
     fn garbage(&mut self, what: &str, said: &str) -> NodeError {
         // Stop it first, so its stderr closes and its last words are in.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        deadline::kill_group(&mut self.child);
         let message = format!(
             "the node answered {what} with {said}, which is not the node protocol; \
              check that the command runs `patchdeck node` and that nothing else \
@@ -464,6 +610,8 @@ impl Transport for Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         if self.broken.is_none() {
+            // A goodbye is not worth a long wait.
+            self.setup.op = self.setup.op.min(self.setup.connect);
             let _ = self.call("bye", "bye", Map::new(), &mut |_, _| {});
         }
         // Closing stdin ends a server that missed the bye; a child that
@@ -475,8 +623,24 @@ impl Drop for Remote {
             Duration::ZERO
         };
         if wait_for(&mut self.child, patience).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            deadline::kill_group(&mut self.child);
         }
     }
+}
+
+/// The node's protocol as a [`ErrorKind::Version`] error from
+/// [`Remote::spawn_with`] names it (`the node (...) speaks protocol N`).
+pub fn node_protocol(message: &str) -> Option<u64> {
+    let (_, after) = message.split_once(") speaks protocol ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The protocol an older node names in its refusal of `hello` (`... this
+/// node (patchdeck X) speaks protocol N; ...`), for nodes that do not send
+/// it as a field.
+fn spoken(message: &str) -> Option<u64> {
+    let (_, after) = message.rsplit_once("speaks protocol ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }

@@ -18,6 +18,6 @@ mod server;
 mod tests;
 mod wire;
 
-pub use client::Remote;
+pub use client::{Explain, Remote, Setup, node_protocol};
 pub use server::serve;
 pub use wire::{CHUNK, Hello, PROTOCOL, SOFTWARE};

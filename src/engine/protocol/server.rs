@@ -148,7 +148,12 @@ impl<W: Write> Server<'_, W> {
         self.send(&Fail {
             id,
             ok: false,
-            error: WireError { kind, message },
+            error: WireError {
+                kind,
+                message,
+                protocol: None,
+                server: None,
+            },
         })
     }
 
@@ -304,7 +309,16 @@ impl<W: Write> Server<'_, W> {
                 "the client speaks protocol {protocol}, but this node ({SOFTWARE}) speaks protocol {PROTOCOL}; \
                  install the same major version of patchdeck on the console and the node"
             );
-            self.fail(Some(id), WireKind::Protocol, &message)?;
+            self.send(&Fail {
+                id: Some(id),
+                ok: false,
+                error: WireError {
+                    kind: WireKind::Protocol,
+                    message: &message,
+                    protocol: Some(PROTOCOL),
+                    server: Some(SOFTWARE),
+                },
+            })?;
             return Err(io::Error::new(io::ErrorKind::InvalidData, message));
         }
         let opened = if self.root.is_dir() {

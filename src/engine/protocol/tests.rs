@@ -426,7 +426,7 @@ fn writing_to_a_dead_child_fails_without_a_sigpipe() {
     // SAFETY: installs a handler that only touches an atomic.
     let old = unsafe { libc::signal(libc::SIGPIPE, handler as libc::sighandler_t) };
     let before = HITS.load(Ordering::SeqCst);
-    let quiet = write_quietly(&mut stdin, b"hello\n");
+    let quiet = write_quietly(&mut stdin, b"hello\n", std::time::Duration::from_secs(5));
     let after_quiet = HITS.load(Ordering::SeqCst);
     let plain = stdin.write_all(b"hello\n");
     let after_plain = HITS.load(Ordering::SeqCst);

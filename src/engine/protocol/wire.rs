@@ -62,7 +62,14 @@ impl From<ErrorKind> for WireKind {
             ErrorKind::Refused => WireKind::Refused,
             ErrorKind::Busy => WireKind::Busy,
             ErrorKind::Invalid => WireKind::Invalid,
-            ErrorKind::Io => WireKind::Io,
+            // Only the console sees these (its transport's own failures);
+            // a node never sends them.
+            ErrorKind::Io
+            | ErrorKind::Unreachable
+            | ErrorKind::HostKey
+            | ErrorKind::Login
+            | ErrorKind::Missing
+            | ErrorKind::Version => WireKind::Io,
         }
     }
 }
@@ -71,6 +78,12 @@ impl From<ErrorKind> for WireKind {
 pub(super) struct WireError<'a> {
     pub(super) kind: WireKind,
     pub(super) message: &'a str,
+    /// On a refused `hello`: the protocol the node speaks and its software,
+    /// so the console can say which side is older.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) protocol: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) server: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -187,6 +200,11 @@ pub(super) struct Incoming {
 pub(super) struct IncomingError {
     pub(super) kind: String,
     pub(super) message: String,
+    /// Set on a refused `hello` by nodes that say which protocol they speak.
+    #[serde(default)]
+    pub(super) protocol: Option<u64>,
+    #[serde(default)]
+    pub(super) server: Option<String>,
 }
 
 // ----- base64 (standard alphabet, padded) -----

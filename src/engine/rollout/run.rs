@@ -68,12 +68,39 @@ pub enum Ending {
     RolledBack,
 }
 
+/// Runs one rollout's steps against an environment, journaling each.
+/// Built with [`Runner::new`], then [`Runner::events`] and [`Runner::poll`]
+/// where the defaults (no events, health polled every 200 ms) do not fit.
 pub struct Runner<'a, E: Env> {
     pub conn: &'a Mutex<Connection>,
     pub env: &'a E,
     pub events: &'a (dyn Fn(&Event) + Sync),
     /// How often health is polled.
     pub poll: Duration,
+}
+
+fn no_events(_: &Event) {}
+
+impl<'a, E: Env> Runner<'a, E> {
+    /// A runner over the console database `conn` and the environment `env`.
+    pub fn new(conn: &'a Mutex<Connection>, env: &'a E) -> Runner<'a, E> {
+        Runner {
+            conn,
+            env,
+            events: &no_events,
+            poll: Duration::from_millis(200),
+        }
+    }
+
+    /// Calls `events` with every step and rollout change as it happens.
+    pub fn events(self, events: &'a (dyn Fn(&Event) + Sync)) -> Runner<'a, E> {
+        Runner { events, ..self }
+    }
+
+    /// Polls member health every `poll`.
+    pub fn poll(self, poll: Duration) -> Runner<'a, E> {
+        Runner { poll, ..self }
+    }
 }
 
 type Fail = String;
