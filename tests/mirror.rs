@@ -53,8 +53,8 @@ fn a_second_run_copies_nothing_and_an_interrupted_one_resumes() {
     assert_eq!(patch_files(&to), all);
     assert_eq!(
         copied(&first).len(),
-        all.len() + 1,
-        "patches and categories.toml"
+        2 * all.len() + 1,
+        "patches, their signatures and categories.toml"
     );
     for f in &all {
         assert_eq!(
@@ -65,7 +65,7 @@ fn a_second_run_copies_nothing_and_an_interrupted_one_resumes() {
 
     let second = mirror(&lab, &["--from", &upstream, "--to", &to_s]);
     assert!(copied(&second).is_empty(), "{second}");
-    assert_eq!(second["unchanged"], all.len() + 1);
+    assert_eq!(second["unchanged"], 2 * all.len() + 1);
 
     // An interruption: one file never arrived, one arrived damaged, and a
     // temporary file was left behind. The next run repairs exactly those.

@@ -8,7 +8,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{demo_lab, json, patchdeck};
+use common::{json, patchdeck};
+
+/// A demo lab whose bundles need no signature: these tests are about the
+/// offline flow, and tests/trust.rs covers signed bundles.
+fn demo_lab(dir: &std::path::Path) -> String {
+    let lab = common::demo_lab(dir);
+    common::allow_unsigned(std::path::Path::new(&lab));
+    lab
+}
 use patchdeck::engine::node::Node;
 
 fn run(lab: &str, args: &[&str]) -> std::process::Output {
@@ -129,6 +137,9 @@ fn offline_nodes_refuse_direct_staging_and_take_bundles() {
     let out = run(&lab, &["stage", &ids[0], "--nodes", "north-1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("snapshot"), "{}", text(&out));
+    // north-2 has a newer crypto than north-1: its own plan leaves out
+    // what would take it backwards (no downgrade, docs/trust.md).
+    let ids = planned(&lab, &snap, "crypto", &bundle, "north-2");
     ok(&lab, &["apply", &bundle, "--nodes", "north-1,north-2"]);
     let list = json(&ok(&lab, &["list", "--nodes", "north-2", "--json"]));
     for id in &ids {

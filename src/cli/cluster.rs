@@ -107,6 +107,11 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         }
         ids.extend(sel.patches.into_iter().map(|s| s.id));
     }
+    // The lab's trust policy: nothing it refuses is copied anywhere.
+    crate::engine::trust::Gate::for_lab(&lab)
+        .map_err(|e| Failure::Input(e.to_string()))?
+        .may_use_all(&depot, ids.iter().map(String::as_str))
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let targets = crate::engine::fleet::Targets {
         nodes: args.nodes.clone(),
         cluster: None,

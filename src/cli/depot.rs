@@ -14,6 +14,7 @@ use crate::engine::filter::FilterList;
 use crate::engine::fuzzy::{SearchLines, Searcher};
 use crate::engine::patch::Patch;
 use crate::engine::text::neutralise;
+use crate::engine::trust::{Assessment, Gate, Verdict};
 use crate::front::{Failure, Outcome, open_depot, print_json};
 
 #[derive(Debug, Args)]
@@ -42,6 +43,9 @@ pub enum DepotCommand {
     Add(AddArgs),
     /// Copy matching patches from an upstream depot: verified, only what changed, resumable.
     Mirror(super::mirror::MirrorArgs),
+    /// The keys whose signatures the lab trusts: add, list, remove.
+    #[command(subcommand)]
+    Trust(super::trust::DepotTrustCommand),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +89,7 @@ impl DepotCommand {
             DepotCommand::Check(a) => a.json,
             DepotCommand::Add(_) => false,
             DepotCommand::Mirror(a) => a.json,
+            DepotCommand::Trust(c) => c.json(),
         }
     }
 }
@@ -105,7 +110,7 @@ pub fn demo(global: &Global, args: DemoArgs) -> Outcome {
         )));
     }
     if lab.exists() {
-        for path in [lab.depot_dir(), lab.root.join("nodes")] {
+        for path in [lab.depot_dir(), lab.root.join("nodes"), lab.trust_dir()] {
             if path.exists() {
                 std::fs::remove_dir_all(&path)
                     .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
@@ -135,6 +140,7 @@ pub fn run(global: &Global, command: DepotCommand) -> Outcome {
         DepotCommand::Check(args) => check(global, args),
         DepotCommand::Add(args) => add(global, args),
         DepotCommand::Mirror(args) => super::mirror::run(global, args),
+        DepotCommand::Trust(cmd) => super::trust::depot_trust(global, cmd),
     }
 }
 
@@ -161,10 +167,15 @@ struct ListedPatch<'a> {
     base_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     score: Option<i64>,
+    /// `state`: `signed` (with `key_id`, `key_name`), `unsigned`, or
+    /// `untrusted` (with `reason`); see docs/trust.md.
+    signature: Option<&'a Verdict>,
+    /// Whether the lab's trust policy lets this patch be used.
+    usable: bool,
 }
 
 impl<'a> ListedPatch<'a> {
-    fn new(p: &'a Patch, score: Option<i64>) -> Self {
+    fn new(p: &'a Patch, score: Option<i64>, trust: &'a Assessment) -> Self {
         let m = &p.manifest;
         ListedPatch {
             id: &p.id,
@@ -185,6 +196,8 @@ impl<'a> ListedPatch<'a> {
             kernel: m.kernel,
             base_version: m.base_version.as_deref(),
             score,
+            signature: trust.get(&p.id),
+            usable: trust.usable(&p.id),
         }
     }
 }
@@ -212,20 +225,25 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
         None => candidates.into_iter().map(|i| (i, None)).collect(),
     };
     warn_broken(&depot);
+    let trust = assess(global, &depot)?;
     if args.json {
         let rows: Vec<ListedPatch> = hits
             .iter()
-            .map(|&(i, s)| ListedPatch::new(&depot.patches[i], s))
+            .map(|&(i, s)| ListedPatch::new(&depot.patches[i], s, &trust))
             .collect();
         return print_json(&rows);
     }
+    if let Some(summary) = trust.summary() {
+        shout!("patchdeck: signatures: {summary}");
+    }
     say!(
-        "{:<12} {:<8} {:<20} {:<10} {:<28} TITLE",
+        "{:<12} {:<8} {:<20} {:<10} {:<28} {:<12} TITLE",
         "ID",
         "SEV",
         "PRODUCT",
         "VERSION",
-        "CATEGORIES"
+        "CATEGORIES",
+        "SIGNED"
     );
     for &(i, _) in &hits {
         let p = &depot.patches[i];
@@ -233,18 +251,35 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
             Some(fs) => format!("{}.{fs}", p.manifest.product),
             None => p.manifest.product.clone(),
         };
+        let signed = match trust.get(&p.id) {
+            Some(Verdict::Signed { key_name, .. }) => key_name.clone(),
+            Some(Verdict::Untrusted { .. }) => "UNTRUSTED".into(),
+            _ => "-".into(),
+        };
         // Everything from a manifest is shown, never obeyed by the terminal.
         say!(
-            "{:<12} {:<8} {:<20} {:<10} {:<28} {}",
+            "{:<12} {:<8} {:<20} {:<10} {:<28} {:<12} {}",
             neutralise(&p.id),
             p.manifest.severity.as_str(),
             neutralise(&product),
             neutralise(&p.manifest.version),
             neutralise(&p.categories.join(",")),
+            neutralise(&signed),
             neutralise(&p.manifest.title)
         );
     }
     Ok(())
+}
+
+/// The signature verdicts of the depot's patches by the lab's keys and
+/// policy; a bare `--depot` has neither (nothing trusted, nothing required).
+fn assess(global: &Global, depot: &Depot) -> Result<Assessment, Failure> {
+    let gate = if global.depot.is_some() {
+        Gate::default()
+    } else {
+        Gate::for_lab(&global.lab()).map_err(|e| Failure::Input(e.to_string()))?
+    };
+    Ok(gate.assess(depot))
 }
 
 fn warn_broken(depot: &Depot) {
@@ -261,11 +296,49 @@ fn check(global: &Global, args: CheckArgs) -> Outcome {
     // Every byte, not the cache: the cache cannot see a flipped bit.
     let depot = Depot::check(&global.depot_dir()?, &|_, _| {})
         .map_err(|e| Failure::Failed(e.to_string()))?;
+    let trust = assess(global, &depot)?;
+    let (signed, unsigned, untrusted) = trust.counts();
+    let mut refused: Vec<(&str, String)> = depot
+        .patches
+        .iter()
+        .filter(|p| !trust.usable(&p.id))
+        .map(|p| {
+            let why = trust.get(&p.id).map(Verdict::short).unwrap_or_default();
+            (p.id.as_str(), why)
+        })
+        .collect();
+    refused.sort();
     if args.json {
-        print_json(&serde_json::json!({ "ok": depot.patches.len(), "broken": depot.broken }))?;
+        let untrusted_rows: Vec<serde_json::Value> = depot
+            .patches
+            .iter()
+            .filter_map(|p| match trust.get(&p.id) {
+                Some(v @ Verdict::Untrusted { .. }) => {
+                    Some(serde_json::json!({"id": p.id, "signature": v}))
+                }
+                _ => None,
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "ok": depot.patches.len(),
+            "broken": depot.broken,
+            "signatures": {
+                "required": trust.required,
+                "signed": signed,
+                "unsigned": unsigned,
+                "untrusted": untrusted,
+                "summary": trust.summary(),
+                "untrusted_patches": untrusted_rows,
+            },
+        }))?;
     } else {
         for b in &depot.broken {
             say!("{}", neutralise(&b.to_string()));
+        }
+        for p in depot.patches.iter() {
+            if let Some(v @ Verdict::Untrusted { .. }) = trust.get(&p.id) {
+                say!("{}: {}", p.file, v.short());
+            }
         }
         say!(
             "{} patch(es) ok, {} broken, in {}",
@@ -273,15 +346,37 @@ fn check(global: &Global, args: CheckArgs) -> Outcome {
             depot.broken.len(),
             depot.root.display()
         );
+        let policy = if trust.required {
+            "required"
+        } else {
+            "not required"
+        };
+        match trust.summary() {
+            Some(s) => say!("signatures ({policy}): {s}; {signed} signed by a trusted key"),
+            None => say!("signatures ({policy}): every patch signed by a trusted key"),
+        }
     }
-    if depot.broken.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Reported(
+    if !depot.broken.is_empty() {
+        return Err(Failure::Reported(
             1,
             format!("{} broken file(s) in the depot", depot.broken.len()),
-        ))
+        ));
     }
+    if !refused.is_empty() {
+        return Err(Failure::Reported(
+            1,
+            format!(
+                "{} patch(es) the lab's policy refuses (signatures required): {}",
+                refused.len(),
+                refused
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn add(global: &Global, args: AddArgs) -> Outcome {

@@ -11,6 +11,7 @@ mod doctor;
 mod fleet;
 mod global;
 mod history;
+mod key;
 mod mirror;
 mod node;
 pub(crate) mod nodes;
@@ -18,6 +19,8 @@ pub(crate) mod offline;
 mod rollout;
 mod select;
 mod shell;
+mod sign;
+mod trust;
 mod windows;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -91,6 +94,14 @@ pub enum Command {
     Man(shell::ManArgs),
     /// The lab's journal: every change to a node, who made it and from where.
     History(history::HistoryArgs),
+    /// Signing keys (minisign format): `key generate`.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Sign patches or bundles: FILE.minisig beside each.
+    Sign(sign::SignArgs),
+    /// The lab's trusted keys on nodes: `trust push --nodes LIST`.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Put this patchdeck on ssh nodes where it is missing or another version, verified there.
     Bootstrap(bootstrap::BootstrapArgs),
     /// Each cluster's maintenance windows: open now?, the next openings, closes and cutoffs.
@@ -136,6 +147,9 @@ pub fn dispatch(command: Command, global: &Global) -> Outcome {
         Command::Completions(args) => shell::completions(args, Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
         Command::History(args) => history::run(global, args),
+        Command::Key(cmd) => key::run(global, cmd),
+        Command::Sign(args) => sign::run(global, args),
+        Command::Trust(cmd) => trust::run(global, cmd),
         Command::Bootstrap(args) => bootstrap::run(global, args),
         Command::Windows(args) => windows::run(global, args),
         Command::Fleet(cmd) => fleet::run(cmd),
@@ -168,6 +182,8 @@ impl Command {
             Command::Fleet(_) => false,
             Command::Doctor(a) => a.json,
             Command::History(a) => a.json,
+            Command::Key(_) | Command::Sign(_) => false,
+            Command::Trust(trust::TrustCommand::Push(a)) => a.json,
             Command::Bootstrap(a) => a.json,
             Command::Windows(a) => a.json,
         }

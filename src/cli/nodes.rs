@@ -397,9 +397,16 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         return Err(Failure::Input("no node matches those targets".into()));
     }
     let depot = open_depot(&lab.depot_dir())?;
+    let gate =
+        crate::engine::trust::Gate::for_lab(&lab).map_err(|e| Failure::Input(e.to_string()))?;
     if matches!(op, Op::Stage | Op::Install) {
         depot
             .check_specs(&args.patches)
+            .map_err(|e| Failure::Input(e.to_string()))?;
+        // A named patch the lab's policy refuses is refused before any node
+        // is touched; patches a product spec brings in are checked per node.
+        let named = args.patches.iter().filter(|s| depot.get(s).is_some());
+        gate.may_use_all(&depot, named.map(String::as_str))
             .map_err(|e| Failure::Input(e.to_string()))?;
     }
     // Cluster guards: decided in the engine, the same for every front end.
@@ -544,6 +551,7 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         specs: &args.patches,
         depot: &depot,
         save: !args.no_save,
+        gate: &gate,
     };
     let mut outcomes = ops::run(&lab, &nodes, &job, args.parallel, &seen);
     bar.finish_and_clear();

@@ -64,6 +64,12 @@ pub struct PrepareArgs {
     /// Where to write the bundle.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
     output: PathBuf,
+    /// Sign the bundle with this secret key: BUNDLE.minisig beside it.
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+    /// Read the key's passphrase from the first line of this file instead of asking.
+    #[arg(long, value_name = "F", requires = "key")]
+    passphrase_file: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -170,8 +176,37 @@ pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
         OfflineError::Selection { .. } => Failure::Failed(e.to_string()),
         other => Failure::Failed(other.to_string()),
     })?;
+    // The preparing lab's trust rule over every patch the bundle carries;
+    // a bare --depot has no policy.
+    if global.depot.is_none() {
+        crate::engine::trust::Gate::for_lab(&global.lab())
+            .map_err(|e| Failure::Input(e.to_string()))?
+            .may_use_all(&depot, prepared.files.keys().map(String::as_str))
+            .map_err(|e| Failure::Input(e.to_string()))?;
+    }
+    // The key is opened (and its passphrase asked) before anything is written.
+    let key = match &args.key {
+        Some(k) => Some(super::sign::open_secret(
+            k,
+            args.passphrase_file.as_deref(),
+        )?),
+        None => None,
+    };
     offline::write_bundle(&args.output, &mut prepared, &depot)
         .map_err(|e| Failure::Failed(e.to_string()))?;
+    match &key {
+        Some(k) => {
+            let sig = offline::signature::sign_bundle(k, &args.output)
+                .map_err(super::key::key_failure)?;
+            if !args.json {
+                say!("bundle signed with key {}: {}", k.id, sig.display());
+            }
+        }
+        None => {
+            // An old signature beside a rewritten bundle would only mislead.
+            let _ = std::fs::remove_file(crate::engine::trust::keys::sig_path(&args.output));
+        }
+    }
     if args.json {
         print_json(&prepared.plans)?;
     } else {
@@ -251,8 +286,12 @@ impl ApplyRow {
 }
 
 pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
-    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
     let lab = global.lab();
+    let gate =
+        crate::engine::trust::Gate::for_lab(&lab).map_err(|e| Failure::Input(e.to_string()))?;
+    offline::signature::check_bundle(&gate, &args.bundle)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
     if let Some(cluster) = &args.cluster {
         return apply_cluster(global, &args, &bundle, cluster);
     }

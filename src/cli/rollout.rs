@@ -204,6 +204,13 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         window_override,
     };
     let prepared = prepare::prepare(&fleet, &depot, &request).map_err(prepare_failure)?;
+    if !args.uninstall {
+        // The lab's trust policy over everything the rollout would install.
+        crate::engine::trust::Gate::for_lab(&lab)
+            .map_err(|e| Failure::Input(e.to_string()))?
+            .may_use_all(&depot, prepared.plan.patches.iter().map(String::as_str))
+            .map_err(|e| Failure::Input(e.to_string()))?;
+    }
     for w in &prepared.warnings {
         shout!("warning: {w}");
     }

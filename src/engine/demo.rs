@@ -15,8 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::engine::archive;
 use crate::engine::depot::CATEGORIES_FILE;
 use crate::engine::fleet::{Cluster, Datacenter, Fleet, Grouping, Node, Organization, Role};
-use crate::engine::lab::{Lab, LabConfig, SavedFilter};
+use crate::engine::lab::{Lab, LabConfig, SavedFilter, TrustConfig};
 use crate::engine::manifest::{FileEntry, Manifest, Restart, Severity};
+use crate::engine::trust::{SecretKey, keys, store};
 
 pub const DEFAULT_SEED: u64 = 7;
 pub const DEFAULT_PATCHES: usize = 300;
@@ -209,11 +210,49 @@ pub fn write_lab(lab: &Lab, options: DemoOptions) -> std::io::Result<()> {
         ],
         console: Default::default(),
         depot: Default::default(),
+        trust: TrustConfig {
+            require_signatures: true,
+        },
     };
+    sign_depot(lab)?;
     fs::write(
         lab.config_path(),
         toml::to_string(&config).expect("config serialises"),
     )?;
+    Ok(())
+}
+
+/// The name the demo's signing key is trusted under.
+pub const DEMO_KEY_NAME: &str = "demo";
+
+/// Signs every patch in the lab's depot with a key made for the purpose,
+/// trusts its public key (`LAB/trust/`), and forgets the secret key: the
+/// demo's patches are signed, and nothing in the lab can sign more (an
+/// operator signs new patches with a key of their own, trusted with
+/// `depot trust add`). Signatures, unlike the patches, differ on each run.
+pub fn sign_depot(lab: &Lab) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    let to_io = |e: crate::engine::trust::KeyError| std::io::Error::other(e.to_string());
+    let (secret, mut public) = SecretKey::ephemeral().map_err(to_io)?;
+    public.name = DEMO_KEY_NAME.into();
+    let dir = lab.depot_dir();
+    let mut files: Vec<String> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".patch"))
+        .collect();
+    files.sort();
+    files
+        .par_iter()
+        .map(|name| {
+            let id = name.trim_end_matches(".patch");
+            secret
+                .sign_file(&dir.join(name), &keys::patch_comment(id, name))
+                .map(|_| ())
+        })
+        .collect::<Result<Vec<()>, _>>()
+        .map_err(to_io)?;
+    store::add_key(&lab.trust_dir(), &public).map_err(to_io)?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::engine::archive::{self, PatchFileError};
 use crate::engine::index::{Index, Reading, Stamp};
 use crate::engine::manifest;
 use crate::engine::patch::{NOT_INHERITED, Patch};
+use crate::engine::trust::keys;
 
 pub const CATEGORIES_FILE: &str = "categories.toml";
 
@@ -325,6 +326,8 @@ impl Depot {
             if dest.exists() {
                 let same = archive::sha256_file(&dest).ok() == archive::sha256_file(file).ok();
                 if same {
+                    // The same patch, perhaps newly signed: take its signature.
+                    copy_signature(file, &dest)?;
                     continue;
                 }
                 return Err(DepotError::Conflict(format!(
@@ -338,6 +341,9 @@ impl Depot {
         let mut added = Vec::new();
         for (id, file, _) in incoming {
             let dest = root.join(format!("{id}.patch"));
+            // The signature first: a reader never sees the patch without
+            // the signature it came with.
+            copy_signature(&file, &dest)?;
             copy_atomic(&file, &dest).map_err(|e| {
                 DepotError::Io(format!(
                     "{}: cannot copy into {}: {e}",
@@ -415,6 +421,33 @@ impl Depot {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+}
+
+/// Copies `FILE.minisig` beside `file`, when there is one, to beside
+/// `dest` (docs/trust.md); what it proves is decided when it is used.
+fn copy_signature(file: &Path, dest: &Path) -> Result<(), DepotError> {
+    let sig = keys::sig_path(file);
+    if !sig.is_file() {
+        return Ok(());
+    }
+    let meta = fs::metadata(&sig)
+        .map_err(|e| DepotError::Invalid(format!("{}: cannot read: {e}", sig.display())))?;
+    if meta.len() > keys::MAX_SIG_BYTES {
+        return Err(DepotError::Invalid(format!(
+            "{}: is {} bytes; a signature is at most {}",
+            sig.display(),
+            meta.len(),
+            keys::MAX_SIG_BYTES
+        )));
+    }
+    let to = keys::sig_path(dest);
+    copy_atomic(&sig, &to).map_err(|e| {
+        DepotError::Io(format!(
+            "{}: cannot copy to {}: {e}",
+            sig.display(),
+            to.display()
+        ))
+    })
 }
 
 /// Copies through a temporary file in the destination directory, fsyncs it,

@@ -80,4 +80,23 @@ impl Inventory {
             .collect();
         listed.is_empty() || listed.iter().any(|k| k[prefix.len()..] == *fileset)
     }
+
+    /// The version the node has of a patch's component: its
+    /// `PRODUCT.FILESET` entry, else (no fileset, or a product that lists
+    /// none) the product's version.
+    pub fn installed_version(&self, product: &str, fileset: Option<&str>) -> Option<&str> {
+        fileset
+            .and_then(|f| self.components.get(&format!("{product}.{f}")))
+            .or_else(|| self.products.get(product))
+            .map(String::as_str)
+    }
+
+    /// Whether a patch bringing `product`/`fileset` to `version` would take
+    /// the node's component below what it has (a downgrade, which the
+    /// resolver never offers and install refuses: docs/trust.md). Returns
+    /// the installed version when it would.
+    pub fn downgrade(&self, product: &str, fileset: Option<&str>, version: &str) -> Option<&str> {
+        let have = self.installed_version(product, fileset)?;
+        (crate::engine::version::compare(version, have) == std::cmp::Ordering::Less).then_some(have)
+    }
 }

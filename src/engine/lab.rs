@@ -31,6 +31,25 @@ pub struct LabConfig {
     pub console: ConsoleConfig,
     #[serde(default, skip_serializing_if = "DepotConfig::is_default")]
     pub depot: DepotConfig,
+    #[serde(default, skip_serializing_if = "TrustConfig::is_default")]
+    pub trust: TrustConfig,
+}
+
+/// `[trust]` in the lab's config (see docs/trust.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Only patches (and bundles) with a valid signature by a trusted key
+    /// may be staged, replicated, bundled or installed. Absent: false, so
+    /// a lab made before signatures keeps working.
+    #[serde(default)]
+    pub require_signatures: bool,
+}
+
+impl TrustConfig {
+    pub fn is_default(&self) -> bool {
+        *self == TrustConfig::default()
+    }
 }
 
 /// `[depot]` in the lab's config.
@@ -92,6 +111,10 @@ impl Lab {
     }
     pub fn db_path(&self) -> PathBuf {
         self.root.join("console.sqlite")
+    }
+    /// The lab's trusted public keys, one `KEYID.pub` each (docs/trust.md).
+    pub fn trust_dir(&self) -> PathBuf {
+        self.root.join("trust")
     }
 
     /// A lab exists once it has a depot directory or a fleet.

@@ -41,5 +41,6 @@ pub mod status;
 pub mod text;
 pub mod tomlspan;
 pub mod transport;
+pub mod trust;
 pub mod version;
 pub mod window;

@@ -4,7 +4,7 @@
 //! the resolver against each node's inventory first and installs in its
 //! order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::engine::inventory::{Inventory, PatchState};
 use crate::engine::lab::Lab;
 use crate::engine::manifest::Restart;
 use crate::engine::node::{ErrorKind, NodeError, Recovery, Report};
+use crate::engine::trust::{Gate, PublicKey, keys};
 
 impl Outcome {
     /// What a node's recovery did to an operation a crash interrupted.
@@ -315,6 +316,8 @@ pub struct Job<'a> {
     pub depot: &'a Depot,
     /// Install only: keep saved files (false goes straight to committed).
     pub save: bool,
+    /// The lab's trust policy: what may be staged and installed.
+    pub gate: &'a Gate,
 }
 
 /// Runs one operation on many nodes; `seen` hears each outcome as it ends.
@@ -364,7 +367,15 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
                 let Some(path) = depot_file(req.depot, &id) else {
                     continue;
                 };
-                let o = match t.stage(&id, &path, &mut |_, _| {}) {
+                // The lab's policy first; the node checks the signature too
+                // when it holds keys of its own.
+                if let Err(refusal) = req.gate.may_use(req.depot, &id) {
+                    let e = refused(&node, &format!("nothing staged: {refusal}"));
+                    push(Outcome::failed(Op::Stage, &node, &id, &e), &mut out);
+                    continue;
+                }
+                let sig = signature_text(&path);
+                let o = match t.stage_signed(&id, &path, sig.as_deref(), &mut |_, _| {}) {
                     Ok(r) => {
                         teach(t, req.depot, &id);
                         Outcome::done(Op::Stage, r)
@@ -425,6 +436,17 @@ fn on_node(t: &mut dyn Transport, req: &Job, seen: &(dyn Fn(&Outcome) + Sync)) -
             }
             // The whole plan is checked first: if any patch cannot go, none is installed.
             let ids: Vec<String> = selection.patches.iter().map(|e| e.id.clone()).collect();
+            if let Err(refusal) = req
+                .gate
+                .may_use_all(req.depot, ids.iter().map(String::as_str))
+            {
+                let e = refused(&node, &format!("nothing installed: {refusal}"));
+                push(
+                    Outcome::failed(Op::Install, &node, &refusal.patch, &e),
+                    &mut out,
+                );
+                return out;
+            }
             let roots: Vec<&str> = inv
                 .patches
                 .keys()
@@ -544,6 +566,16 @@ pub fn check_install_plan(
             return Err(refuse("it is not in the depot".to_string()));
         };
         let m = &patch.manifest;
+        if let Some(have) = inv.downgrade(&m.product, m.fileset.as_deref(), &m.version) {
+            let component = match &m.fileset {
+                Some(f) => format!("{}.{f}", m.product),
+                None => m.product.clone(),
+            };
+            return Err(refuse(format!(
+                "it is a downgrade: it brings {component} {} and {have} is installed here",
+                m.version
+            )));
+        }
         match inv.products.get(&m.product) {
             None => {
                 return Err(refuse(format!(
@@ -629,6 +661,19 @@ fn expand(req: &Job) -> Vec<String> {
     }
     ids.dedup();
     ids
+}
+
+/// The `.minisig` text beside `file`, when there is a readable one.
+pub fn signature_text(file: &Path) -> Option<String> {
+    keys::read_small(&keys::sig_path(file), keys::MAX_SIG_BYTES).ok()
+}
+
+/// Sends the trusted `keys` to a node (what `trust push` and `bootstrap`
+/// do); the node then stages only what they signed. Returns how many keys
+/// the node trusts.
+pub fn push_trust(t: &mut dyn Transport, keys: &[PublicKey]) -> Result<usize, NodeError> {
+    let texts: Vec<String> = keys.iter().map(PublicKey::to_text).collect();
+    t.trust(&texts)
 }
 
 fn depot_file(depot: &Depot, id: &str) -> Option<PathBuf> {

@@ -244,7 +244,8 @@ pub fn replicate(
                     break;
                 };
                 let mut last = 0u64;
-                let result = t.stage(patch, &file, &mut |done, _| {
+                let sig = crate::engine::ops::signature_text(&file);
+                let result = t.stage_signed(patch, &file, sig.as_deref(), &mut |done, _| {
                     // Tell watchers about big steps only: every 1/8 of the file.
                     if done == total || done > last + total / 8 {
                         last = done;

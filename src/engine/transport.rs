@@ -20,6 +20,30 @@ pub trait Transport: Send {
     fn node(&self) -> &str;
     /// Copies `file` (a verified depot patch) to the node and stages it.
     fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError>;
+    /// [`Transport::stage`] with the patch's signature (`.minisig` text),
+    /// which a node holding trusted keys checks before staging
+    /// (docs/trust.md). Transports that cannot carry it stage unsigned,
+    /// which such a node refuses.
+    fn stage_signed(
+        &mut self,
+        id: &str,
+        file: &Path,
+        sig: Option<&str>,
+        progress: Progress,
+    ) -> Result<Report, NodeError> {
+        let _ = sig;
+        self.stage(id, file, progress)
+    }
+    /// Replaces the node's trusted keys with `keys` (public key files'
+    /// text); returns how many it now trusts.
+    fn trust(&mut self, keys: &[String]) -> Result<usize, NodeError> {
+        let _ = keys;
+        Err(NodeError {
+            node: self.node().to_string(),
+            kind: crate::engine::node::ErrorKind::Refused,
+            message: "this transport cannot carry trusted keys".into(),
+        })
+    }
     fn install(&mut self, id: &str, save: bool) -> Result<Report, NodeError> {
         self.install_with(id, save, &Supersession::default())
     }
@@ -88,11 +112,25 @@ impl Transport for Local {
     }
 
     fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError> {
+        self.stage_signed(id, file, None, progress)
+    }
+
+    fn stage_signed(
+        &mut self,
+        id: &str,
+        file: &Path,
+        sig: Option<&str>,
+        progress: Progress,
+    ) -> Result<Report, NodeError> {
         let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         progress(0, size);
-        let report = self.node.stage(id, file)?;
+        let report = self.node.stage_signed(id, file, sig)?;
         progress(size, size);
         Ok(report)
+    }
+
+    fn trust(&mut self, keys: &[String]) -> Result<usize, NodeError> {
+        self.node.set_trust(keys)
     }
 
     fn install_with(

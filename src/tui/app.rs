@@ -56,6 +56,9 @@ pub struct App {
     pub lines: SearchLines,
     /// The operations side: fleet, replication, rollouts, dialogs.
     pub ops: OpsState,
+    /// Each patch's signature verdict and the lab's policy (docs/trust.md);
+    /// empty when the console was not opened on a lab.
+    pub trust: crate::engine::trust::Assessment,
 }
 
 impl App {
@@ -90,6 +93,7 @@ impl App {
             page: 10,
             lines,
             ops: Default::default(),
+            trust: Default::default(),
         }
     }
 

@@ -146,6 +146,9 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
     let depot = open_depot(&lab.depot_dir())?;
     let name = lab_name(&lab.root, std::env::current_dir().ok().as_deref());
     let mut app = App::new(name, depot, &config, theme);
+    app.trust = crate::engine::trust::Gate::for_lab(lab)
+        .map_err(|e| Failure::Input(e.to_string()))?
+        .assess(&app.depot);
     if lab.fleet_path().is_file() {
         let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root)
             .map_err(|e| Failure::Input(e.to_string()))?;

@@ -220,6 +220,12 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         (_, Some((message, false))) => Line::styled(shown(message), theme.ok),
         _ => {
             let mut spans = Vec::new();
+            // What the depot's signatures say, first: "depot unsigned",
+            // "3 untrusted" (docs/trust.md).
+            if let Some(summary) = app.trust.summary() {
+                spans.push(Span::styled(summary, theme.error));
+                spans.push(Span::raw("  "));
+            }
             let hints: &[(&[Action], &str)] = match app.focus {
                 Pane::Depot => &[
                     (&[Action::Help], "help"),

@@ -208,3 +208,14 @@ pub fn demo_lab(dir: &Path) -> String {
     );
     lab
 }
+
+/// Lets a demo lab use unsigned patches: a new demo lab requires
+/// signatures (docs/trust.md), and tests that add hand-made patches to it
+/// are about other rules.
+pub fn allow_unsigned(lab: &Path) {
+    let path = lab.join("config.toml");
+    let text = std::fs::read_to_string(&path).expect("config.toml");
+    let changed = text.replace("require_signatures = true", "require_signatures = false");
+    assert_ne!(text, changed, "{} requires signatures", path.display());
+    std::fs::write(&path, changed).expect("config.toml");
+}

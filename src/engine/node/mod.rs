@@ -27,6 +27,7 @@ mod rollback;
 pub mod space;
 mod stage;
 pub mod store;
+pub mod trust;
 
 use std::fs;
 use std::io;

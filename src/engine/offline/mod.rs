@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod bundle;
 pub mod cluster;
+pub mod signature;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -452,6 +452,23 @@ impl Transport for Remote {
     }
 
     fn stage(&mut self, id: &str, file: &Path, progress: Progress) -> Result<Report, NodeError> {
+        self.stage_signed(id, file, None, progress)
+    }
+
+    fn trust(&mut self, keys: &[String]) -> Result<usize, NodeError> {
+        let mut body = Map::new();
+        body.insert("keys".into(), keys.into());
+        let value = self.call("trust", "trust", body, &mut |_, _| {})?;
+        self.decode("trust", value)
+    }
+
+    fn stage_signed(
+        &mut self,
+        id: &str,
+        file: &Path,
+        sig: Option<&str>,
+        progress: Progress,
+    ) -> Result<Report, NodeError> {
         let node = self.node.clone();
         let local = |e: io::Error| NodeError {
             node: node.clone(),
@@ -494,11 +511,12 @@ impl Transport for Remote {
             )));
         }
         let sha256 = hex::encode(hash.finalize());
-        let report = self.patch_call(
-            "stage",
-            id,
-            &[("size", size.into()), ("sha256", sha256.into())],
-        )?;
+        let mut extra = vec![("size", size.into()), ("sha256", sha256.into())];
+        // Only when there is one, so an unsigned stage line stays as before.
+        if let Some(sig) = sig {
+            extra.push(("minisig", sig.into()));
+        }
+        let report = self.patch_call("stage", id, &extra)?;
         progress(size, size);
         Ok(report)
     }

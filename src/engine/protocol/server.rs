@@ -214,7 +214,12 @@ impl<W: Write> Server<'_, W> {
                 patch,
                 size,
                 sha256,
-            } => self.stage(id, &patch, size, &sha256)?,
+                minisig,
+            } => self.stage(id, &patch, size, &sha256, minisig.as_deref())?,
+            Request::Trust { keys } => {
+                let r = node.set_trust(&keys);
+                self.answer(id, r)?;
+            }
             Request::Install { patch, save, known } => {
                 self.progress(id, 0, 1)?;
                 let r = self.with_node(|n| n.install_with(&patch, save, &known));
@@ -460,7 +465,14 @@ impl<W: Write> Server<'_, W> {
         self.ok(id, json!({ "received": received }))
     }
 
-    fn stage(&mut self, id: u64, patch: &str, size: u64, sha256: &str) -> io::Result<()> {
+    fn stage(
+        &mut self,
+        id: u64,
+        patch: &str,
+        size: u64,
+        sha256: &str,
+        minisig: Option<&str>,
+    ) -> io::Result<()> {
         let Some(mut up) = self.uploads.remove(patch) else {
             let message = format!(
                 "line {}: stage {patch}: nothing uploaded; send `upload` chunks first",
@@ -482,7 +494,7 @@ impl<W: Write> Server<'_, W> {
             );
             return self.fail(Some(id), WireKind::Invalid, &message);
         }
-        let result = self.with_node(|n| n.stage(patch, up.file.path()));
+        let result = self.with_node(|n| n.stage_signed(patch, up.file.path(), minisig));
         // Dropping the upload deletes the temporary file.
         drop(up);
         self.answer(id, result)

@@ -131,6 +131,10 @@ pub(super) enum Request {
         patch: String,
         size: u64,
         sha256: String,
+        /// The patch's signature (`.minisig` text), which a node holding
+        /// trusted keys checks (optional; docs/trust.md).
+        #[serde(default)]
+        minisig: Option<String>,
     },
     Install {
         patch: String,
@@ -162,6 +166,10 @@ pub(super) enum Request {
     Learn {
         #[serde(default)]
         known: crate::engine::requirement::Supersession,
+    },
+    /// Replaces the node's trusted public keys (minisign files' text).
+    Trust {
+        keys: Vec<String>,
     },
     /// Who would lose a requirement if `patches` were rolled back.
     Blocked {

@@ -297,6 +297,12 @@ impl<'a> Resolver<'a> {
         if state.is_installed() {
             return Some(format!("it is already {state} there"));
         }
+        if let Some(have) = target.downgrade(&m.product, m.fileset.as_deref(), &m.version) {
+            return Some(format!(
+                "it is a downgrade: it brings version {} and the node has {have}",
+                m.version
+            ));
+        }
         let by = self.installed_by[v];
         if by != NONE && by != v {
             return Some(format!(

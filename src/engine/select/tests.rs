@@ -21,7 +21,9 @@ fn patch(id: &str, product: &str, released: u32) -> Patch {
         description: String::new(),
         product: product.to_string(),
         fileset: None,
-        version: "1.0".to_string(),
+        // Above every version the test inventories hold: no fixture is a
+        // downgrade unless a test says so.
+        version: "99.0".to_string(),
         vendor: String::new(),
         arch: "any".to_string(),
         categories: Vec::new(),
@@ -419,6 +421,21 @@ fn a_named_patch_that_does_not_apply_to_the_target_is_a_problem() {
     );
     assert!(sel.problems[0].message.contains("already applied"));
     assert!(sel.problems[1].message.contains("router is not installed"));
+}
+
+#[test]
+fn a_downgrade_is_not_offered_against_the_target() {
+    let old = with(patch("G1", "gateway", 1), |m| m.version = "10.0".into());
+    let same = with(patch("G2", "gateway", 2), |m| m.version = "10.1".into());
+    let depot = [old, same];
+    let node = inventory("gw-1", &[("gateway", "10.1")], &[]);
+    let mut request = Request::new(Vec::new());
+    request.target = Some(&node);
+    assert_eq!(ids(&resolve(&depot, &request)), ["G2"]);
+    request.specs = specs(&["G1"]);
+    let sel = resolve(&depot, &request);
+    assert_eq!(kinds(&sel), [ProblemKind::NotApplicable]);
+    assert!(sel.problems[0].message.contains("downgrade"), "{sel:?}");
 }
 
 #[test]

@@ -134,7 +134,15 @@ fn row_line(
         Some(q) => split_positions(&match_positions(app.lines.line(index), q), patch),
         None => (Vec::new(), Vec::new()),
     };
-    let state = if patch.superseded_by.is_empty() {
+    // `X`: a signature that proves nothing, or none where the lab
+    // requires one (ASCII, for the serial profile); `~`: superseded.
+    let untrusted = matches!(
+        app.trust.get(&patch.id),
+        Some(crate::engine::trust::Verdict::Untrusted { .. })
+    ) || (!app.trust.verdicts.is_empty() && !app.trust.usable(&patch.id));
+    let state = if untrusted {
+        "X"
+    } else if patch.superseded_by.is_empty() {
         " "
     } else {
         "~"
@@ -241,12 +249,20 @@ fn detail(app: &App, p: &Patch) -> Vec<Line<'static>> {
         ),
         Line::styled(
             shown(&format!(
-                "supersedes {}  superseded by {}  requires {}",
+                "supersedes {}  superseded by {}  requires {}{}",
                 list(&m.supersedes),
                 list(&p.superseded_by),
-                list(&m.requires)
+                list(&m.requires),
+                app.trust
+                    .get(&p.id)
+                    .map(|v| format!("  {}", v.short()))
+                    .unwrap_or_default()
             )),
-            app.theme.dim,
+            if app.trust.usable(&p.id) {
+                app.theme.dim
+            } else {
+                app.theme.error
+            },
         ),
     ]
 }
