@@ -502,10 +502,38 @@ fn a_missing_and_an_old_remote_binary_are_reported_and_bootstrap_fixes_both() {
         text(&out.stderr)
     );
 
+    // The lab trusts a key: bootstrap carries it to the node with the binary.
+    let keys = tmp.path().join("keys");
+    ok(
+        &lab.path,
+        &[
+            "key",
+            "generate",
+            "-o",
+            keys.to_str().unwrap(),
+            "--name",
+            "ops",
+            "--no-passphrase",
+        ],
+    );
+    ok(
+        &lab.path,
+        &[
+            "depot",
+            "trust",
+            "add",
+            keys.join("ops.pub").to_str().unwrap(),
+        ],
+    );
     let out = ok(&lab.path, &["bootstrap", "--nodes", "n1_1", "--json"]);
     let placed = &json(&out)[0];
     assert_eq!(placed["action"], "copied", "{placed}");
     assert_eq!(fs::read(&remote).unwrap(), fs::read(EXE).unwrap());
+    let node_keys = lab.roots.join("n1_1/var/lib/patchdeck/trust");
+    let held = fs::read_dir(&node_keys)
+        .unwrap_or_else(|e| panic!("{}: {e}; bootstrap said {placed}", node_keys.display()))
+        .count();
+    assert_eq!(held, 1, "the node holds the lab's one key: {placed}");
     ok(&lab.path, &["nodes", "--check"]);
     // Nothing to do the second time.
     let out = ok(&lab.path, &["bootstrap", "--nodes", "n1_1", "--json"]);

@@ -228,13 +228,23 @@ fn failed(t: &SshTarget, message: String) -> NodeError {
 }
 
 /// What a node gets from the console once its binary is in place, over
-/// the node protocol (`node` is open and has shaken hands). Returns one
-/// line per thing done, for the report. The lab's trusted keys belong
-/// here (`trust push` for a new node); today there is nothing else to give.
+/// the node protocol (`node` is open and has shaken hands): the lab's
+/// trusted keys, as `trust push` sends them, so the node refuses to stage
+/// what they did not sign (docs/trust.md). A lab that trusts no key sends
+/// none. Returns one line per thing done, for the report.
 pub fn provision(
-    _lab: &Lab,
-    _target: &SshTarget,
-    _node: &mut dyn Transport,
+    lab: &Lab,
+    target: &SshTarget,
+    node: &mut dyn Transport,
 ) -> Result<Vec<String>, NodeError> {
-    Ok(Vec::new())
+    let gate = crate::engine::trust::Gate::for_lab(lab).map_err(|e| NodeError {
+        node: target.node.clone(),
+        kind: ErrorKind::Invalid,
+        message: format!("the lab's trusted keys: {e}"),
+    })?;
+    if gate.keyring.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = ops::push_trust(node, &gate.keyring.keys)?;
+    Ok(vec![format!("{n} trusted key(s) pushed")])
 }
