@@ -230,3 +230,25 @@ fn hosts_without_dc_or_org_are_listed_unless_defaults_are_given() {
         .collect();
     assert_eq!(dcs, [("west", "ops"), ("main", "ops"), ("d", "o")]);
 }
+
+#[test]
+fn an_inventory_whose_fleet_would_not_load_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // A remote root with a line break, and one that is not absolute.
+        "all:\n  hosts:\n    a1: {dc: e, org: o, patchdeck_remote_root: \"/x\\n[ssh]\"}\n",
+        "all:\n  hosts:\n    a1: {dc: e, org: o, patchdeck_remote_root: relative/dir}\n",
+        // Ids with a line break or NUL.
+        "all:\n  hosts:\n    h1: {dc: e, org: \"multi\\nline\"}\n",
+        "all:\n  hosts:\n    h1: {dc: \"e\\u0000x\", org: o}\n",
+        "all:\n  hosts:\n    h1: {dc: e, org: o, cluster: \"x\\n[ssh]\"}\n",
+    ];
+    for body in cases {
+        let path = write(dir.path(), "inv.yml", body);
+        let out = import(&["--ansible", &path]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body:?}: {err}");
+        assert!(err.contains(&path), "{body:?}: names the inventory: {err}");
+        assert!(out.stdout.is_empty(), "{body:?}: nothing printed");
+    }
+}

@@ -457,3 +457,32 @@ fn a_node_reached_by_command_works_like_a_local_one() {
     assert!(n["command"].as_str().unwrap().contains("node --root"));
     assert!(n.get("root").is_none());
 }
+
+#[test]
+fn a_cluster_with_two_nodes_of_one_member_name_has_no_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    for n in ["web1", "web2"] {
+        std::fs::create_dir_all(dir.path().join(n)).unwrap();
+    }
+    std::fs::create_dir_all(&lab).unwrap();
+    let root = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(
+        lab.join("fleet.toml"),
+        format!(
+            "[[datacenter]]\nid = \"d\"\n[[organization]]\nid = \"o\"\n[[cluster]]\nid = \"c\"\n\
+             [[node]]\nid = \"web1\"\ndc = \"d\"\norg = \"o\"\ncluster = \"c\"\nmember = \"1_1\"\nroot = \"{}\"\n\
+             [[node]]\nid = \"web2\"\ndc = \"d\"\norg = \"o\"\ncluster = \"c\"\nmember = \"1_1\"\nroot = \"{}\"\n",
+            root("web1"),
+            root("web2")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args(["groups", "--cluster", "c", "--lab", lab.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("web1 and web2 are both member 1_1"), "{err}");
+}

@@ -708,3 +708,46 @@ fn ansible_inventories_in_both_forms_are_imported_and_used_over_ssh() {
         }
     }
 }
+
+#[test]
+fn list_and_verify_json_name_the_nodes_they_could_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(tmp.path());
+    let lab = Lab::new(
+        tmp.path(),
+        &sshd,
+        2,
+        Path::new(EXE),
+        "connect_timeout_secs = 3",
+    );
+    // Nothing listens on port 1: the node is unreachable at once.
+    lab.add_node("id = \"far-1\"\nssh = \"127.0.0.1:1\"");
+    for verb in ["list", "verify"] {
+        let out = run(&lab.path, &[verb, "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {}", text(&out.stderr));
+        let rows = json(&out);
+        let far: Vec<&Value> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["node"] == "far-1")
+            .collect();
+        assert_eq!(far.len(), 1, "{verb}: {rows}");
+        assert_eq!(far[0]["reachable"], false, "{verb}: {rows}");
+        assert!(
+            far[0]["error"].as_str().unwrap().contains("far-1"),
+            "{verb}: {rows}"
+        );
+    }
+    // The nodes it could read are listed as ever.
+    let rows = json(&run(
+        &lab.path,
+        &["list", "--json", "--nodes", "n1_1,far-1"],
+    ));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["node"] == "far-1")
+    );
+}

@@ -625,6 +625,26 @@ struct ListRow {
     by: Option<String>,
 }
 
+/// A node `list` or `verify` could not read, as its `--json` output
+/// reports it beside the rows of the others.
+#[derive(Serialize)]
+struct Unread {
+    node: String,
+    reachable: bool,
+    error: String,
+}
+
+/// The rows, then one object per node that could not be read: the JSON of
+/// a command that reached only some of its nodes says which it missed.
+fn rows_and_unread(rows: &impl Serialize, failed: &[Unread]) -> Outcome {
+    let mut all = match serde_json::to_value(rows) {
+        Ok(serde_json::Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    all.extend(failed.iter().filter_map(|f| serde_json::to_value(f).ok()));
+    print_json(&all)
+}
+
 /// Reads something from each node named by `--nodes` (all by default):
 /// one row per item, in node order, and the nodes that could not be read.
 fn from_each_node<T, R: Send>(
@@ -635,7 +655,7 @@ fn from_each_node<T, R: Send>(
     ) -> Result<Vec<T>, crate::engine::node::NodeError>
     + Sync,
     row: impl Fn(String, T) -> R,
-) -> Result<(Vec<R>, Vec<String>, usize), Failure>
+) -> Result<(Vec<R>, Vec<Unread>, usize), Failure>
 where
     T: Send,
 {
@@ -665,7 +685,11 @@ where
                 rows.extend(items.into_iter().map(|item| row(node.clone(), item)));
                 recovered.extend(notes);
             }
-            Err(e) => failed.push(e.to_string()),
+            Err(e) => failed.push(Unread {
+                node: e.node.clone(),
+                reachable: false,
+                error: e.to_string(),
+            }),
         }
     }
     // Opening a node settles what a crash interrupted there: a change,
@@ -707,7 +731,7 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
         }
     }
     if args.json {
-        print_json(&rows)?;
+        rows_and_unread(&rows, &failed)?;
     } else {
         say!(
             "{:<12} {:<10} {:<21} {:<16} {:<7} BY",
@@ -737,7 +761,7 @@ pub fn list(global: &Global, args: ListArgs) -> Outcome {
         }
     }
     for f in &failed {
-        shout!("patchdeck: {f}");
+        shout!("patchdeck: {}", f.error);
     }
     if failed.is_empty() {
         Ok(())
@@ -767,7 +791,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
     )?;
     let unmet = rows.iter().filter(|r| r.drift.requires.is_some()).count();
     if args.json {
-        print_json(&rows)?;
+        rows_and_unread(&rows, &failed)?;
     } else {
         for r in &rows {
             let d = &r.drift;
@@ -797,7 +821,7 @@ pub fn verify(global: &Global, args: ListArgs) -> Outcome {
         );
     }
     for f in &failed {
-        shout!("patchdeck: {f}");
+        shout!("patchdeck: {}", f.error);
     }
     match (rows.is_empty(), failed.is_empty()) {
         (true, true) => Ok(()),

@@ -15,9 +15,10 @@ pub struct WindowsArgs {
     /// Only this cluster.
     #[arg(long, value_name = "C")]
     cluster: Option<String>,
-    /// How many openings to list per cluster (the open one counts).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    count: usize,
+    /// How many openings to list per cluster (the open one counts; 1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    count: u16,
     #[arg(long)]
     pub json: bool,
 }
@@ -41,7 +42,7 @@ pub fn run(global: &Global, args: WindowsArgs) -> Outcome {
         .iter()
         .filter(|c| args.cluster.as_ref().is_none_or(|w| *w == c.id))
     {
-        let o = window::outlook(&c.id, &c.windows, now, args.count)
+        let o = window::outlook(&c.id, &c.windows, now, usize::from(args.count))
             .map_err(|e| Failure::Input(format!("cluster {}: {e}", c.id)))?;
         rows.push(o);
     }

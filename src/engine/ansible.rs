@@ -1225,13 +1225,23 @@ pub fn import_text(
         Format::Yaml => parse_yaml(text),
     }
     .map_err(at)?;
-    to_fleet(&inv, opts).map_err(|p| match p {
+    let imported = to_fleet(&inv, opts).map_err(|p| match p {
         Problem::At(bad) => at(bad),
         Problem::Whole(message) => ImportError::Inventory {
             path: shown.clone(),
             message,
         },
-    })
+    })?;
+    // Only a fleet the loader takes is ever written: a value the rules above
+    // let through (a remote_root, an id) is refused here, by the loader's
+    // own words.
+    crate::engine::fleet::Fleet::parse(&imported.to_toml()).map_err(|(_, message)| {
+        ImportError::Inventory {
+            path: shown.clone(),
+            message: format!("the fleet it gives would not load: {message}"),
+        }
+    })?;
+    Ok(imported)
 }
 
 /// Reads and imports the inventory file at `path` ([`import_text`]);

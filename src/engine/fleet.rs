@@ -552,6 +552,15 @@ impl Fleet {
                 if id.is_empty() {
                     return Err((at, format!("a {kind} has an empty id")));
                 }
+                if id.chars().any(char::is_control) {
+                    return Err((
+                        at,
+                        format!(
+                            "{kind} id {} holds a control character (a line break, a tab, NUL); ids are one line of text",
+                            crate::engine::text::quoted(id)
+                        ),
+                    ));
+                }
                 if !seen.insert(id) {
                     return Err((
                         at,
@@ -724,12 +733,12 @@ impl Fleet {
             )
         })?;
         if let Some(root) = &n.remote_root
-            && (root.is_empty() || root.chars().any(char::is_control))
+            && (!root.starts_with('/') || root.chars().any(char::is_control))
         {
             return Err((
                 At::key("node", i, "remote_root"),
                 format!(
-                    "node {}: remote_root must be a directory path on the node",
+                    "node {}: remote_root must be an absolute directory path on the node",
                     q(&n.id)
                 ),
             ));

@@ -107,6 +107,14 @@ pub enum PartitionError {
     )]
     NoMemberName { node: String, cluster: String },
     #[error(
+        "cluster {cluster}: {nodes} are both member {member}; each member needs its own S_M name (set member in fleet.toml)"
+    )]
+    DuplicateMember {
+        cluster: String,
+        member: String,
+        nodes: String,
+    },
+    #[error(
         "cluster {cluster} has {members} member(s); a gradual rollout needs at least two, so that one group serves while another is patched"
     )]
     TooFewMembers { cluster: String, members: usize },
@@ -218,6 +226,13 @@ pub fn partition(
             cluster: cluster.to_string(),
         })?;
         let site = name.split('_').next().unwrap_or_default().to_string();
+        if let Some((_, _, other)) = members.iter().find(|(m, _, _)| *m == name) {
+            return Err(PartitionError::DuplicateMember {
+                cluster: cluster.to_string(),
+                member: name,
+                nodes: format!("{other} and {}", n.id),
+            });
+        }
         members.push((name, site, n.id.clone()));
     }
     members.sort_by(|a, b| natural_cmp(&a.0, &b.0));
