@@ -22,13 +22,14 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// [`say!`] for stderr.
+/// [`say!`] for stderr, for messages: line breaks in a message (a refusal
+/// listing one member per line) are kept; every other control is shown.
 macro_rules! shout {
     () => {
         eprintln!()
     };
     ($($arg:tt)*) => {
-        eprintln!("{}", $crate::engine::text::neutralise(&format!($($arg)*)))
+        eprintln!("{}", $crate::engine::text::neutralise_lines(&format!($($arg)*)))
     };
 }
 pub(crate) use shout;

@@ -901,8 +901,15 @@ fn refusal_before_a_rollout_names_every_member_and_the_replicate_command_that_fi
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let err = text(&out.stderr);
     assert!(err.contains("not every member of edge is ready"), "{err}");
+    // One member a line, as lines (not `^J`).
+    assert!(!err.contains("^J"), "{err}");
     for n in members() {
         assert!(err.contains(&format!("{n}: ")), "{n} is named: {err}");
+        assert!(
+            err.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{n}: "))),
+            "{n} on a line of its own: {err}"
+        );
     }
     assert!(!err.contains("step 0"), "{err}");
     let fix = err

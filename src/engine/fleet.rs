@@ -679,6 +679,20 @@ impl Fleet {
             key: Some(key),
         };
         let ssh = &self.ssh;
+        // A day is longer than any wait an operator means; beyond it ssh
+        // itself refuses the value at the first connection.
+        const MAX_SECS: u64 = 86_400;
+        for (key, v) in [
+            ("connect_timeout_secs", ssh.connect_timeout_secs),
+            ("op_timeout_secs", ssh.op_timeout_secs),
+        ] {
+            if v > MAX_SECS {
+                return Err((
+                    at(key),
+                    format!("[ssh] {key} = {v} is more than a day ({MAX_SECS} s)"),
+                ));
+            }
+        }
         if ssh.connect_timeout_secs == 0 {
             return Err((
                 at("connect_timeout_secs"),
@@ -948,6 +962,21 @@ mod tests {
         let tz = zone.lines().position(|l| l.starts_with("tz")).unwrap() + 1;
         assert_eq!(line, Some(tz), "{message}");
         assert!(message.contains("IANA"), "{message}");
+    }
+
+    #[test]
+    fn an_ssh_timeout_beyond_a_day_and_an_id_with_a_line_break_are_refused_at_their_line() {
+        let text = format!(
+            "[ssh]\nconnect_timeout_secs = 99999999999\n{HEAD}{}",
+            node("n1", "a")
+        );
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        assert_eq!(line, Some(2), "{message}");
+        assert!(message.contains("more than a day"), "{message}");
+        let text = format!("{HEAD}{}", node(r"n1\u0000x", "a"));
+        let (line, message) = Fleet::parse(&text).unwrap_err();
+        assert!(line.is_some(), "{message}");
+        assert!(message.contains("control character"), "{message}");
     }
 
     #[test]

@@ -32,6 +32,21 @@ pub fn neutralise(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`neutralise`] for a message of several lines: each line is made
+/// harmless and the line breaks between them are kept, so a refusal that
+/// lists one member per line reads as lines, not as `^J`.
+pub fn neutralise_lines(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && hazardous(c)) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.split('\n')
+            .map(|line| neutralise(line).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
 /// Characters a terminal acts on or that reorder what is shown.
 fn hazardous(c: char) -> bool {
     c.is_control()
@@ -135,6 +150,8 @@ mod tests {
         assert_eq!(neutralise("a\u{1b}[2Jb"), "a^[[2Jb");
         assert_eq!(neutralise("\u{1b}]0;owned\u{7}"), "^[]0;owned^G");
         assert_eq!(neutralise("x\ny\rz\t"), "x^Jy^Mz^I");
+        assert_eq!(neutralise_lines("x\ny\rz\t"), "x\ny^Mz^I");
+        assert_eq!(neutralise_lines("a\nb"), "a\nb");
         assert_eq!(neutralise("del\u{7f}"), "del^?");
         assert_eq!(neutralise("c1\u{9b}31m"), "c1<U+009B>31m");
         assert_eq!(neutralise("rtl\u{202e}txt"), "rtl<U+202E>txt");
