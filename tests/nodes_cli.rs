@@ -486,3 +486,27 @@ fn a_cluster_with_two_nodes_of_one_member_name_has_no_groups() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("web1 and web2 are both member 1_1"), "{err}");
 }
+
+#[test]
+fn bootstrap_of_a_node_not_reached_by_ssh_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args(["demo", "--lab", lab.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args([
+            "bootstrap",
+            "--nodes",
+            "gw-east-1",
+            "--lab",
+            lab.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not reached by ssh: gw-east-1"), "{err}");
+}

@@ -31,6 +31,19 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
             ..Targets::default()
         })
         .map_err(|e| Failure::Input(e.to_string()))?;
+    // Naming a node bootstrap cannot reach is bad input, refused before
+    // anything is copied anywhere.
+    let not_ssh: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.ssh.is_none())
+        .map(|n| n.id.as_str())
+        .collect();
+    if !not_ssh.is_empty() {
+        return Err(Failure::Input(format!(
+            "bootstrap puts the binary on ssh nodes only; not reached by ssh: {}",
+            not_ssh.join(", ")
+        )));
+    }
     let exe = std::env::current_exe()
         .map_err(|e| Failure::Failed(format!("cannot find this program's own binary: {e}")))?;
     let results = bootstrap::bootstrap(&lab, &nodes, &exe, args.parallel);
