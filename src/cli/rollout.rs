@@ -424,15 +424,7 @@ impl Printer {
             say!("rollout {}: {}", r.id, r.message);
             return;
         }
-        let e = Event {
-            rollout: r.id,
-            seq: None,
-            kind: "rollout".into(),
-            group: String::new(),
-            node: String::new(),
-            state: r.state.as_str().into(),
-            message: r.message.clone(),
-        };
+        let e = Event::rollout(r.id, r.state.as_str(), &r.message);
         print_event(&e, json);
     }
 
@@ -815,15 +807,7 @@ fn status(global: &Global, args: IdArgs) -> Outcome {
         });
         if !rollout::is_running(&lab, &r) {
             bar.finish_and_clear();
-            let e = Event {
-                rollout: r.id,
-                seq: None,
-                kind: "rollout".into(),
-                group: String::new(),
-                node: String::new(),
-                state: describe_state(&lab, &r),
-                message: r.message.clone(),
-            };
+            let e = Event::rollout(r.id, &describe_state(&lab, &r), &r.message);
             print_event(&e, args.json);
             return Ok(());
         }

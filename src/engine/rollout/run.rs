@@ -55,6 +55,21 @@ pub struct Event {
     pub message: String,
 }
 
+impl Event {
+    /// An event of the rollout as a whole (no step): its state and message.
+    pub fn rollout(id: i64, state: &str, message: &str) -> Event {
+        Event {
+            rollout: id,
+            seq: None,
+            kind: "rollout".into(),
+            group: String::new(),
+            node: String::new(),
+            state: state.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,15 +150,7 @@ impl<E: Env> Runner<'_, E> {
     }
 
     fn emit_rollout(&self, id: i64, state: &str, message: &str) {
-        (self.events)(&Event {
-            rollout: id,
-            seq: None,
-            kind: "rollout".into(),
-            group: String::new(),
-            node: String::new(),
-            state: state.into(),
-            message: message.into(),
-        });
+        (self.events)(&Event::rollout(id, state, message));
     }
 
     fn step(&self, id: i64, row: &StepRow, state: StepState, message: &str) -> Result<(), Fail> {
