@@ -333,6 +333,9 @@ fn attack_revoked_key() {
     let pubkey = l.dir.join("keys/ops.pub").display().to_string();
     ok(&["depot", "trust", "add", "--lab", &l.lab, &pubkey]);
     assert_eq!(l.listed("TR_REV")["state"], "signed");
+    // A key is also removed by the public key file it was added from.
+    ok(&["depot", "trust", "remove", "--lab", &l.lab, &pubkey]);
+    l.refuses("TR_REV", "revoked", Some("revoked"));
 }
 
 #[test]

@@ -40,8 +40,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// Key id (16 hex digits) or name.
-    #[arg(value_name = "KEYID|NAME")]
+    /// Key id (16 hex digits), name, or the public key file it was added from.
+    #[arg(value_name = "KEYID|NAME|KEY.pub")]
     key: String,
 }
 

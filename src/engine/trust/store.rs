@@ -56,9 +56,18 @@ pub fn add_key(dir: &Path, key: &PublicKey) -> Result<bool, KeyError> {
     Ok(true)
 }
 
-/// Removes the trusted key named by id (16 hex digits, any case) or by
-/// name, moving its file to `dir/revoked/`. An unknown key is bad input.
+/// Removes the trusted key named by id (16 hex digits, any case), by name,
+/// or by its public key file (`KEY.pub`, as `add` took it), moving its file
+/// to `dir/revoked/`. An unknown key is bad input.
 pub fn remove(dir: &Path, which: &str) -> Result<PublicKey, KeyError> {
+    let file = Path::new(which);
+    let from_file;
+    let which = if which.ends_with(".pub") || which.contains('/') {
+        from_file = PublicKey::read(file)?.id;
+        from_file.as_str()
+    } else {
+        which
+    };
     let ring = Keyring::load_dir(dir)?;
     let matches: Vec<&PublicKey> = ring
         .keys
