@@ -465,6 +465,30 @@ fn operations_panes_80x24() {
 }
 
 #[test]
+fn the_rollout_preview_says_when_the_clusters_window_is_closed() {
+    let mut c = console_with_operations();
+    // A window that opens on the first of January only: closed on any
+    // other day, open for a whole day on that one.
+    let mut fleet = c.app.ops.fleet.clone().unwrap();
+    let edge = fleet.clusters.iter_mut().find(|k| k.id == "edge").unwrap();
+    edge.windows = vec![patchdeck::engine::window::WindowSpec {
+        cron: "0 0 1 1 *".into(),
+        duration: "24h".into(),
+        cutoff: None,
+        tz: None,
+    }];
+    c.app.ops.fleet = Some(fleet);
+    c.keys("1");
+    c.keys(" ");
+    c.keys("4");
+    c.keys("r");
+    assert_eq!(c.app.mode, Mode::Dialog);
+    let lines = c.app.ops.dialog.as_ref().unwrap().lines.join("\n");
+    assert!(lines.contains("Maintenance window: window "), "{lines}");
+    assert!(lines.contains("the rollout waits otherwise"), "{lines}");
+}
+
+#[test]
 fn destructive_actions_preview_and_need_the_cluster_typed() {
     let mut c = console_with_operations();
     c.keys("1");

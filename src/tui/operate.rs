@@ -540,6 +540,15 @@ impl App {
         for w in &prepared.warnings {
             lines.push(format!("  ! {w}"));
         }
+        if let Some(c) = fleet.clusters.iter().find(|k| k.id == cluster)
+            && !c.windows.is_empty()
+        {
+            let now = crate::engine::window::now();
+            lines.push(format!(
+                "Maintenance window: {}; a group is drained only inside one, before its cutoff (the rollout waits otherwise; `:rollout start --now --reason TEXT` overrides)",
+                crate::engine::window::summary(&c.windows, now)
+            ));
+        }
         let policy = match plan.on_failure {
             OnFailure::Rollback => "rollback: a failed group is rolled back and restored",
             OnFailure::Halt => "halt: a failed group stays drained for inspection",
