@@ -174,18 +174,29 @@ pub fn open_app(lab: &Lab, theme: Theme) -> Result<App, Failure> {
 /// and saving or recalling a named selection reads or writes the lab.
 struct MarksSync {
     saved: std::collections::BTreeSet<String>,
+    /// The lab's selection store, opened at the first write and kept, so a
+    /// key that marks a patch costs one small transaction, not an open.
+    store: Option<Marks>,
 }
 
 impl MarksSync {
     fn new(app: &App) -> MarksSync {
         MarksSync {
             saved: app.marks.clone(),
+            store: None,
         }
+    }
+
+    fn store(&mut self, lab: &Lab) -> Result<&mut Marks, crate::engine::marks::MarksError> {
+        if self.store.is_none() {
+            self.store = Some(Marks::open(lab)?);
+        }
+        Ok(self.store.as_mut().expect("opened just above"))
     }
 
     fn effect(&mut self, app: &mut App, lab: &Lab, effect: &Effect) {
         let result = match effect {
-            Effect::SaveMarks(name) => Marks::open(lab).and_then(|mut m| {
+            Effect::SaveMarks(name) => self.store(lab).and_then(|m| {
                 m.save(name, &app.marks)?;
                 app.saved_selections = m.names()?;
                 app.status = Some((
@@ -194,7 +205,7 @@ impl MarksSync {
                 ));
                 Ok(())
             }),
-            Effect::RecallMarks(name) => Marks::open(lab).and_then(|m| {
+            Effect::RecallMarks(name) => self.store(lab).and_then(|m| {
                 let ids = m.recall(name)?;
                 app.recalled(name, ids);
                 Ok(())
@@ -210,14 +221,26 @@ impl MarksSync {
         if !std::mem::take(&mut app.marks_changed) {
             return;
         }
-        let added: Vec<&String> = app.marks.difference(&self.saved).collect();
-        let removed: Vec<&String> = self.saved.difference(&app.marks).collect();
+        let added: Vec<String> = app.marks.difference(&self.saved).cloned().collect();
+        let removed: Vec<String> = self.saved.difference(&app.marks).cloned().collect();
         if added.is_empty() && removed.is_empty() {
             return;
         }
-        match Marks::open(lab).and_then(|mut m| m.change_current(&added, &removed)) {
-            Ok(()) => self.saved = app.marks.clone(),
-            Err(e) => app.status = Some((format!("marks not saved: {e}"), true)),
+        let (a, r): (Vec<&String>, Vec<&String>) =
+            (added.iter().collect(), removed.iter().collect());
+        match self.store(lab).and_then(|m| m.change_current(&a, &r)) {
+            Ok(()) => {
+                // The copy follows by the same difference: no whole clone.
+                for id in removed {
+                    self.saved.remove(&id);
+                }
+                self.saved.extend(added);
+            }
+            Err(e) => {
+                // Opened again next time, in case the store itself failed.
+                self.store = None;
+                app.status = Some((format!("marks not saved: {e}"), true));
+            }
         }
     }
 }
