@@ -87,6 +87,22 @@ fn screen_of(buf: &Buffer) -> Screen {
     s
 }
 
+/// `screen` as a ratatui buffer, for [`same`].
+fn buffer_of(screen: &Screen) -> Buffer {
+    let mut buf = Buffer::empty(Rect::new(0, 0, screen.width, screen.height));
+    for y in 0..screen.height {
+        for x in 0..screen.width {
+            let g = screen.get(x, y);
+            buf[(x, y)].set_char(g.ch as char).set_style(style_of(
+                (g.attrs & term::BOLD != 0) as u8
+                    | ((g.attrs & term::UNDERLINE != 0) as u8) << 1
+                    | ((g.attrs & term::REVERSE != 0) as u8) << 2,
+            ));
+        }
+    }
+    buf
+}
+
 /// Whether the emulated screen shows `buf` as the serial console must:
 /// each cell's ASCII character, bold, underline and reverse.
 fn same(buf: &Buffer, vt: &vt100::Screen) -> Result<(), String> {
@@ -659,22 +675,93 @@ proptest! {
                 prop_assert!(false, "{}", e);
             }
             vt.process(&bytes);
-            let mut buf = Buffer::empty(Rect::new(0, 0, width, height));
-            for y in 0..height {
-                for x in 0..width {
-                    let g = next.get(x, y);
-                    buf[(x, y)].set_char(g.ch as char).set_style(style_of(
-                        (g.attrs & term::BOLD != 0) as u8
-                            | ((g.attrs & term::UNDERLINE != 0) as u8) << 1
-                            | ((g.attrs & term::REVERSE != 0) as u8) << 2,
-                    ));
-                }
-            }
-            if let Err(e) = same(&buf, vt.screen()) {
+            if let Err(e) = same(&buffer_of(&next), vt.screen()) {
                 prop_assert!(false, "{}\nbytes {:?}", e, String::from_utf8_lossy(&bytes));
             }
             prop_assert_eq!(backend.screen(), &next);
             screen = next;
+        }
+    }
+
+    /// On a paced line a frame goes out a step at a time and a newer frame
+    /// replaces the steps not sent: after every step the emulated terminal
+    /// shows exactly what the backend believes it shows, and once a frame
+    /// is all sent, that frame.
+    #[test]
+    fn frames_cut_short_leave_the_terminal_where_the_backend_believes(
+        width in 4u16..40,
+        height in 2u16..20,
+        seed_rows in proptest::collection::vec("[a-c ]{0,40}", 20),
+        frames in proptest::collection::vec((0u16..20, 0u16..20, -6i32..=6, proptest::collection::vec((0u16..40, 0u16..20, 0u8..8), 0..6), 0usize..6), 1..16),
+        resize in proptest::option::of((0usize..16, 4u16..40, 2u16..20)),
+    ) {
+        let mut backend = SerialBackend::new(Vec::new(), Some(Size::new(width, height))).paced();
+        backend.clear().unwrap();
+        let mut vt = vt100::Parser::new(
+            std::num::NonZeroU16::new(height).unwrap(),
+            std::num::NonZeroU16::new(width).unwrap(),
+            0,
+        );
+        let mut next = Screen::blank(width, height);
+        for y in 0..height {
+            for (x, c) in seed_rows[y as usize].bytes().take(width as usize).enumerate() {
+                next.cells[y as usize * width as usize + x] = Glyph { ch: c, attrs: (x % 3) as u8 };
+            }
+        }
+        let send = |backend: &mut SerialBackend<Vec<u8>>, vt: &mut vt100::Parser| -> Result<bool, TestCaseError> {
+            let sent = backend.send_step().unwrap().is_some();
+            let bytes = std::mem::take(backend.writer_mut());
+            if let Err(e) = vt220_only(&bytes) {
+                prop_assert!(false, "{}", e);
+            }
+            vt.process(&bytes);
+            // Between a resize and the clear that follows it, the terminal
+            // is a size the backend has not drawn at yet.
+            let (rows, cols) = vt.screen().size();
+            let seen = backend.screen();
+            if (seen.width, seen.height) == (cols.get(), rows.get())
+                && let Err(e) = same(&buffer_of(seen), vt.screen())
+            {
+                prop_assert!(false, "after a step: {}\nbytes {:?}", e, String::from_utf8_lossy(&bytes));
+            }
+            Ok(sent)
+        };
+        let (mut width, mut height) = (width, height);
+        for (i, (a, b, shift, pokes, steps)) in frames.into_iter().enumerate() {
+            if let Some((at, w, h)) = resize
+                && at == i
+            {
+                // The terminal changes size at once; the console hears of
+                // it and clears at the new size, while an older frame may
+                // still be on its way.
+                (width, height) = (w, h);
+                vt.screen_mut().set_size(std::num::NonZeroU16::new(h).unwrap(), std::num::NonZeroU16::new(w).unwrap());
+                let mut resized = Screen::blank(w, h);
+                for y in 0..h.min(next.height) {
+                    for x in 0..w.min(next.width) {
+                        resized.cells[y as usize * w as usize + x as usize] = next.get(x, y);
+                    }
+                }
+                next = resized;
+            }
+            let (top, bottom) = (a.min(b) % height, a.max(b) % height);
+            next.scroll(top, bottom, shift);
+            for (x, y, attrs) in pokes {
+                if x < width && y < height {
+                    next.cells[y as usize * width as usize + x as usize] = Glyph { ch: b'a' + attrs, attrs };
+                }
+            }
+            backend.present(&next);
+            backend.flush().unwrap();
+            prop_assert!(backend.writer().is_empty(), "a paced flush writes nothing");
+            for _ in 0..steps {
+                send(&mut backend, &mut vt)?;
+            }
+        }
+        while send(&mut backend, &mut vt)? {}
+        prop_assert_eq!(backend.screen(), &next);
+        if let Err(e) = same(&buffer_of(&next), vt.screen()) {
+            prop_assert!(false, "the last frame: {}", e);
         }
     }
 }

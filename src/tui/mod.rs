@@ -286,7 +286,13 @@ fn init_terminal(profile: &Profile) -> std::io::Result<Term> {
     SERIAL.store(profile.serial, std::sync::atomic::Ordering::SeqCst);
     crossterm::terminal::enable_raw_mode()?;
     let backend = if profile.serial {
-        term::ConsoleBackend::Serial(term::SerialBackend::new(term::MeteredStdout::new(), None))
+        let backend = term::SerialBackend::new(term::MeteredStdout::new(), None);
+        // On a line whose speed is known, frames go out a step at a time
+        // as the line has room (see `event_loop`).
+        term::ConsoleBackend::Serial(Box::new(match term::line_bytes_per_second() {
+            Some(_) => backend.paced(),
+            None => backend,
+        }))
     } else {
         crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
         term::ConsoleBackend::Plain(ratatui::backend::CrosstermBackend::new(
@@ -480,6 +486,11 @@ fn press(
     Flow::Continue
 }
 
+/// How far ahead of the line a paced frame's next step is written: enough
+/// that the line does not idle while the loop wakes up, little enough that
+/// a newer frame finds almost nothing of the old one in flight.
+const PACE_LEAD: Duration = Duration::from_millis(10);
+
 async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Profile) -> Outcome {
     use std::time::Instant;
     let mut marks = MarksSync::new(app);
@@ -506,13 +517,19 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
     // shows where they led. On a 9600-baud line, holding a key down then
     // costs a frame per line-time, and the screen settles one frame after
     // the last key instead of after a backlog of stale frames.
+    //
+    // The serial backend does better on a line of known speed: it hands
+    // the line a frame a step (a scroll, a row) at a time, only as fast as
+    // the line carries it, and a newer frame replaces the steps not sent
+    // yet. A held key then never leaves more than one row in flight.
     let line_speed = term::line_bytes_per_second();
+    let paced = terminal.backend().is_paced();
     let mut line_free_at = Instant::now();
     let mut written = term::MeteredStdout::written();
     loop {
         let due = live_dirty && last_draw.elapsed() >= profile.refresh;
         let line_free = Instant::now() >= line_free_at;
-        if (now_dirty || due) && line_free {
+        if (now_dirty || due) && (paced || line_free) {
             terminal
                 .draw(|frame| view::render(app, frame))
                 .map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
@@ -520,22 +537,42 @@ async fn event_loop(app: &mut App, terminal: &mut Term, lab: &Lab, profile: &Pro
             live_dirty = false;
             last_draw = Instant::now();
             let total = term::MeteredStdout::written();
-            if let Some(speed) = line_speed {
+            if let Some(speed) = line_speed.filter(|_| !paced) {
                 let bytes = total.saturating_sub(written) as f64;
                 line_free_at = last_draw + Duration::from_secs_f64(bytes / speed);
             }
             written = total;
         }
-        let wait = if now_dirty {
+        if let Some(speed) = line_speed.filter(|_| paced) {
+            loop {
+                let now = Instant::now();
+                if line_free_at > now + PACE_LEAD {
+                    break;
+                }
+                let sent = terminal
+                    .backend_mut()
+                    .send_step()
+                    .map_err(|e| Failure::Failed(format!("cannot draw: {e}")))?;
+                let Some(bytes) = sent else { break };
+                line_free_at =
+                    line_free_at.max(now) + Duration::from_secs_f64(bytes as f64 / speed);
+            }
+        }
+        let mut wait = if now_dirty {
             line_free_at.saturating_duration_since(Instant::now())
         } else if live_dirty {
-            profile
-                .refresh
-                .saturating_sub(last_draw.elapsed())
-                .max(line_free_at.saturating_duration_since(Instant::now()))
+            let refresh = profile.refresh.saturating_sub(last_draw.elapsed());
+            if paced {
+                refresh
+            } else {
+                refresh.max(line_free_at.saturating_duration_since(Instant::now()))
+            }
         } else {
             Duration::from_secs(3600)
         };
+        if paced && terminal.backend().has_pending() {
+            wait = wait.min(line_free_at.saturating_duration_since(Instant::now() + PACE_LEAD));
+        }
         let mut flow = Flow::Continue;
         tokio::select! {
             event = events.next() => {

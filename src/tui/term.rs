@@ -26,12 +26,21 @@
 //!   (`ESC[nS`/`ESC[nT`), so those are never sent;
 //! - cursor visibility: `ESC[?25l` / `ESC[?25h`, only when it changes.
 //!
+//! On a line whose speed it knows (`tcgetattr`), the console hands the
+//! line a frame a step at a time (a scroll, a row, a cursor change: each
+//! leaves the terminal in a known state) only as fast as the line carries
+//! it ([`SerialBackend::paced`]). A newer frame replaces the steps not sent
+//! yet and starts from what was sent, so keys typed while the line is busy
+//! never queue stale rows; the rows a scroll brought in go first, as they
+//! stay on screen longest.
+//!
 //! The backend keeps its own copy of the screen (what the terminal shows).
 //! ratatui's `Terminal` hands it only the cells that changed since the last
 //! frame; applied to that copy they give the whole next frame, which the
 //! backend compares with the copy itself, so an unchanged frame writes
 //! nothing at all.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use ratatui::backend::{Backend, ClearType, CrosstermBackend, WindowSize};
@@ -699,19 +708,110 @@ pub fn scroll_candidates(from: &Screen, to: &Screen) -> Vec<Scroll> {
     out
 }
 
-/// How the screen goes from `from` to `to`: at most a couple of scrolls,
-/// each kept only when it makes the whole update shorter, then the diff.
-/// Returns the bytes and leaves `from` equal to `to`.
-fn update(w: &mut Writer, from: &mut Screen, to: &Screen) {
+/// The scroll region left set by an earlier frame, moved by the shift that
+/// lines up most of its rows: a list scrolled again. A frame cut short can
+/// leave that list with rows not drawn yet, which [`scroll_candidates`]
+/// would not see as one band.
+fn region_candidate(from: &Screen, to: &Screen, region: Option<(u16, u16)>) -> Option<Scroll> {
+    let (top, bottom) = region?;
+    let whole = top == 0 && bottom + 1 >= to.height;
+    if whole || bottom <= top || bottom >= to.height || from.width != to.width {
+        return None;
+    }
+    // Cells that match once the region is moved by `shift`: rows drawn
+    // highlighted by a cut-short frame still count for most of theirs.
+    let lined_up = |shift: i32| -> usize {
+        (top as i32..=bottom as i32)
+            .filter(|&y| (top as i32..=bottom as i32).contains(&(y + shift)))
+            .map(|y| {
+                let (a, b) = (to.row(y as u16), from.row((y + shift) as u16));
+                a.iter()
+                    .zip(b)
+                    .filter(|(x, y)| x == y && **x != Glyph::BLANK)
+                    .count()
+            })
+            .sum()
+    };
+    let in_place = lined_up(0);
+    let span = (bottom - top).min(MAX_SHIFT) as i32;
+    (1..=span)
+        .flat_map(|d| [d, -d])
+        .map(|shift| (lined_up(shift), shift))
+        .filter(|&(n, _)| n > in_place)
+        .max_by_key(|&(n, shift)| (n, -shift.abs()))
+        .map(|(_, shift)| Scroll { top, bottom, shift })
+}
+
+/// The terminal as it is after some prefix of the bytes sent to it: its
+/// screen, cursor, attributes and scroll region (in the writer, whose
+/// bytes are what is still to be cut into a step), and cursor visibility.
+#[derive(Debug, Clone)]
+struct State {
+    screen: Screen,
+    w: Writer,
+    cursor_visible: Option<bool>,
+}
+
+impl State {
+    fn blank(width: u16, height: u16) -> State {
+        State {
+            screen: Screen::blank(width, height),
+            w: Writer::new(width, height),
+            cursor_visible: None,
+        }
+    }
+
+    /// Ends a step at the bytes written so far: the terminal's state after
+    /// them is known exactly, so a frame can stop here.
+    fn cut(&mut self, steps: &mut VecDeque<Step>) {
+        if self.w.bytes.is_empty() {
+            return;
+        }
+        steps.push_back(Step {
+            bytes: std::mem::take(&mut self.w.bytes),
+            keep: false,
+            after: State {
+                screen: self.screen.clone(),
+                w: self.w.fork(),
+                cursor_visible: self.cursor_visible,
+            },
+        });
+    }
+}
+
+/// A piece of a frame after which the terminal's state is known: a scroll,
+/// one row, a cursor change.
+#[derive(Debug)]
+struct Step {
+    bytes: Vec<u8>,
+    /// Not dropped when a newer frame comes (a clear at a new size).
+    keep: bool,
+    after: State,
+}
+
+/// How the screen goes from `st.screen` to `to`: at most a couple of
+/// scrolls, each kept only when it makes the whole update shorter, then
+/// the rows that differ, one step each. With `newest_first`, the rows a
+/// scroll brought in are written first, nearest the edge they came in at:
+/// a frame cut short (keys arrived while the line was busy) has then drawn
+/// the rows that stay on screen longest. Leaves `st.screen` equal to `to`.
+fn update(st: &mut State, to: &Screen, newest_first: bool, steps: &mut VecDeque<Step>) {
+    let mut scrolled_up = None;
     for _ in 0..2 {
-        let mut trial = w.fork();
-        trial.diff(from, to);
+        let mut trial = st.w.fork();
+        trial.diff(&st.screen, to);
         let mut best_len = trial.bytes.len();
         let mut best = None;
-        for s in scroll_candidates(from, to) {
+        let mut candidates = scroll_candidates(&st.screen, to);
+        if let Some(s) = region_candidate(&st.screen, to, st.w.region)
+            && !candidates.contains(&s)
+        {
+            candidates.push(s);
+        }
+        for s in candidates {
             for fix_first in [false, true] {
-                let mut t = w.fork();
-                let mut shifted = from.clone();
+                let mut t = st.w.fork();
+                let mut shifted = st.screen.clone();
                 scroll_band(&mut t, &mut shifted, to, s, fix_first);
                 t.diff(&shifted, to);
                 if t.bytes.len() < best_len {
@@ -720,13 +820,25 @@ fn update(w: &mut Writer, from: &mut Screen, to: &Screen) {
                 }
             }
         }
-        match best {
-            Some((s, fix_first)) => scroll_band(w, from, to, s, fix_first),
-            None => break,
+        let Some((s, fix_first)) = best else { break };
+        scroll_band(&mut st.w, &mut st.screen, to, s, fix_first);
+        st.cut(steps);
+        if s.shift > 0 {
+            scrolled_up = Some((s.top, s.bottom));
         }
     }
-    w.diff(from, to);
-    from.clone_from(to);
+    let band: Vec<u16> = match scrolled_up {
+        Some((top, bottom)) if newest_first => (top..=bottom).rev().collect(),
+        _ => Vec::new(),
+    };
+    let rest = (0..to.height).filter(|y| !band.contains(y));
+    for y in band.iter().copied().chain(rest) {
+        st.w.row_with_shifts(y, st.screen.row(y), to.row(y));
+        let width = to.width as usize;
+        let row = y as usize * width..(y as usize + 1) * width;
+        st.screen.cells[row.clone()].copy_from_slice(&to.cells[row]);
+        st.cut(steps);
+    }
 }
 
 /// Scrolls band `s` of `screen` towards `to`. With `fix_first`, the row
@@ -792,11 +904,18 @@ pub fn fallback_size(reported: Option<(u16, u16)>, env: &dyn Fn(&str) -> Option<
 /// A ratatui backend for VT220-class terminals; see the module docs.
 pub struct SerialBackend<W: Write> {
     out: W,
-    w: Writer,
-    screen: Screen,
+    /// The frame ratatui drew last: what the terminal is heading for.
+    target: Screen,
+    /// The terminal once every queued step has arrived; new steps are
+    /// encoded from here.
+    queued: State,
+    /// The terminal once every step written so far has arrived.
+    sent: State,
+    pending: VecDeque<Step>,
+    /// Whether `flush` leaves the steps for [`SerialBackend::send_step`].
+    paced: bool,
     /// `None`: ask the terminal each time ([`tty_size`]).
     fixed: Option<Size>,
-    cursor_visible: Option<bool>,
     /// Where ratatui last put the cursor.
     wanted: Position,
     written: u64,
@@ -809,13 +928,25 @@ impl<W: Write> SerialBackend<W> {
         let s = size.unwrap_or_else(tty_size);
         SerialBackend {
             out,
-            w: Writer::new(s.width, s.height),
-            screen: Screen::blank(s.width, s.height),
+            target: Screen::blank(s.width, s.height),
+            queued: State::blank(s.width, s.height),
+            sent: State::blank(s.width, s.height),
+            pending: VecDeque::new(),
+            paced: false,
             fixed: size,
-            cursor_visible: None,
             wanted: Position::ORIGIN,
             written: 0,
         }
+    }
+
+    /// A backend whose `flush` writes nothing: the caller hands the line
+    /// one step at a time ([`SerialBackend::send_step`]) as it has room.
+    /// A frame drawn before the last one is all sent replaces what is left
+    /// of it, so keys typed while a slow line carries a frame cost no
+    /// stale rows: the next frame starts from what was really sent.
+    pub fn paced(mut self) -> SerialBackend<W> {
+        self.paced = true;
+        self
     }
 
     /// Bytes written to the terminal so far.
@@ -823,9 +954,27 @@ impl<W: Write> SerialBackend<W> {
         self.written
     }
 
-    /// What the backend believes the terminal shows.
+    /// What the terminal shows once the bytes written so far have arrived.
     pub fn screen(&self) -> &Screen {
-        &self.screen
+        &self.sent.screen
+    }
+
+    /// Whether steps of the last frame are still to be sent.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes the next step of the frame; returns its length in bytes
+    /// (`None`: the frame is all sent).
+    pub fn send_step(&mut self) -> io::Result<Option<usize>> {
+        let Some(step) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        self.out.write_all(&step.bytes)?;
+        self.out.flush()?;
+        self.written += step.bytes.len() as u64;
+        self.sent = step.after;
+        Ok(Some(step.bytes.len()))
     }
 
     pub fn writer(&self) -> &W {
@@ -838,27 +987,61 @@ impl<W: Write> SerialBackend<W> {
 
     /// Applies a whole next frame.
     pub fn present(&mut self, next: &Screen) {
-        if *next == self.screen {
-            return;
+        if next.width != self.target.width || next.height != self.target.height {
+            self.erase_all(Size::new(next.width, next.height));
         }
-        if next.width != self.screen.width || next.height != self.screen.height {
-            self.erase_all();
+        self.target.clone_from(next);
+        self.encode();
+    }
+
+    /// Drops the steps not sent yet, all but a clear of the screen and what
+    /// came before it: the terminal is where the kept steps leave it.
+    fn abandon(&mut self) {
+        match self.pending.iter().rposition(|s| s.keep) {
+            Some(last) => {
+                self.pending.truncate(last + 1);
+                self.queued.clone_from(&self.pending[last].after);
+            }
+            None => {
+                self.pending.clear();
+                self.queued.clone_from(&self.sent);
+            }
         }
-        update(&mut self.w, &mut self.screen, next);
+    }
+
+    /// Queues the steps from where the terminal will be to the target,
+    /// replacing what was left of the previous frame.
+    fn encode(&mut self) {
+        self.abandon();
+        if self.queued.screen != self.target {
+            update(
+                &mut self.queued,
+                &self.target,
+                self.paced,
+                &mut self.pending,
+            );
+        }
     }
 
     /// Forgets the screen and clears it (and any scroll region left by
     /// someone else).
-    fn erase_all(&mut self) {
-        let s = self.fixed.unwrap_or_else(tty_size);
-        self.w.width = s.width;
-        self.w.height = s.height;
-        self.screen = Screen::blank(s.width, s.height);
-        self.w.set_sgr(0);
-        self.w.bytes.extend_from_slice(b"\x1b[r\x1b[2J");
-        self.w.region = Some((0, s.height.saturating_sub(1)));
-        self.w.cursor = Some((0, 0));
-        self.w.wrap_pending = false;
+    fn erase_all(&mut self, s: Size) {
+        self.abandon();
+        let st = &mut self.queued;
+        st.w.width = s.width;
+        st.w.height = s.height;
+        st.screen = Screen::blank(s.width, s.height);
+        st.w.set_sgr(0);
+        st.w.bytes.extend_from_slice(b"\x1b[r\x1b[2J");
+        st.w.region = Some((0, s.height.saturating_sub(1)));
+        st.w.cursor = Some((0, 0));
+        st.w.wrap_pending = false;
+        st.cut(&mut self.pending);
+        // The screen's new size holds from here on: never dropped.
+        if let Some(step) = self.pending.back_mut() {
+            step.keep = true;
+        }
+        self.target = Screen::blank(s.width, s.height);
     }
 }
 
@@ -869,16 +1052,15 @@ impl<W: Write> Backend for SerialBackend<W> {
     where
         I: Iterator<Item = (u16, u16, &'a Cell)>,
     {
-        let mut next: Option<Screen> = None;
-        let (width, height) = (self.screen.width, self.screen.height);
-        let put = |x: u16, y: u16, g: Glyph, next: &mut Option<Screen>| {
-            let now = next.as_ref().unwrap_or(&self.screen);
-            if x < width && y < height && now.get(x, y) != g {
-                next.get_or_insert_with(|| self.screen.clone()).set(x, y, g);
+        let (width, height) = (self.target.width, self.target.height);
+        let target = &mut self.target;
+        let mut put = |x: u16, y: u16, g: Glyph| {
+            if x < width && y < height {
+                target.set(x, y, g);
             }
         };
         for (x, y, cell) in content {
-            put(x, y, glyph(cell), &mut next);
+            put(x, y, glyph(cell));
             // A wide character takes one column here, not two: the cells
             // it would cover are blank in ratatui's buffer, but ratatui
             // does not send them, so blank them here.
@@ -886,34 +1068,34 @@ impl<W: Write> Backend for SerialBackend<W> {
             if !symbol.is_ascii() {
                 let wide = ratatui::text::Span::raw(symbol).width() as u16;
                 for dx in 1..wide {
-                    put(x.saturating_add(dx), y, Glyph::BLANK, &mut next);
+                    put(x.saturating_add(dx), y, Glyph::BLANK);
                 }
             }
         }
-        if let Some(next) = next {
-            update(&mut self.w, &mut self.screen, &next);
-        }
+        self.encode();
         Ok(())
     }
 
     fn hide_cursor(&mut self) -> io::Result<()> {
-        if self.cursor_visible != Some(false) {
-            self.w.bytes.extend_from_slice(b"\x1b[?25l");
-            self.cursor_visible = Some(false);
+        if self.queued.cursor_visible != Some(false) {
+            self.queued.w.bytes.extend_from_slice(b"\x1b[?25l");
+            self.queued.cursor_visible = Some(false);
+            self.queued.cut(&mut self.pending);
         }
         Ok(())
     }
 
     fn show_cursor(&mut self) -> io::Result<()> {
-        if self.cursor_visible != Some(true) {
-            self.w.bytes.extend_from_slice(b"\x1b[?25h");
-            self.cursor_visible = Some(true);
+        if self.queued.cursor_visible != Some(true) {
+            self.queued.w.bytes.extend_from_slice(b"\x1b[?25h");
+            self.queued.cursor_visible = Some(true);
+            self.queued.cut(&mut self.pending);
         }
         Ok(())
     }
 
     fn get_cursor_position(&mut self) -> io::Result<Position> {
-        Ok(match self.w.cursor {
+        Ok(match self.queued.w.cursor {
             Some((x, y)) => Position { x, y },
             None => self.wanted,
         })
@@ -922,8 +1104,10 @@ impl<W: Write> Backend for SerialBackend<W> {
     fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> io::Result<()> {
         let p = position.into();
         self.wanted = p;
-        if p.x < self.w.width && p.y < self.w.height {
-            self.w.move_to(p.x, p.y);
+        let st = &mut self.queued;
+        if p.x < st.w.width && p.y < st.w.height {
+            st.w.move_to(p.x, p.y);
+            st.cut(&mut self.pending);
         }
         Ok(())
     }
@@ -934,22 +1118,23 @@ impl<W: Write> Backend for SerialBackend<W> {
 
     fn clear_region(&mut self, clear_type: ClearType) -> io::Result<()> {
         if clear_type == ClearType::All {
-            self.erase_all();
+            self.erase_all(self.fixed.unwrap_or_else(tty_size));
             return Ok(());
         }
-        let (x, y) = match self.w.cursor {
-            Some(c) if !self.w.wrap_pending => c,
+        let st = &mut self.queued;
+        let (x, y) = match st.w.cursor {
+            Some(c) if !st.w.wrap_pending => c,
             _ => {
                 let (x, y) = (
-                    self.wanted.x.min(self.w.width.saturating_sub(1)),
-                    self.wanted.y.min(self.w.height.saturating_sub(1)),
+                    self.wanted.x.min(st.w.width.saturating_sub(1)),
+                    self.wanted.y.min(st.w.height.saturating_sub(1)),
                 );
-                self.w.move_to(x, y);
+                st.w.move_to(x, y);
                 (x, y)
             }
         };
-        self.w.set_sgr(0);
-        let (width, height) = (self.screen.width, self.screen.height);
+        st.w.set_sgr(0);
+        let (width, height) = (st.screen.width, st.screen.height);
         let (code, cells): (&[u8], CellIter) = match clear_type {
             ClearType::AfterCursor => (
                 b"\x1b[J",
@@ -971,10 +1156,12 @@ impl<W: Write> Backend for SerialBackend<W> {
             ClearType::UntilNewLine => (b"\x1b[K", Box::new((x..width).map(move |c| (c, y)))),
             ClearType::All => unreachable!("handled above"),
         };
-        self.w.bytes.extend_from_slice(code);
+        st.w.bytes.extend_from_slice(code);
         for (c, r) in cells.collect::<Vec<_>>() {
-            self.screen.set(c, r, Glyph::BLANK);
+            st.screen.set(c, r, Glyph::BLANK);
+            self.target.set(c, r, Glyph::BLANK);
         }
+        st.cut(&mut self.pending);
         Ok(())
     }
 
@@ -990,10 +1177,9 @@ impl<W: Write> Backend for SerialBackend<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.w.bytes.is_empty() {
-            self.out.write_all(&self.w.bytes)?;
-            self.written += self.w.bytes.len() as u64;
-            self.w.bytes.clear();
+        self.queued.cut(&mut self.pending);
+        if !self.paced {
+            while self.send_step()?.is_some() {}
         }
         self.out.flush()
     }
@@ -1071,7 +1257,7 @@ pub fn line_bytes_per_second() -> Option<f64> {
 /// [`tty_size`], so a terminal reporting 0x0 gets a usable screen.
 pub enum ConsoleBackend {
     Plain(CrosstermBackend<MeteredStdout>),
-    Serial(SerialBackend<MeteredStdout>),
+    Serial(Box<SerialBackend<MeteredStdout>>),
 }
 
 macro_rules! each {
@@ -1081,6 +1267,27 @@ macro_rules! each {
             ConsoleBackend::Serial($b) => $e,
         }
     };
+}
+
+impl ConsoleBackend {
+    /// Whether frames go out a step at a time ([`SerialBackend::paced`]).
+    pub fn is_paced(&self) -> bool {
+        matches!(self, ConsoleBackend::Serial(b) if b.paced)
+    }
+
+    /// Whether steps of a paced frame are still to be sent.
+    pub fn has_pending(&self) -> bool {
+        matches!(self, ConsoleBackend::Serial(b) if b.has_pending())
+    }
+
+    /// Writes the next step of a paced frame; returns its length in bytes
+    /// (`None`: nothing is left to send).
+    pub fn send_step(&mut self) -> io::Result<Option<usize>> {
+        match self {
+            ConsoleBackend::Serial(b) => b.send_step(),
+            ConsoleBackend::Plain(_) => Ok(None),
+        }
+    }
 }
 
 impl Backend for ConsoleBackend {
@@ -1129,6 +1336,9 @@ impl Backend for ConsoleBackend {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        each!(self, b => Backend::flush(b))
+        match self {
+            ConsoleBackend::Plain(b) => Backend::flush(b),
+            ConsoleBackend::Serial(b) => Backend::flush(&mut **b),
+        }
     }
 }
