@@ -831,114 +831,241 @@ fn no_color_keeps_the_selection_highlight() {
 /// The real binary on a pseudo-terminal that says it is a VT220, in the C
 /// locale: everything it sends, from opening to quitting, is VT220, and it
 /// leaves a clear screen with the cursor shown.
-#[test]
-fn the_binary_on_a_vt220_line_sends_only_vt220_sequences() {
-    use std::io::{Read, Write};
-    use std::os::fd::FromRawFd;
-    use std::os::unix::process::CommandExt;
+/// The console in a pseudo-terminal of 80x24 with the serial profile, the
+/// line set to `baud` (`None`: the pseudo-terminal's default).
+struct PtyConsole {
+    master: std::fs::File,
+    child: std::process::Child,
+    vt: vt100::Parser,
+    /// Every byte the console sent.
+    all: Vec<u8>,
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let lab = dir.path().join("lab");
-    let bin = env!("CARGO_BIN_EXE_patchdeck");
-    let made = std::process::Command::new(bin)
-        .args(["demo", "--patches", "150", "--lab"])
+impl PtyConsole {
+    fn start(
+        lab: &std::path::Path,
+        home: &std::path::Path,
+        baud: Option<libc::speed_t>,
+    ) -> PtyConsole {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        let bin = env!("CARGO_BIN_EXE_patchdeck");
+        let (master, slave) = unsafe {
+            let (mut m, mut s) = (0, 0);
+            let size = libc::winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let rc = libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            );
+            assert_eq!(rc, 0, "openpty");
+            if let Some(baud) = baud {
+                // The line speed the console reads with tcgetattr.
+                let mut t: libc::termios = std::mem::zeroed();
+                assert_eq!(libc::tcgetattr(s, &mut t), 0, "tcgetattr");
+                libc::cfsetospeed(&mut t, baud);
+                libc::cfsetispeed(&mut t, baud);
+                assert_eq!(libc::tcsetattr(s, libc::TCSANOW, &t), 0, "tcsetattr");
+            }
+            (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
+        };
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("--lab")
+            .arg(lab)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("TERM", "vt220")
+            .env("LC_ALL", "C")
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap());
+        // SAFETY: setsid and TIOCSCTTY in the child before exec touch no
+        // shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        // The parent's copies of the line's other end: once they are
+        // closed, the line hangs up when the console exits.
+        drop(cmd);
+        drop(slave);
+        PtyConsole {
+            master,
+            child,
+            vt: vt100::Parser::new(
+                std::num::NonZeroU16::new(24).unwrap(),
+                std::num::NonZeroU16::new(80).unwrap(),
+                0,
+            ),
+            all: Vec::new(),
+        }
+    }
+
+    /// Reads whatever has arrived within `wait_ms`; false once the line
+    /// has closed.
+    fn pump(&mut self, wait_ms: i32) -> bool {
+        use std::io::Read;
+        let mut fds = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.master),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if unsafe { libc::poll(&mut fds, 1, wait_ms) } <= 0 {
+            return true;
+        }
+        let mut buf = [0u8; 4096];
+        match self.master.read(&mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.vt.process(&buf[..n]);
+                self.all.extend_from_slice(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Reads until `done` holds for the emulated screen, or the line
+    /// closes; returns the screen's text and whether the cursor is hidden.
+    fn read_until(&mut self, done: &dyn Fn(&vt100::Screen) -> bool) -> (String, bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done(self.vt.screen()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting; screen:\n{}",
+                self.vt.screen().contents()
+            );
+            if !self.pump(200) {
+                break;
+            }
+        }
+        (self.vt.screen().contents(), self.vt.screen().hide_cursor())
+    }
+
+    fn send(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(keys).unwrap();
+    }
+
+    /// Quits; the screen must be left cleared with the cursor shown.
+    fn quit(mut self) -> Vec<u8> {
+        self.send(b"q");
+        let (screen, hidden) = self.read_until(&|_| false);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        assert_eq!(screen.trim(), "", "the screen is cleared on quitting");
+        assert!(!hidden, "the cursor is shown again");
+        self.all
+    }
+}
+
+fn demo_lab(dir: &std::path::Path, patches: usize) -> std::path::PathBuf {
+    let lab = dir.join("lab");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_patchdeck"))
+        .args(["demo", "--patches", &patches.to_string(), "--lab"])
         .arg(&lab)
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
+    lab
+}
 
-    let (mut master, slave) = unsafe {
-        let (mut m, mut s) = (0, 0);
-        let size = libc::winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let rc = libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        );
-        assert_eq!(rc, 0, "openpty");
-        (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
-    };
-    let mut cmd = std::process::Command::new(bin);
-    cmd.arg("--lab")
-        .arg(&lab)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("TERM", "vt220")
-        .env("LC_ALL", "C")
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and TIOCSCTTY in the child before exec touch no
-    // shared state.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    // The parent's copies of the line's other end: once they are closed,
-    // the line hangs up when the console exits.
-    drop(cmd);
-    drop(slave);
-
-    let mut vt = vt100::Parser::new(
-        std::num::NonZeroU16::new(24).unwrap(),
-        std::num::NonZeroU16::new(80).unwrap(),
-        0,
-    );
-    let mut all = Vec::new();
-    // Reads until `done` holds for the emulated screen, or the line closes.
-    let mut read_until = |master: &mut std::fs::File, done: &dyn Fn(&vt100::Screen) -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut buf = [0u8; 4096];
-        while !done(vt.screen()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "gave up waiting; screen:\n{}",
-                vt.screen().contents()
-            );
-            let mut fds = libc::pollfd {
-                fd: std::os::fd::AsRawFd::as_raw_fd(master),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if unsafe { libc::poll(&mut fds, 1, 200) } <= 0 {
-                continue;
-            }
-            match master.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    vt.process(&buf[..n]);
-                    all.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-        (vt.screen().contents(), vt.screen().hide_cursor())
-    };
-    let (screen, _) = read_until(&mut master, &|s| s.contents().contains("Depot 150/150"));
+#[test]
+fn the_binary_on_a_vt220_line_sends_only_vt220_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = demo_lab(dir.path(), 150);
+    let mut c = PtyConsole::start(&lab, dir.path(), None);
+    let (screen, _) = c.read_until(&|s| s.contents().contains("Depot 150/150"));
     assert!(
         screen.contains("+ Depot 150/150 -"),
         "ASCII frame:\n{screen}"
     );
-    master.write_all(b"j").unwrap();
-    read_until(&mut master, &|s| s.cell(4, 1).is_some_and(|c| c.inverse()));
-    master.write_all(b"q").unwrap();
-    let (screen, hidden) = read_until(&mut master, &|_| false);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    assert_eq!(screen.trim(), "", "the screen is cleared on quitting");
-    assert!(!hidden, "the cursor is shown again");
-    vt220_only(&all).unwrap();
+    c.send(b"j");
+    c.read_until(&|s| s.cell(4, 1).is_some_and(|c| c.inverse()));
+    vt220_only(&c.quit()).unwrap();
+}
+
+/// On a 9600-baud line keys typed while frames are still going out cut
+/// those frames short; whatever was cut, the terminal ends showing exactly
+/// the screen a console given the same keys at once shows.
+#[test]
+fn a_held_key_on_a_9600_baud_line_ends_on_the_screen_of_its_last_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = demo_lab(dir.path(), 150);
+    let ready = |s: &vt100::Screen| s.contents().contains("Depot 150/150");
+    let moves = 45;
+
+    let mut reference = PtyConsole::start(&lab, dir.path(), None);
+    reference.read_until(&ready);
+    reference.send(&vec![b'j'; moves]);
+    // Keys are handled in order: once the help that `?` opens has shown
+    // and closed again, the screen is the one after the last `j`.
+    reference.send(b"?");
+    reference.read_until(&|s| s.contents().contains("+ Keys -"));
+    reference.send(b"\x1b");
+    // The whole frame under the help is back: the selection at the foot
+    // of the list, the detail lines naming it, the frame's bottom edge.
+    reference.read_until(&|s| {
+        let row = |y: u16| s.contents_between(y, 0, y, 80);
+        let id = row(19).get(5..13).unwrap_or("?").to_string();
+        !s.contents().contains("+ Keys -")
+            && s.cell(19, 1).is_some_and(|c| c.inverse())
+            && row(20).starts_with(&format!("|{id}"))
+            && row(21).starts_with("|supersedes")
+            && row(22).starts_with("+---")
+    });
+    let expected = reference.vt.screen().clone();
+    reference.quit();
+
+    let mut slow = PtyConsole::start(&lab, dir.path(), Some(libc::B9600));
+    slow.read_until(&ready);
+    // A key about every 30 ms, as a held key repeats, read as it comes.
+    for _ in 0..moves {
+        slow.send(b"j");
+        slow.pump(30);
+    }
+    // A cell as the operator sees it: a blank never written is a space.
+    let seen = |s: &vt100::Screen, y: u16, x: u16| {
+        s.cell(y, x).map(|c| {
+            let text = match c.contents() {
+                "" => " ",
+                t => t,
+            };
+            (text.to_string(), c.inverse(), c.bold(), c.underline())
+        })
+    };
+    let same = |s: &vt100::Screen| {
+        (0..24u16).all(|y| (0..80u16).all(|x| seen(s, y, x) == seen(&expected, y, x)))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !same(slow.vt.screen()) && std::time::Instant::now() < deadline {
+        slow.pump(200);
+    }
+    let differ: Vec<String> = (0..24u16)
+        .flat_map(|y| (0..80u16).map(move |x| (y, x)))
+        .filter_map(|(y, x)| {
+            let (got, want) = (seen(slow.vt.screen(), y, x), seen(&expected, y, x));
+            (got != want).then(|| format!("row {y} column {x}: {got:?}, expected {want:?}"))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the screen does not settle on the last key's:\n{}\n{}",
+        differ.join("\n"),
+        slow.vt.screen().contents()
+    );
+    vt220_only(&slow.quit()).unwrap();
 }
 
 #[test]

@@ -288,10 +288,13 @@ fn init_terminal(profile: &Profile) -> std::io::Result<Term> {
     let backend = if profile.serial {
         let backend = term::SerialBackend::new(term::MeteredStdout::new(), None);
         // On a line whose speed is known, frames go out a step at a time
-        // as the line has room (see `event_loop`).
+        // as the line has room (see `event_loop`). 38400 baud is what a
+        // pseudo-terminal reports unless someone set it (ssh, tmux, an
+        // xterm): it says nothing about the line, and pacing there would
+        // only hold frames back.
         term::ConsoleBackend::Serial(Box::new(match term::line_bytes_per_second() {
-            Some(_) => backend.paced(),
-            None => backend,
+            Some(speed) if speed != term::PTY_DEFAULT_BYTES_PER_SECOND => backend.paced(),
+            _ => backend,
         }))
     } else {
         crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;

@@ -1225,6 +1225,10 @@ impl Write for MeteredStdout {
     }
 }
 
+/// What [`line_bytes_per_second`] says of a pseudo-terminal nobody set a
+/// speed on (38400 baud, the kernel's default).
+pub const PTY_DEFAULT_BYTES_PER_SECOND: f64 = 3840.0;
+
 /// The output speed of the terminal on standard output, in bytes a second
 /// (a character is 10 bits on an asynchronous line: start, 8 data, stop);
 /// `None` when it is not a terminal or reports no speed.
