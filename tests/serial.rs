@@ -1035,37 +1035,46 @@ fn a_held_key_on_a_9600_baud_line_ends_on_the_screen_of_its_last_key() {
         slow.send(b"j");
         slow.pump(30);
     }
-    // A cell as the operator sees it: a blank never written is a space.
-    let seen = |s: &vt100::Screen, y: u16, x: u16| {
-        s.cell(y, x).map(|c| {
-            let text = match c.contents() {
-                "" => " ",
-                t => t,
-            };
-            (text.to_string(), c.inverse(), c.bold(), c.underline())
-        })
-    };
-    let same = |s: &vt100::Screen| {
-        (0..24u16).all(|y| (0..80u16).all(|x| seen(s, y, x) == seen(&expected, y, x)))
+    settles_on(&mut slow, &expected);
+    vt220_only(&slow.quit()).unwrap();
+}
+
+/// A cell as the operator sees it: a blank never written is a space.
+fn seen(s: &vt100::Screen, y: u16, x: u16) -> Option<(String, bool, bool, bool)> {
+    s.cell(y, x).map(|c| {
+        let text = match c.contents() {
+            "" => " ",
+            t => t,
+        };
+        (text.to_string(), c.inverse(), c.bold(), c.underline())
+    })
+}
+
+/// Reads until `c`'s screen is `expected` cell by cell (30 s at most),
+/// else fails naming the cells that differ.
+fn settles_on(c: &mut PtyConsole, expected: &vt100::Screen) {
+    let (rows, cols) = expected.size();
+    let (rows, cols) = (rows.get(), cols.get());
+    let differ = |s: &vt100::Screen| -> Vec<String> {
+        (0..rows)
+            .flat_map(|y| (0..cols).map(move |x| (y, x)))
+            .filter_map(|(y, x)| {
+                let (got, want) = (seen(s, y, x), seen(expected, y, x));
+                (got != want).then(|| format!("row {y} column {x}: {got:?}, expected {want:?}"))
+            })
+            .collect()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !same(slow.vt.screen()) && std::time::Instant::now() < deadline {
-        slow.pump(200);
+    while !differ(c.vt.screen()).is_empty() && std::time::Instant::now() < deadline {
+        c.pump(200);
     }
-    let differ: Vec<String> = (0..24u16)
-        .flat_map(|y| (0..80u16).map(move |x| (y, x)))
-        .filter_map(|(y, x)| {
-            let (got, want) = (seen(slow.vt.screen(), y, x), seen(&expected, y, x));
-            (got != want).then(|| format!("row {y} column {x}: {got:?}, expected {want:?}"))
-        })
-        .collect();
+    let left = differ(c.vt.screen());
     assert!(
-        differ.is_empty(),
+        left.is_empty(),
         "the screen does not settle on the last key's:\n{}\n{}",
-        differ.join("\n"),
-        slow.vt.screen().contents()
+        left.join("\n"),
+        c.vt.screen().contents()
     );
-    vt220_only(&slow.quit()).unwrap();
 }
 
 #[test]
