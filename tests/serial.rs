@@ -953,6 +953,27 @@ impl PtyConsole {
         (self.vt.screen().contents(), self.vt.screen().hide_cursor())
     }
 
+    /// Changes the terminal's size, as a window resized or `stty` would:
+    /// the console hears of it by SIGWINCH.
+    fn resize(&mut self, cols: u16, rows: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.master);
+        assert_eq!(
+            unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) },
+            0,
+            "TIOCSWINSZ"
+        );
+        self.vt.screen_mut().set_size(
+            std::num::NonZeroU16::new(rows).unwrap(),
+            std::num::NonZeroU16::new(cols).unwrap(),
+        );
+    }
+
     fn send(&mut self, keys: &[u8]) {
         use std::io::Write;
         self.master.write_all(keys).unwrap();
@@ -1075,6 +1096,67 @@ fn settles_on(c: &mut PtyConsole, expected: &vt100::Screen) {
         left.join("\n"),
         c.vt.screen().contents()
     );
+}
+
+/// Whether the depot pane shows `id` selected and its whole frame is
+/// drawn: the detail lines name it and the frame's bottom edge is there.
+fn selected_and_drawn(s: &vt100::Screen, id: &str) -> bool {
+    let (rows, cols) = s.size();
+    let (rows, cols) = (rows.get(), cols.get());
+    let row = |y: u16| s.contents_between(y, 0, y, cols);
+    let selected = (3..=rows.saturating_sub(5)).any(|y| {
+        s.cell(y, 1).is_some_and(|c| c.inverse()) && row(y).get(5..5 + id.len()) == Some(id)
+    });
+    selected
+        && row(rows - 4).starts_with(&format!("|{id}"))
+        && row(rows - 3).starts_with("|supersedes")
+        && row(rows - 2).starts_with("+---")
+}
+
+/// A resize while a paced frame is still going out, with keys typed at
+/// once after it: the console clears at the new size, acts on every key,
+/// and ends on exactly the screen of a console that took the same keys
+/// and the same resize on a fast line. (Keys that arrived in the same
+/// instant as the resize once sat unread until the next key.)
+#[test]
+fn a_resize_on_a_9600_baud_line_mid_frame_ends_on_the_right_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = demo_lab(dir.path(), 150);
+    let ready = |s: &vt100::Screen| s.contents().contains("Depot 150/150");
+    // The demo's first patches are APP_1001, APP_1002, ...
+    let (first, then) = (30, 5);
+    let after_first = format!("APP_{}", 1001 + first);
+    let after_then = format!("APP_{}", 1001 + first + then);
+
+    let mut reference = PtyConsole::start(&lab, dir.path(), None);
+    reference.read_until(&ready);
+    reference.send(&vec![b'j'; first]);
+    reference.read_until(&|s| selected_and_drawn(s, &after_first));
+    reference.resize(100, 30);
+    reference.send(&vec![b'j'; then]);
+    reference.read_until(&|s| selected_and_drawn(s, &after_then));
+    let expected = reference.vt.screen().clone();
+    reference.quit();
+
+    let mut slow = PtyConsole::start(&lab, dir.path(), Some(libc::B9600));
+    slow.read_until(&ready);
+    for _ in 0..first {
+        slow.send(b"j");
+        slow.pump(30);
+    }
+    // The selected row goes out first; the rest of the frame is still
+    // on its way when the terminal changes size.
+    slow.read_until(&|s| {
+        let cols = s.size().1.get();
+        (3..=19).any(|y| {
+            s.cell(y, 1).is_some_and(|c| c.inverse())
+                && s.contents_between(y, 0, y, cols).get(5..13) == Some(after_first.as_str())
+        })
+    });
+    slow.resize(100, 30);
+    slow.send(&vec![b'j'; then]);
+    settles_on(&mut slow, &expected);
+    vt220_only(&slow.quit()).unwrap();
 }
 
 #[test]
