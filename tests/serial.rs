@@ -87,6 +87,41 @@ fn screen_of(buf: &Buffer) -> Screen {
     s
 }
 
+/// An emulated VT220 of `width` x `height`.
+fn emulator(width: u16, height: u16) -> vt100::Parser {
+    vt100::Parser::new(
+        std::num::NonZeroU16::new(height).unwrap(),
+        std::num::NonZeroU16::new(width).unwrap(),
+        0,
+    )
+}
+
+/// A screen whose rows start with `rows`' text, attributes varying by column.
+fn seeded(width: u16, height: u16, rows: &[String]) -> Screen {
+    let mut screen = Screen::blank(width, height);
+    for (y, row) in rows.iter().take(height as usize).enumerate() {
+        for (x, c) in row.bytes().take(width as usize).enumerate() {
+            screen.cells[y * width as usize + x] = Glyph {
+                ch: c,
+                attrs: (x % 3) as u8,
+            };
+        }
+    }
+    screen
+}
+
+/// Changes the cells at `pokes` (x, y, attributes) that are on `screen`.
+fn poke(screen: &mut Screen, pokes: &[(u16, u16, u8)]) {
+    for &(x, y, attrs) in pokes {
+        if x < screen.width && y < screen.height {
+            screen.cells[y as usize * screen.width as usize + x as usize] = Glyph {
+                ch: b'a' + attrs,
+                attrs,
+            };
+        }
+    }
+}
+
 /// `screen` as a ratatui buffer, for [`same`].
 fn buffer_of(screen: &Screen) -> Buffer {
     let mut buf = Buffer::empty(Rect::new(0, 0, screen.width, screen.height));
@@ -647,27 +682,14 @@ proptest! {
     ) {
         let mut backend = SerialBackend::new(Vec::new(), Some(Size::new(width, height)));
         backend.clear().unwrap();
-        let mut vt = vt100::Parser::new(
-            std::num::NonZeroU16::new(height).unwrap(),
-            std::num::NonZeroU16::new(width).unwrap(),
-            0,
-        );
-        let mut screen = Screen::blank(width, height);
-        for y in 0..height {
-            for (x, c) in seed_rows[y as usize].bytes().take(width as usize).enumerate() {
-                screen.cells[y as usize * width as usize + x] = Glyph { ch: c, attrs: (x % 3) as u8 };
-            }
-        }
+        let mut vt = emulator(width, height);
+        let mut screen = seeded(width, height, &seed_rows);
         for (a, b, shift, pokes) in moves {
             let (top, bottom) = (a.min(b) % height, a.max(b) % height);
             let (top, bottom) = (top.min(bottom), top.max(bottom));
             let mut next = screen.clone();
             next.scroll(top, bottom, shift);
-            for (x, y, attrs) in pokes {
-                if x < width && y < height {
-                    next.cells[y as usize * width as usize + x as usize] = Glyph { ch: b'a' + attrs, attrs };
-                }
-            }
+            poke(&mut next, &pokes);
             backend.present(&next);
             backend.flush().unwrap();
             let bytes = std::mem::take(backend.writer_mut());
@@ -697,17 +719,8 @@ proptest! {
     ) {
         let mut backend = SerialBackend::new(Vec::new(), Some(Size::new(width, height))).paced();
         backend.clear().unwrap();
-        let mut vt = vt100::Parser::new(
-            std::num::NonZeroU16::new(height).unwrap(),
-            std::num::NonZeroU16::new(width).unwrap(),
-            0,
-        );
-        let mut next = Screen::blank(width, height);
-        for y in 0..height {
-            for (x, c) in seed_rows[y as usize].bytes().take(width as usize).enumerate() {
-                next.cells[y as usize * width as usize + x] = Glyph { ch: c, attrs: (x % 3) as u8 };
-            }
-        }
+        let mut vt = emulator(width, height);
+        let mut next = seeded(width, height, &seed_rows);
         let send = |backend: &mut SerialBackend<Vec<u8>>, vt: &mut vt100::Parser| -> Result<bool, TestCaseError> {
             let sent = backend.send_step().unwrap().is_some();
             let bytes = std::mem::take(backend.writer_mut());
@@ -726,7 +739,7 @@ proptest! {
             }
             Ok(sent)
         };
-        let (mut width, mut height) = (width, height);
+        let mut height = height;
         for (i, (a, b, shift, pokes, steps)) in frames.into_iter().enumerate() {
             if let Some((at, w, h)) = resize
                 && at == i
@@ -734,7 +747,7 @@ proptest! {
                 // The terminal changes size at once; the console hears of
                 // it and clears at the new size, while an older frame may
                 // still be on its way.
-                (width, height) = (w, h);
+                height = h;
                 vt.screen_mut().set_size(std::num::NonZeroU16::new(h).unwrap(), std::num::NonZeroU16::new(w).unwrap());
                 let mut resized = Screen::blank(w, h);
                 for y in 0..h.min(next.height) {
@@ -746,11 +759,7 @@ proptest! {
             }
             let (top, bottom) = (a.min(b) % height, a.max(b) % height);
             next.scroll(top, bottom, shift);
-            for (x, y, attrs) in pokes {
-                if x < width && y < height {
-                    next.cells[y as usize * width as usize + x as usize] = Glyph { ch: b'a' + attrs, attrs };
-                }
-            }
+            poke(&mut next, &pokes);
             backend.present(&next);
             backend.flush().unwrap();
             prop_assert!(backend.writer().is_empty(), "a paced flush writes nothing");
