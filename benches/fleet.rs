@@ -41,17 +41,12 @@ use patchdeck::engine::rollout::{Ending, Event, Plan, Runner, StepState, journal
 const PATCH: &str = "BIG_1";
 const PARALLEL: usize = 8;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+#[path = "support/table.rs"]
+mod table;
+use table::{median, ratio, row, secs};
 
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ms(d: f64) -> String {
-    format!("{:.2} ms", d * 1000.0)
+fn ms(seconds: f64) -> String {
+    table::ms(seconds, 2)
 }
 
 fn sync() {
@@ -331,29 +326,34 @@ fn main() {
          a {:.0} KiB patch, {rounds} rounds\n",
         bytes as f64 / 1024.0
     );
-    println!("| measure | median | per node | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| `cp` into each directory (shell loop) + sync | {} | {} | 1.00 |",
-        secs(c),
-        ms(c.as_secs_f64() / n)
+    table::head();
+    row(
+        "`cp` into each directory (shell loop) + sync",
+        c,
+        nodes,
+        2,
+        Some(1.0),
     );
-    println!(
-        "| replicate (stage + verify on every node) + sync | {} | {} | {:.2} |",
-        secs(r),
-        ms(r.as_secs_f64() / n),
-        r.as_secs_f64() / c.as_secs_f64()
+    row(
+        "replicate (stage + verify on every node) + sync",
+        r,
+        nodes,
+        2,
+        Some(ratio(r, c)),
     );
-    println!(
-        "| direct installs (`Node::install`, {PARALLEL} at a time) | {} | {} | 1.00 |",
-        secs(d),
-        ms(d.as_secs_f64() / n)
+    row(
+        &format!("direct installs (`Node::install`, {PARALLEL} at a time)"),
+        d,
+        nodes,
+        2,
+        Some(1.0),
     );
-    println!(
-        "| rollout (journal, drain, install, restore, health, consistency) | {} | {} | {:.2} |",
-        secs(ro),
-        ms(ro.as_secs_f64() / n),
-        ro.as_secs_f64() / d.as_secs_f64()
+    row(
+        "rollout (journal, drain, install, restore, health, consistency)",
+        ro,
+        nodes,
+        2,
+        Some(ratio(ro, d)),
     );
     println!(
         "\nreplication / cp loop: {:.2} (target ≤ 1.5); rollout engine overhead: {} per node (target ≤ 5 ms)",

@@ -21,6 +21,8 @@
 #[path = "../tests/common/sshd.rs"]
 #[allow(dead_code)]
 mod sshd;
+#[path = "support/table.rs"]
+mod table;
 
 use std::fs;
 use std::path::Path;
@@ -43,18 +45,7 @@ use patchdeck::engine::rollout::{Ending, Plan, Runner, journal};
 const PATCH: &str = "BIG_1";
 const EXE: &str = env!("CARGO_BIN_EXE_patchdeck");
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ms(d: f64) -> String {
-    format!("{:.1} ms", d * 1000.0)
-}
+use table::{median, ratio, row, secs};
 
 /// A pack directory: PATCH.toml and one payload file of `size` bytes.
 fn patch_dir(dir: &Path, size: usize) {
@@ -310,60 +301,52 @@ fn main() {
         "\npatchdeck ssh benchmark: {nodes} ssh nodes on one sshd (127.0.0.1), a 1 MiB patch, \
          {parallel} at a time, {rounds} rounds (medians)\n"
     );
-    println!("| measure | median | per node | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| scp into each node root, sequential loop | {} | {} | 1.00 |",
-        secs(s),
-        ms(s.as_secs_f64() / n)
+    table::head();
+    row(
+        "scp into each node root, sequential loop",
+        s,
+        nodes,
+        1,
+        Some(1.0),
     );
-    println!(
-        "| scp into each node root, `xargs -P {parallel}` | {} | {} | {:.2} |",
-        secs(p),
-        ms(p.as_secs_f64() / n),
-        p.as_secs_f64() / s.as_secs_f64()
+    row(
+        &format!("scp into each node root, `xargs -P {parallel}`"),
+        p,
+        nodes,
+        1,
+        Some(ratio(p, s)),
     );
-    println!(
-        "| replicate (upload, stage, verify on every node) | {} | {} | {:.2} |",
-        secs(r),
-        ms(r.as_secs_f64() / n),
-        r.as_secs_f64() / s.as_secs_f64()
+    row(
+        "replicate (upload, stage, verify on every node)",
+        r,
+        nodes,
+        1,
+        Some(ratio(r, s)),
     );
-    println!(
-        "| `ssh HOST true`, `xargs -P {parallel}`, no multiplexing | {} | {} | |",
-        secs(st),
-        ms(st.as_secs_f64() / n)
+    list_rows(parallel, nodes, (lm, ln, st));
+    row(
+        &format!("direct installs on the roots ({parallel} at a time)"),
+        direct,
+        nodes,
+        1,
+        None,
     );
-    println!(
-        "| `patchdeck list`, multiplex off | {} | {} | 1.00 |",
-        secs(ln),
-        ms(ln.as_secs_f64() / n)
-    );
-    println!(
-        "| `patchdeck list`, multiplex on (warm master) | {} | {} | {:.2} |",
-        secs(lm),
-        ms(lm.as_secs_f64() / n),
-        lm.as_secs_f64() / ln.as_secs_f64()
-    );
-    println!(
-        "| direct installs on the roots ({parallel} at a time) | {} | {} | |",
-        secs(direct),
-        ms(direct.as_secs_f64() / n)
-    );
-    println!(
-        "| rollout over ssh (2 groups; drain, install, restore, health) | {} | {} | |",
-        secs(rollout),
-        ms(rollout.as_secs_f64() / n)
+    row(
+        "rollout over ssh (2 groups; drain, install, restore, health)",
+        rollout,
+        nodes,
+        1,
+        None,
     );
     println!(
         "\nreplication / sequential scp: {:.2} (target ≤ 1.0); replication / xargs -P {parallel} scp: {:.2} (target ≤ 1.5)",
-        r.as_secs_f64() / s.as_secs_f64(),
-        r.as_secs_f64() / p.as_secs_f64()
+        ratio(r, s),
+        ratio(r, p)
     );
     println!(
         "list without / with multiplexing: {:.2}× (target ≥ 3); rollout overhead over ssh: {} per member",
-        ln.as_secs_f64() / lm.as_secs_f64(),
-        ms((rollout.as_secs_f64() - direct.as_secs_f64()) / n)
+        ratio(ln, lm),
+        table::ms((rollout.as_secs_f64() - direct.as_secs_f64()) / n, 1)
     );
 }
 
@@ -404,6 +387,25 @@ fn list_measures(
     (median(with_mux), median(without_mux), median(ssh_true))
 }
 
+/// The rows of `list_measures`' (with, without multiplexing, `ssh true`).
+fn list_rows(parallel: usize, nodes: usize, (lm, ln, st): (Duration, Duration, Duration)) {
+    row(
+        &format!("`ssh HOST true`, `xargs -P {parallel}`, no multiplexing"),
+        st,
+        nodes,
+        1,
+        None,
+    );
+    row("`patchdeck list`, multiplex off", ln, nodes, 1, Some(1.0));
+    row(
+        "`patchdeck list`, multiplex on (warm master)",
+        lm,
+        nodes,
+        1,
+        Some(ratio(lm, ln)),
+    );
+}
+
 /// `--list-only`: the list rows alone.
 fn list_table(
     lab: &Lab,
@@ -415,30 +417,13 @@ fn list_table(
     sh_args: &[&str],
 ) {
     let (lm, ln, st) = list_measures(lab, sshd, roots, nodes, parallel, rounds, sh_args);
-    let n = nodes as f64;
     println!(
         "\npatchdeck ssh benchmark (list only): {nodes} ssh nodes, {parallel} at a time, {rounds} rounds (medians)\n"
     );
-    println!("| measure | median | per node | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| `ssh HOST true`, `xargs -P {parallel}`, no multiplexing | {} | {} | |",
-        secs(st),
-        ms(st.as_secs_f64() / n)
-    );
-    println!(
-        "| `patchdeck list`, multiplex off | {} | {} | 1.00 |",
-        secs(ln),
-        ms(ln.as_secs_f64() / n)
-    );
-    println!(
-        "| `patchdeck list`, multiplex on (warm master) | {} | {} | {:.2} |",
-        secs(lm),
-        ms(lm.as_secs_f64() / n),
-        lm.as_secs_f64() / ln.as_secs_f64()
-    );
+    table::head();
+    list_rows(parallel, nodes, (lm, ln, st));
     println!(
         "\nlist without / with multiplexing: {:.2}× (target ≥ 3)",
-        ln.as_secs_f64() / lm.as_secs_f64()
+        ratio(ln, lm)
     );
 }
