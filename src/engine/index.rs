@@ -33,19 +33,29 @@ pub struct Index {
     conn: Connection,
 }
 
+/// Opens `depot`'s index file (WAL, normal durability: it is a cache) and
+/// creates `tables` in it; `None` when the depot is read-only or the file
+/// is unusable. The signature cache keeps its table in the same file.
+pub(crate) fn open_file(depot: &Path, tables: &str) -> Option<Connection> {
+    let conn = Connection::open(depot.join(INDEX_FILE)).ok()?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {tables}"
+    ))
+    .ok()?;
+    Some(conn)
+}
+
 impl Index {
     /// Opens (creating if needed) the index of a depot; `None` when the depot
     /// is read-only or the file is unusable.
     pub fn open(depot: &Path) -> Option<Index> {
-        let conn = Connection::open(depot.join(INDEX_FILE)).ok()?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        let conn = open_file(
+            depot,
+            "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS entry(
                  file TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  manifest TEXT, error_line INTEGER, error TEXT);",
-        )
-        .ok()?;
+        )?;
         let format: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key='format'", [], |r| {
                 r.get(0)

@@ -14,7 +14,7 @@ use rusqlite::{Connection, params};
 use sha2::Digest;
 
 use super::verify::Verdict;
-use crate::engine::index::INDEX_FILE;
+use crate::engine::index;
 
 /// A file's identity as the cache sees it: (size, mtime in ns); a missing
 /// signature is `None`.
@@ -31,16 +31,14 @@ pub struct Cache {
 impl Cache {
     /// Opens the table in `depot`'s index file; `None` when read-only or unusable.
     pub fn open(depot: &Path) -> Option<Cache> {
-        let conn = Connection::open(depot.join(INDEX_FILE)).ok()?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS signature_verdict(
+        let conn = index::open_file(
+            depot,
+            "CREATE TABLE IF NOT EXISTS signature_verdict(
                  file TEXT NOT NULL, keys TEXT NOT NULL,
                  size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  sig_size INTEGER, sig_mtime_ns INTEGER, verdict TEXT NOT NULL,
                  PRIMARY KEY(file, keys));",
-        )
-        .ok()?;
+        )?;
         Some(Cache { conn })
     }
 
