@@ -501,6 +501,33 @@ fn a_change_finished_by_recovery_is_journaled() {
 }
 
 #[test]
+fn an_install_killed_after_a_prerequisite_leaves_a_row_naming_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = lab_with(tmp.path(), CHAIN);
+    // LC_B requires LC_A1; the resolver installs the top of its chain,
+    // LC_A3, first. Killed once that install is committed (fault point
+    // 17), before LC_B and before any outcome is reported.
+    ok(&lab, &["stage", "LC_A3", "LC_B", "--nodes", "gw-east-1"]);
+    install_killed_at(&lab, "LC_B", "17");
+    assert_eq!(state(&lab, "gw-east-1", "LC_A3"), "applied");
+    assert_eq!(state(&lab, "gw-east-1", "LC_B"), "staged");
+    // The intent written before the node was touched names every patch
+    // the plan put there, so the change to LC_A3 has its row.
+    let rows = history(&lab, &["--nodes", "gw-east-1", "--patch", "LC_A3"]);
+    let intent = rows
+        .iter()
+        .find(|r| r["op"] == "install")
+        .unwrap_or_else(|| panic!("an install row naming LC_A3: {rows:?}"));
+    assert_eq!(intent["ok"], false, "{intent}");
+    let named: Vec<&str> = intent["patch"]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    assert_eq!(named, ["LC_A3", "LC_B"], "in install order: {intent}");
+}
+
+#[test]
 fn a_journal_write_failure_is_a_failure_and_nothing_is_done() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = lab_with(tmp.path(), CHAIN);

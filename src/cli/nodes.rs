@@ -4,6 +4,7 @@
 use crate::front::{say, shout};
 use clap::Args;
 use serde::Serialize;
+use std::collections::HashMap;
 
 use super::global::Global;
 use crate::engine::fleet::{Fleet, Targets};
@@ -479,15 +480,26 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
     // Install goes only where replication is complete, and says where not.
     let mut skipped = Vec::new();
     let mut nodes = nodes;
+    // What each node's intent names: an install names every patch its plan
+    // puts on that node, prerequisites too, so a process that dies between
+    // them leaves a row for each change it made.
+    let mut intent_patches: HashMap<String, String> = HashMap::new();
     if op == Op::Install {
-        let ready = ops::readiness(&lab, &depot, &nodes, &args.patches, args.parallel);
+        let plans = ops::install_plans(&lab, &depot, &nodes, &args.patches, args.parallel);
         let mut not_ready = Vec::new();
-        for (node, r) in nodes.iter().zip(ready) {
-            if let Ok(missing) = r
-                && !missing.is_empty()
-            {
-                not_ready.push((node.id.clone(), missing));
+        for (node, plan) in nodes.iter().zip(plans) {
+            let Ok(plan) = plan else { continue };
+            if !plan.missing.is_empty() {
+                not_ready.push((node.id.clone(), plan.missing));
+                continue;
             }
+            let mut named = plan.install;
+            for p in &args.patches {
+                if !named.contains(p) {
+                    named.push(p.clone());
+                }
+            }
+            intent_patches.insert(node.id.clone(), named.join(","));
         }
         if !not_ready.is_empty() {
             let list: Vec<String> = not_ready
@@ -527,8 +539,9 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
             .map_err(|_| Failure::Failed("journal: a writer panicked".into()))?;
         let patches = args.patches.join(",");
         for n in &nodes {
+            let named = intent_patches.get(&n.id).unwrap_or(&patches);
             let id = j
-                .intend(&n.id, &patches, op.as_str())
+                .intend(&n.id, named, op.as_str())
                 .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?;
             intents.push(id);
             if let Some(reason) = &override_reason {

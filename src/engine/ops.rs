@@ -159,16 +159,27 @@ impl Outcome {
     }
 }
 
-/// Which patches each node still lacks (not staged and verified there) for
-/// installing `specs`: what the resolver would install on it, minus what it
-/// has staged. Nodes that cannot be reached report the error.
-pub fn readiness(
+/// What installing `specs` would do on one node, as the resolver sees it
+/// now: the patches it would install, in install order (prerequisites the
+/// node lacks and automatic selections included), and those of them not yet
+/// staged and verified there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallPlan {
+    /// Patch ids in install order; empty when the node has them all.
+    pub install: Vec<String>,
+    /// The ids of `install` the node has not staged and verified.
+    pub missing: Vec<String>,
+}
+
+/// The [`InstallPlan`] of `specs` on each node, in the order of `nodes`.
+/// Nodes that cannot be reached report the error.
+pub fn install_plans(
     lab: &Lab,
     depot: &Depot,
     nodes: &[&fleet::Node],
     specs: &[String],
     parallel: usize,
-) -> Vec<Result<Vec<String>, NodeError>> {
+) -> Vec<Result<InstallPlan, NodeError>> {
     for_each_node(nodes, parallel, |node| {
         let inv = connect(lab, node)?.inventory()?;
         let wanted: Vec<String> = specs
@@ -177,7 +188,7 @@ pub fn readiness(
             .cloned()
             .collect();
         if wanted.is_empty() {
-            return Ok(Vec::new());
+            return Ok(InstallPlan::default());
         }
         let selection = select::resolve(
             &depot.patches,
@@ -188,12 +199,13 @@ pub fn readiness(
                 narrow: &select::no_narrowing,
             },
         );
-        Ok(selection
-            .patches
-            .into_iter()
-            .map(|p| p.id)
+        let install: Vec<String> = selection.patches.into_iter().map(|p| p.id).collect();
+        let missing = install
+            .iter()
             .filter(|id| inv.state(id) != PatchState::Staged)
-            .collect())
+            .cloned()
+            .collect();
+        Ok(InstallPlan { install, missing })
     })
 }
 
