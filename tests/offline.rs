@@ -312,7 +312,22 @@ fn an_apply_aborted_anywhere_ends_before_or_after_and_completes_when_run_again()
     let pristine = tmp.path().join("pristine");
     common::copy_tree(&root(&lab, "gw-east-1"), &pristine);
 
-    for point in [1u32, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17] {
+    let journal = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).unwrap();
+    let intents = || -> Vec<String> {
+        let mut stmt = journal
+            .prepare(
+                "SELECT patch FROM journal WHERE node='gw-east-1' AND op='apply' AND pending=1 ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    for (killed, point) in [1u32, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17]
+        .into_iter()
+        .enumerate()
+    {
         let target = root(&lab, "gw-east-1");
         std::fs::remove_dir_all(&target).unwrap();
         common::copy_tree(&pristine, &target);
@@ -324,6 +339,11 @@ fn an_apply_aborted_anywhere_ends_before_or_after_and_completes_when_run_again()
             .output()
             .unwrap();
         assert!(!out.status.success(), "point {point} was never reached");
+        // The intent went in before the node was touched, naming the plan,
+        // and stays as the row of a command that never reported.
+        let left = intents();
+        assert_eq!(left.len(), killed + 1, "point {point}: {left:?}");
+        assert_eq!(left.last(), Some(&ids.join(",")), "point {point}");
         // Recovery on open; then every planned patch is before or after,
         // and files agree with the database.
         let node = Node::open(&target, "gw-east-1").unwrap();

@@ -313,6 +313,7 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
     } else {
         Match::ById
     };
+    let log = JournalLog::new(&journal);
     let mut rows = Vec::new();
     for (id, t) in open_site(global, &site)? {
         let row = match t {
@@ -320,11 +321,9 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
             Ok(mut t) => {
                 let node = t.node().to_string();
                 let record = |patch: &str, op: &str, ok: bool, message: &str| {
-                    if let Err(e) = journal.record(&node, patch, op, ok, message) {
-                        shout!("patchdeck: journal: {e}");
-                    }
+                    offline::Log::record(&log, &node, patch, op, ok, message)
                 };
-                match offline::apply_node(t.as_mut(), &bundle, how, args.rebase, &record) {
+                match offline::apply_node(t.as_mut(), &bundle, how, args.rebase, &log) {
                     Ok(a) => {
                         record("-", "apply", true, &a.message);
                         ApplyRow::done(a)
@@ -373,14 +372,73 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
             }
         }
     }
+    let logged = log.finish();
     let failed = rows.iter().filter(|r| !r.ok).count();
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(Failure::Reported(
+    if failed > 0 {
+        return Err(Failure::Reported(
             1,
             format!("{failed} node(s) could not apply the bundle"),
-        ))
+        ));
+    }
+    logged
+}
+
+/// The journal as the offline flow writes it: intents before a node is
+/// touched, outcomes as they end, and at the end the intents settled. A
+/// row that could not be written is said at once and fails the command.
+struct JournalLog<'a> {
+    journal: &'a Journal,
+    intents: std::sync::Mutex<Vec<i64>>,
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> JournalLog<'a> {
+    fn new(journal: &'a Journal) -> Self {
+        JournalLog {
+            journal,
+            intents: Default::default(),
+            failures: Default::default(),
+        }
+    }
+
+    /// Settles the intents; an error when any row could not be written.
+    fn finish(&self) -> Outcome {
+        let intents = self.intents.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Err(e) = self.journal.settle(&intents) {
+            self.record_failure(e.to_string());
+        }
+        match self.failures.lock().ok().and_then(|v| v.first().cloned()) {
+            Some(first) => Err(Failure::Failed(format!(
+                "the change was made, but the journal could not record it: {first}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, e: String) {
+        shout!("patchdeck: journal: {e}");
+        if let Ok(mut v) = self.failures.lock() {
+            v.push(e);
+        }
+    }
+}
+
+impl offline::Log for JournalLog<'_> {
+    fn intend(&self, node: &str, patches: &[String], op: &str) -> Result<(), String> {
+        let id = self
+            .journal
+            .intend(node, &patches.join(","), op)
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut v) = self.intents.lock() {
+            v.push(id);
+        }
+        Ok(())
+    }
+
+    fn record(&self, node: &str, patch: &str, op: &str, ok: bool, message: &str) {
+        if let Err(e) = self.journal.record(node, patch, op, ok, message) {
+            self.record_failure(e.to_string());
+        }
     }
 }
 
@@ -406,11 +464,7 @@ fn apply_cluster(
     let command = format!("apply {} --cluster {cluster}", args.bundle.display());
     let journal =
         Journal::open(&lab, &command).map_err(|e| Failure::Failed(format!("journal: {e}")))?;
-    let record = |node: &str, patch: &str, op: &str, ok: bool, message: &str| {
-        if let Err(e) = journal.record(node, patch, op, ok, message) {
-            shout!("patchdeck: journal: {e}");
-        }
-    };
+    let log = JournalLog::new(&journal);
     let component = |id: &str| {
         bundle
             .patches
@@ -436,8 +490,11 @@ fn apply_cluster(
             Err(e) => Err(e.to_string()),
         }
     };
-    let staged = offline::stage_cluster(&lab, &fleet, cluster, bundle, args.rebase, &gate, &record)
-        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let staged = offline::stage_cluster(&lab, &fleet, cluster, bundle, args.rebase, &gate, &log)
+        .map_err(|e| Failure::Failed(e.to_string()));
+    let logged = log.finish();
+    let staged = staged?;
+    logged?;
     for m in &staged.members {
         if let Some(rb) = &m.rebased {
             shout!("patchdeck: {}: rebased: {}", m.node, rb.changes.join("; "));

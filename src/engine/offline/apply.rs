@@ -45,6 +45,16 @@ pub struct Rebased {
 /// Hears each step as it ends: (patch, op, ok, message), for the journal.
 pub type Record<'a> = &'a dyn Fn(&str, &str, bool, &str);
 
+/// Where the offline flow journals its changes.
+pub trait Log {
+    /// Journals, before node `node` is touched, that `op` on `patches` is
+    /// about to run there. An error (the journal cannot be written) stops
+    /// the change on that node before anything is done.
+    fn intend(&self, node: &str, patches: &[String], op: &str) -> Result<(), String>;
+    /// Records how a step on `node` ended.
+    fn record(&self, node: &str, patch: &str, op: &str, ok: bool, message: &str);
+}
+
 /// Applies `bundle` to the node behind `t`: refuses a node or environment
 /// the bundle was not prepared for, refuses a node changed since its
 /// snapshot unless `rebase` (which re-resolves the bundle's request against
@@ -53,13 +63,14 @@ pub type Record<'a> = &'a dyn Fn(&str, &str, bool, &str);
 /// node's crash-safe lifecycle. Patches already installed (a bundle applied
 /// before, or an apply that was killed) are skipped, so running it again
 /// completes it. Errors: [`OfflineError`]; a failed stage or install stops
-/// that node, after recording what was done.
+/// that node, after recording what was done; an intent the log cannot take
+/// stops it before anything is done ([`OfflineError::Journal`]).
 pub fn apply_node(
     t: &mut dyn Transport,
     bundle: &Bundle,
     how: Match,
     rebase: bool,
-    record: Record,
+    log: &dyn Log,
 ) -> Result<Applied, OfflineError> {
     let checked = check_node(t, bundle, how, rebase)?;
     if checked.already {
@@ -71,7 +82,12 @@ pub fn apply_node(
             message: checked.message,
         });
     }
-    let installed = install_plan(t, bundle, &checked.plan, record)?;
+    log.intend(&checked.node, &checked.plan, "apply")
+        .map_err(OfflineError::Journal)?;
+    let record = |patch: &str, op: &str, ok: bool, message: &str| {
+        log.record(&checked.node, patch, op, ok, message)
+    };
+    let installed = install_plan(t, bundle, &checked.plan, &record)?;
     let message = if installed.is_empty() {
         "already applied: nothing left to install".to_string()
     } else {

@@ -3,7 +3,7 @@
 //! each member's plan is staged from the bundle, so the rollout engine can
 //! install group by group (seed 002: never all members at once).
 
-use super::apply::{Checked, Match, check_node, stage_plan};
+use super::apply::{Checked, Log, Match, check_node, stage_plan};
 use super::{Bundle, OfflineError};
 use crate::engine::fleet::Fleet;
 use crate::engine::lab::Lab;
@@ -22,9 +22,10 @@ pub struct ClusterStaged {
 /// Checks every member of `cluster` against `bundle` (node, environment,
 /// snapshot; `rebase` as for `apply`), asks `gate` whether the rollout of
 /// the resulting patches may go ahead (the drift check), then stages what
-/// each member's plan needs. `record` hears (node, patch, op, ok, message) for the journal.
-/// Errors: the first member refused or failing to stage, or an unknown
-/// cluster ([`OfflineError::File`] naming the fleet).
+/// each member's plan needs. `log` journals each member's plan before it
+/// is staged there, and each step as it ends. Errors: the first member refused or failing to stage, an
+/// intent the journal could not take, or an unknown cluster
+/// ([`OfflineError::File`] naming the fleet).
 pub fn stage_cluster(
     lab: &Lab,
     fleet: &Fleet,
@@ -32,7 +33,7 @@ pub fn stage_cluster(
     bundle: &Bundle,
     rebase: bool,
     gate: &dyn Fn(&[String]) -> Result<(), String>,
-    record: &dyn Fn(&str, &str, &str, bool, &str),
+    log: &dyn Log,
 ) -> Result<ClusterStaged, OfflineError> {
     if !fleet.clusters.iter().any(|c| c.id == cluster) {
         return Err(super::file_err(
@@ -65,9 +66,12 @@ pub fn stage_cluster(
         if m.already {
             continue;
         }
+        log.intend(&n.id, &m.plan, "stage")
+            .map_err(OfflineError::Journal)?;
         let mut t = ops::connect(lab, n)?;
-        let on =
-            |patch: &str, op: &str, ok: bool, message: &str| record(&n.id, patch, op, ok, message);
+        let on = |patch: &str, op: &str, ok: bool, message: &str| {
+            log.record(&n.id, patch, op, ok, message)
+        };
         stage_plan(t.as_mut(), bundle, &m.plan, &on)?;
     }
     Ok(ClusterStaged { members, ids })

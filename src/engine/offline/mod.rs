@@ -27,7 +27,7 @@ use crate::engine::node::environment::Environment;
 use crate::engine::transport::Transport;
 
 pub use apply::{
-    Applied, Checked, Match, Rebased, apply_node, check_node, install_plan, stage_plan,
+    Applied, Checked, Log, Match, Rebased, apply_node, check_node, install_plan, stage_plan,
 };
 pub use bundle::{
     Bundle, NodePlan, Planned, Prepared, SelectionRequest, plan_for, prepare, read_bundle,
@@ -68,6 +68,9 @@ pub enum OfflineError {
     /// The cluster may not take the bundle now (e.g. it has drifted).
     #[error("{0}")]
     Refused(String),
+    /// The journal could not record the intent; the node was not touched.
+    #[error("{0}; nothing was done")]
+    Journal(String),
     /// The node changed since the snapshot (outside this bundle's plan).
     #[error(
         "node {node} has changed since the snapshot was taken ({taken_at}): {}; take a new \
