@@ -525,8 +525,16 @@ pub fn now() -> DateTime<Utc> {
     let (start, fixed) = STARTED.get_or_init(|| {
         let fixed = std::env::var("PATCHDECK_NOW")
             .ok()
-            .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
-            .map(|t| t.with_timezone(&Utc));
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| match DateTime::parse_from_rfc3339(s.trim()) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(e) => {
+                    tracing::warn!(
+                        "PATCHDECK_NOW {s:?} is not an RFC 3339 instant ({e}); using the system clock"
+                    );
+                    None
+                }
+            });
         (std::time::Instant::now(), fixed)
     });
     match fixed {
