@@ -39,6 +39,7 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
         patch: args.patch,
         rollout: args.rollout,
         since,
+        newest: None,
     };
     let conn = crate::engine::console::open(&lab)
         .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;

@@ -300,6 +300,8 @@ pub struct Query {
     pub patch: Option<String>,
     pub rollout: Option<i64>,
     pub since: Option<DateTime<Utc>>,
+    /// At most this many changes, the newest; `None` for all.
+    pub newest: Option<usize>,
 }
 
 /// A `--since` value: an RFC 3339 time, or a span back from `now` (`90m`,
@@ -341,12 +343,21 @@ fn time_of(text: &str) -> Option<DateTime<Utc>> {
 /// rollouts ran (an `apply` step is an `install`, or a `rollback` for an
 /// uninstall rollout; a `revert` the other way round).
 pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
+    // Unfiltered, only the newest rows of each table can be among the
+    // newest changes, so a console polling the journal reads no more.
+    let unfiltered =
+        q.nodes.is_empty() && q.patch.is_none() && q.rollout.is_none() && q.since.is_none();
+    let read_at_most = match q.newest {
+        Some(n) if unfiltered => i64::try_from(n).unwrap_or(i64::MAX),
+        _ => -1,
+    };
     let mut out: Vec<(String, i64, Change)> = Vec::new();
     {
         let mut stmt = conn.prepare(
-            "SELECT id, at, command, node, patch, op, ok, message, operator, sudo_user, source, rollout, pending FROM journal",
+            "SELECT id, at, command, node, patch, op, ok, message, operator, sudo_user, source, rollout, pending FROM journal
+             ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([read_at_most], |r| {
             let pending: i64 = r.get(12)?;
             let change = Change {
                 time: r.get(1)?,
@@ -388,9 +399,9 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
         }
         let mut stmt = conn.prepare(
             "SELECT rollout, seq, node, kind, state, message, started_at, ended_at FROM rollout_step
-             WHERE started_at IS NOT NULL",
+             WHERE started_at IS NOT NULL ORDER BY COALESCE(ended_at, started_at) DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([read_at_most], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -454,6 +465,9 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
         let tb = time_of(&b.0);
         tb.cmp(&ta).then(b.1.cmp(&a.1))
     });
+    if let Some(n) = q.newest {
+        out.truncate(n);
+    }
     Ok(out.into_iter().map(|(_, _, c)| c).collect())
 }
 
@@ -512,5 +526,33 @@ mod tests {
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("h", now).is_err());
         assert!(parse_since("-2h", now).is_err());
+    }
+
+    #[test]
+    fn the_newest_changes_are_the_head_of_the_whole_history() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lab = Lab::new(dir.path());
+        let journal = Journal::open(&lab, "test").expect("journal");
+        for i in 0..12 {
+            journal
+                .record(&format!("n{}", i % 3), &format!("P{i}"), "stage", true, "")
+                .expect("row");
+        }
+        let conn = crate::engine::console::open(&lab).expect("db");
+        let all = history(&conn, &Query::default()).expect("all");
+        assert_eq!(all.len(), 12);
+        let newest = |n, nodes: Vec<String>| {
+            let q = Query {
+                newest: Some(n),
+                nodes,
+                ..Query::default()
+            };
+            history(&conn, &q).expect("newest")
+        };
+        assert_eq!(newest(5, vec![]), all[..5].to_vec());
+        assert_eq!(newest(50, vec![]), all);
+        // Narrowed, the limit counts what matches.
+        let on_n1: Vec<Change> = all.iter().filter(|c| c.node == "n1").cloned().collect();
+        assert_eq!(newest(2, vec!["n1".into()]), on_n1[..2].to_vec());
     }
 }

@@ -34,10 +34,12 @@ pub const HISTORY_ROWS: usize = 2000;
 /// The newest changes of the lab's journal.
 pub fn read_history(lab: &Lab) -> Result<Vec<Change>, String> {
     let conn = console::open(lab).map_err(|e| format!("{}: {e}", lab.db_path().display()))?;
-    let mut changes = crate::engine::journal::history(&conn, &Query::default())
-        .map_err(|e| format!("{}: {e}", lab.db_path().display()))?;
-    changes.truncate(HISTORY_ROWS);
-    Ok(changes)
+    let newest = Query {
+        newest: Some(HISTORY_ROWS),
+        ..Query::default()
+    };
+    crate::engine::journal::history(&conn, &newest)
+        .map_err(|e| format!("{}: {e}", lab.db_path().display()))
 }
 
 /// Reads the journal part of a snapshot (cheap: one database, few rows).
