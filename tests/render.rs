@@ -142,6 +142,7 @@ fn console_with_operations() -> Console {
     let (replication, rollouts) = live::read_journal(&lab, &fleet).unwrap();
     c.app.apply_snapshot(Snapshot {
         replication,
+        running: live::running(&lab, &rollouts),
         rollouts,
         fleet: FleetView::take(&lab, &fleet),
         history: live::read_history(&lab).unwrap(),

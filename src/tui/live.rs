@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub replication: Vec<PatchProgress>,
     /// The newest rollout of each cluster that has one.
     pub rollouts: Vec<Rollout>,
+    /// The ids of `rollouts` whose runner is alive; an active rollout not
+    /// among them was interrupted.
+    pub running: Vec<i64>,
     pub fleet: FleetView,
     /// The lab's journal, newest first (at most [`HISTORY_ROWS`]).
     pub history: Vec<Change>,
@@ -60,6 +63,17 @@ pub fn read_journal(
     Ok((replication, rollouts))
 }
 
+/// The ids of `rollouts` whose runner is alive (it holds the cluster's
+/// lock), so the panes can tell a running rollout from an interrupted one
+/// without looking at the system themselves.
+pub fn running(lab: &Lab, rollouts: &[Rollout]) -> Vec<i64> {
+    rollouts
+        .iter()
+        .filter(|r| crate::engine::rollout::is_running(lab, r))
+        .map(|r| r.id)
+        .collect()
+}
+
 /// Starts the poller; it ends when the receiver is dropped.
 pub fn spawn(
     lab: Lab,
@@ -77,6 +91,7 @@ pub fn spawn(
                 let mut next = last.clone();
                 if let Ok((replication, rollouts)) = read_journal(&lab, &fleet) {
                     next.replication = replication;
+                    next.running = running(&lab, &rollouts);
                     next.rollouts = rollouts;
                 }
                 // Node states cost a visit to every node, so they refresh at

@@ -49,14 +49,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         let selected = i == app.ops.cluster_cursor.selected;
         let r = app.ops.rollout_of(&c.id);
         let state = match r {
-            Some(r)
-                if r.state.active()
-                    && !app
-                        .ops
-                        .lab
-                        .as_ref()
-                        .is_some_and(|lab| crate::engine::rollout::is_running(lab, r)) =>
-            {
+            Some(r) if r.state.active() && !app.ops.snapshot.running.contains(&r.id) => {
                 format!("rollout {} interrupted", r.id)
             }
             Some(r) => format!("rollout {} {}", r.id, r.state.as_str()),
@@ -170,12 +163,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             .unwrap_or_default();
         let done = steps.iter().filter(|s| s.state == StepState::Done).count();
         let mark = if gi == app.ops.group { ">" } else { " " };
-        let live = rollout.is_some_and(|r| {
-            app.ops
-                .lab
-                .as_ref()
-                .is_some_and(|lab| crate::engine::rollout::is_running(lab, r))
-        });
+        let live = rollout.is_some_and(|r| app.ops.snapshot.running.contains(&r.id));
         let word = rollout
             .map(|r| format!(" {}", r.group_state(&g.name, live)))
             .unwrap_or_default();
