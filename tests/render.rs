@@ -726,6 +726,26 @@ fn command_line_previews_an_install_with_order_skips_and_restarts() {
         }
         other => panic!("expected a run, got {other:?}"),
     }
+    // Words are split as a shell splits them.
+    c.keys(":");
+    c.keys("history --patch 'A B' --nodes \"edge-1_1\"");
+    match c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+    {
+        patchdeck::tui::state::Effect::Run { args, .. } => {
+            assert_eq!(args, ["history", "--patch", "A B", "--nodes", "edge-1_1"]);
+        }
+        other => panic!("expected a run, got {other:?}"),
+    }
+    c.keys(":");
+    c.keys("list --nodes 'edge-1_1");
+    let effect = c
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(effect, patchdeck::tui::state::Effect::None);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("quote is not closed"), "{screen}");
 }
 
 /// Metadata with escape sequences (legal in TOML) is drawn visibly, never

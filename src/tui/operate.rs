@@ -801,7 +801,17 @@ impl App {
     /// `:VERB ARGS`: read-only verbs run at once; verbs that change nodes
     /// show where they will act and ask first.
     fn command_dialog(&mut self, line: &str) -> Effect {
-        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        // Words as a POSIX shell splits them, so `--reason "two words"`
+        // is one value, as it is at a prompt.
+        let Some(args) = shlex::split(line) else {
+            return self.open(Dialog::info(
+                " command ".to_string(),
+                vec![
+                    format!("Cannot read {line:?}: a quote is not closed."),
+                    "Words are split as a shell splits them; close the quote.".into(),
+                ],
+            ));
+        };
         let verb = args.first().cloned().unwrap_or_default();
         // Verbs that rewrite the lab under the running console (its fleet,
         // nodes and journal would no longer be what it shows), or that
