@@ -399,3 +399,45 @@ fn input_files_that_are_not_utf8_name_line_and_byte_offset() {
         "{err}"
     );
 }
+
+/// Exit 2 for an id or input file that names nothing, on every verb that
+/// takes one, and nothing journaled or changed for it.
+#[test]
+fn ids_and_paths_that_name_nothing_are_bad_input_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo_lab(tmp.path());
+    let missing = tmp.path().join("missing").display().to_string();
+    let journal_rows = || {
+        let out = patchdeck(&["history", "--json", "--lab", &lab]);
+        json(&out).as_array().map(Vec::len).unwrap_or(0)
+    };
+    let before = journal_rows();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["rollback", "NOPE_1", "--nodes", "gw-east-1"],
+        vec!["commit", "NOPE_1", "--nodes", "gw-east-1,gw-west-2"],
+        vec!["remove", "NOPE_1", "--cluster", "edge"],
+        vec!["rollback", "NOPE_1", "--cluster", "edge"],
+        vec!["install", "NOPE_1", "--nodes", "gw-east-1"],
+        vec!["history", "--nodes", "no-such-node"],
+        vec!["rollout", "list", "--cluster", "no-such-cluster"],
+        vec!["rollout", "status", "999"],
+        vec!["apply", &missing, "--nodes", "gw-east-1"],
+    ];
+    for args in &cases {
+        let mut all = args.clone();
+        all.extend(["--lab", &lab]);
+        let out = patchdeck(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(journal_rows(), before, "nothing journaled for bad input");
+    // Known ids that simply have no rows are not errors.
+    let out = patchdeck(&["history", "--nodes", "gw-east-2", "--lab", &lab]);
+    assert!(out.status.success());
+    let out = patchdeck(&["rollout", "list", "--cluster", "db", "--lab", &lab]);
+    assert!(out.status.success());
+}

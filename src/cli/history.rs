@@ -45,6 +45,9 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
         .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
     let changes = journal::history(&conn, &query)
         .map_err(|e| Failure::Failed(format!("{}: {e}", lab.db_path().display())))?;
+    if changes.is_empty() {
+        refuse_unknown(&lab, &conn, &query)?;
+    }
     if args.json {
         return print_json(&changes);
     }
@@ -87,5 +90,34 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
         );
     }
     say!("{} change(s)", changes.len());
+    Ok(())
+}
+
+/// An empty answer to a mistyped node id is bad input, not "nothing
+/// happened": a node neither the fleet nor the journal knows. (A node gone
+/// from the fleet keeps its history.)
+fn refuse_unknown(
+    lab: &crate::engine::lab::Lab,
+    conn: &rusqlite::Connection,
+    query: &Query,
+) -> Result<(), Failure> {
+    let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root).ok();
+    for node in &query.nodes {
+        let in_fleet = fleet
+            .as_ref()
+            .is_none_or(|f| f.nodes.iter().any(|n| &n.id == node));
+        let only = Query {
+            nodes: vec![node.clone()],
+            newest: Some(1),
+            ..Query::default()
+        };
+        let in_journal = journal::history(conn, &only).is_ok_and(|c| !c.is_empty());
+        if !in_fleet && !in_journal {
+            return Err(Failure::Input(format!(
+                "unknown node {node:?}: not in {} and never in the journal",
+                lab.fleet_path().display()
+            )));
+        }
+    }
     Ok(())
 }

@@ -410,6 +410,27 @@ pub fn operate(global: &Global, op: Op, args: impl Into<OpArgs>) -> Outcome {
         gate.may_use_all(&depot, named.map(String::as_str))
             .map_err(|e| Failure::Input(e.to_string()))?;
     }
+    if matches!(op, Op::Rollback | Op::Commit | Op::Remove) {
+        // A patch may have left the depot and still be on nodes; an id
+        // neither place knows is bad input, not a failed step.
+        let elsewhere: Vec<String> = args
+            .patches
+            .iter()
+            .filter(|p| depot.get(p).is_none())
+            .cloned()
+            .collect();
+        if !elsewhere.is_empty() {
+            let unknown = ops::unknown_on_every_node(&lab, &nodes, &elsewhere, args.parallel);
+            if !unknown.is_empty() {
+                return Err(Failure::Input(format!(
+                    "unknown patch id(s) {}: not in the depot {} and not on any of the {} target node(s)",
+                    unknown.join(", "),
+                    lab.depot_dir().display(),
+                    nodes.len()
+                )));
+            }
+        }
+    }
     // Cluster guards: decided in the engine, the same for every front end.
     if op != Op::Stage {
         let conn = crate::engine::console::open(&lab)

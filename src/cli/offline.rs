@@ -291,7 +291,9 @@ pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
         crate::engine::trust::Gate::for_lab(&lab).map_err(|e| Failure::Input(e.to_string()))?;
     offline::signature::check_bundle(&gate, &args.bundle)
         .map_err(|e| Failure::Input(e.to_string()))?;
-    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
+    // A bundle that cannot be read as one is bad input, as a damaged
+    // snapshot is for `prepare`.
+    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Input(e.to_string()))?;
     if let Some(cluster) = &args.cluster {
         return apply_cluster(global, &args, &bundle, cluster);
     }

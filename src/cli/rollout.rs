@@ -866,6 +866,18 @@ fn list(global: &Global, args: ListArgs) -> Outcome {
     let lab = global.lab();
     let conn = console::open(&lab).map_err(db_err(&lab))?;
     let ids = journal::ids(&conn, args.cluster.as_deref()).map_err(db_err(&lab))?;
+    if let Some(cluster) = &args.cluster
+        && ids.is_empty()
+        && let Ok(fleet) = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root)
+        && !fleet.clusters.iter().any(|c| &c.id == cluster)
+    {
+        // A cluster gone from the fleet keeps its rollouts; one that never
+        // had any and is not in the fleet is a mistyped id.
+        return Err(Failure::Input(format!(
+            "unknown cluster {cluster:?}: not in {}",
+            lab.fleet_path().display()
+        )));
+    }
     let mut rows = Vec::new();
     for id in ids {
         if let Some(r) = journal::load(&conn, id).map_err(db_err(&lab))? {

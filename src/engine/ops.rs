@@ -209,6 +209,33 @@ pub fn install_plans(
     })
 }
 
+/// Which of `ids` no target node knows in any state, so that rolling back,
+/// committing or removing them can only be a mistyped id. Empty when every
+/// id is known somewhere, and also when a node could not be asked (then the
+/// verb itself reports that node).
+pub fn unknown_on_every_node(
+    lab: &Lab,
+    nodes: &[&fleet::Node],
+    ids: &[String],
+    parallel: usize,
+) -> Vec<String> {
+    let inventories = for_each_node(nodes, parallel, |node| connect(lab, node)?.inventory());
+    let Ok(inventories) = inventories
+        .into_iter()
+        .collect::<Result<Vec<_>, NodeError>>()
+    else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter(|id| {
+            inventories
+                .iter()
+                .all(|inv| inv.state(id) == PatchState::None)
+        })
+        .cloned()
+        .collect()
+}
+
 /// Opens the transport a fleet node is reached by: in process for a
 /// `root`, a child for a `command`, the system's ssh for `ssh` (see
 /// [`crate::engine::ssh`]). Remote nodes get the `[ssh]` deadlines, so a
