@@ -525,6 +525,30 @@ fn an_install_killed_after_a_prerequisite_leaves_a_row_naming_it() {
         .split(',')
         .collect();
     assert_eq!(named, ["LC_A3", "LC_B"], "in install order: {intent}");
+    // The patch the killed command put there is credited to whoever ran it.
+    let list = json(&ok(&lab, &["list", "--nodes", "gw-east-1", "--json"]));
+    let row = list
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["patch"] == "LC_A3"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["by"], intent["operator"], "{row}");
+    // An intent whose command is still alive is shown as running, not as
+    // a command that ended without reporting.
+    let conn = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).expect("db");
+    conn.execute(
+        "UPDATE journal SET pid=?1 WHERE pending=1",
+        [i64::from(std::process::id())],
+    )
+    .expect("update");
+    drop(conn);
+    let rows = history(&lab, &["--nodes", "gw-east-1", "--patch", "LC_B"]);
+    let running = rows
+        .iter()
+        .find(|r| r["op"] == "install")
+        .and_then(|r| r["message"].as_str())
+        .unwrap_or_default();
+    assert!(running.contains("still running"), "{rows:?}");
 }
 
 #[test]

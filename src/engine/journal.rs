@@ -354,11 +354,17 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
     let mut out: Vec<(String, i64, Change)> = Vec::new();
     {
         let mut stmt = conn.prepare(
-            "SELECT id, at, command, node, patch, op, ok, message, operator, sudo_user, source, rollout, pending FROM journal
+            "SELECT id, at, command, node, patch, op, ok, message, operator, sudo_user, source, rollout, pending, pid FROM journal
              ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([read_at_most], |r| {
             let pending: i64 = r.get(12)?;
+            let pid: i64 = r.get(13)?;
+            let mut message: String = r.get(7)?;
+            // An intent whose command still runs has not ended at all.
+            if pending != 0 && crate::engine::rollout::alive(pid) {
+                message = format!("started; still running (pid {pid})");
+            }
             let change = Change {
                 time: r.get(1)?,
                 command: r.get(2)?,
@@ -366,7 +372,7 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
                 patch: r.get(4)?,
                 op: r.get(5)?,
                 ok: r.get::<_, i64>(6)? != 0 && pending == 0,
-                message: r.get(7)?,
+                message,
                 operator: r.get(8)?,
                 sudo_user: r.get(9)?,
                 source: r.get(10)?,
@@ -476,8 +482,13 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
 pub fn applied_by(conn: &Connection, node: &str, patch: &str) -> rusqlite::Result<Option<String>> {
     let from_journal: Option<String> = conn
         .query_row(
-            "SELECT operator FROM journal WHERE node=?1 AND patch=?2 AND op='install' AND ok=1 AND pending=0
-             AND operator != '' ORDER BY id DESC LIMIT 1",
+            // The newest install that succeeded, or whose command died
+            // before reporting (the node or its recovery finished it): a
+            // patch on the node with no newer install row is that one's.
+            "SELECT operator FROM journal WHERE node=?1 AND operator != '' AND op IN ('install','apply')
+             AND ((patch=?2 AND ok=1 AND pending=0)
+                  OR (pending=1 AND instr(','||patch||',', ','||?2||',') > 0))
+             ORDER BY id DESC LIMIT 1",
             [node, patch],
             |r| r.get(0),
         )
