@@ -457,6 +457,25 @@ fn attack_unsigned_or_foreign_bundle_is_refused_by_apply() {
 fn attack_a_node_with_keys_refuses_an_unsigned_stage_from_a_compromised_console() {
     let l = setup();
     ok(&["trust", "push", "--lab", &l.lab, "--nodes", "gw-east-2"]);
+    // Like any change to a node, it is journaled, attributed and settled.
+    let rows = common::json(&ok(&[
+        "history",
+        "--lab",
+        &l.lab,
+        "--nodes",
+        "gw-east-2",
+        "--json",
+    ]));
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["op"], "trust");
+    assert_eq!(rows[0]["ok"], true);
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ops")),
+        "names the keys: {rows:?}"
+    );
     // The console is compromised: its lab no longer requires signatures.
     common::allow_unsigned(Path::new(&l.lab));
     l.add(&l.patch("TR_EVIL", "", "evil"));

@@ -11,6 +11,7 @@ use super::global::Global;
 use super::key::key_failure;
 use super::nodes::load_fleet;
 use crate::engine::fleet::Targets;
+use crate::engine::journal::Journal;
 use crate::engine::ops;
 use crate::engine::trust::{Gate, Keyring, store};
 use crate::front::{Failure, Outcome, print_json, say, shout};
@@ -175,12 +176,43 @@ fn push(global: &Global, args: PushArgs) -> Outcome {
             ..Targets::default()
         })
         .map_err(|e| Failure::Input(e.to_string()))?;
+    // What a node trusts decides what it will install: journaled like any
+    // change, intents first, and nothing done if they cannot be written.
+    let keys: Vec<String> = gate
+        .keyring
+        .keys
+        .iter()
+        .map(|k| format!("{} ({})", k.name, k.id))
+        .collect();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut intents = Vec::new();
+    for n in &nodes {
+        intents.push(
+            journal
+                .intend(&n.id, "-", "trust")
+                .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?,
+        );
+    }
     let results = ops::for_each_node(&nodes, 4, |node| {
         let r = ops::connect_to_change(&lab, node)
             .and_then(|mut t| ops::push_trust(t.as_mut(), &gate.keyring.keys));
         vec![(node.id.clone(), r.map_err(|e| e.to_string()))]
     });
     let results: Vec<(String, Result<usize, String>)> = results.into_iter().flatten().collect();
+    let mut unrecorded = Vec::new();
+    for (n, r) in &results {
+        let message = match r {
+            Ok(_) => format!("now trusts {}", keys.join(", ")),
+            Err(e) => e.clone(),
+        };
+        if let Err(e) = journal.record(n, "-", "trust", r.is_ok(), &message) {
+            unrecorded.push(e.to_string());
+        }
+    }
+    if let Err(e) = journal.settle(&intents) {
+        unrecorded.push(e.to_string());
+    }
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if args.json {
         let rows: Vec<serde_json::Value> = results
@@ -204,6 +236,11 @@ fn push(global: &Global, args: PushArgs) -> Outcome {
             1,
             format!("{failed} node(s) did not take the keys"),
         ));
+    }
+    if let Some(first) = unrecorded.first() {
+        return Err(Failure::Failed(format!(
+            "the keys were pushed, but the journal could not record it: {first}"
+        )));
     }
     Ok(())
 }
