@@ -538,6 +538,14 @@ fn a_missing_and_an_old_remote_binary_are_reported_and_bootstrap_fixes_both() {
     // Nothing to do the second time.
     let out = ok(&lab.path, &["bootstrap", "--nodes", "n1_1", "--json"]);
     assert_eq!(json(&out)[0]["action"], "present");
+    // Both are journaled on the node.
+    let rows = json(&ok(&lab.path, &["history", "--nodes", "n1_1", "--json"]));
+    let boots: Vec<&serde_json::Value> = rows
+        .as_array()
+        .map(|a| a.iter().filter(|r| r["op"] == "bootstrap").collect())
+        .unwrap_or_default();
+    assert_eq!(boots.len(), 2, "{rows}");
+    assert!(boots.iter().all(|r| r["ok"] == true), "{rows}");
 
     old_binary(&remote);
     let out = run(&lab.path, &["nodes", "--check", "--json"]);

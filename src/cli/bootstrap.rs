@@ -46,7 +46,37 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
     }
     let exe = std::env::current_exe()
         .map_err(|e| Failure::Failed(format!("cannot find this program's own binary: {e}")))?;
-    let results = bootstrap::bootstrap(&lab, &nodes, &exe, args.parallel);
+    // Putting a program on a host is a change to it: journaled.
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let journal = crate::engine::journal::Journal::open(&lab, &command)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let (results, unrecorded) = journal
+        .around(&ids, "-", "bootstrap", || {
+            let results = bootstrap::bootstrap(&lab, &nodes, &exe, args.parallel);
+            let outcomes = results
+                .iter()
+                .zip(&ids)
+                .map(|(r, id)| match r {
+                    Ok(p) => {
+                        let how = match p.action {
+                            Action::Present => "already there",
+                            Action::Copied => "copied",
+                            Action::Replaced => "replaced",
+                        };
+                        (
+                            id.clone(),
+                            true,
+                            format!("patchdeck {} at {}: {how}", p.version, p.path),
+                        )
+                    }
+                    Err(e) => (id.clone(), false, e.to_string()),
+                })
+                .collect();
+            (results, outcomes)
+        })
+        .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?;
+
     let failed = results.iter().filter(|r| r.is_err()).count();
     if args.json {
         let rows: Vec<serde_json::Value> = results
@@ -91,6 +121,11 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
                 results.len()
             ),
         ));
+    }
+    if let Some(e) = unrecorded {
+        return Err(Failure::Failed(format!(
+            "the binary was put in place, but the journal could not record it: {e}"
+        )));
     }
     Ok(())
 }

@@ -186,33 +186,25 @@ fn push(global: &Global, args: PushArgs) -> Outcome {
         .collect();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let journal = Journal::open(&lab, &command).map_err(|e| Failure::Failed(e.to_string()))?;
-    let mut intents = Vec::new();
-    for n in &nodes {
-        intents.push(
-            journal
-                .intend(&n.id, "-", "trust")
-                .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?,
-        );
-    }
-    let results = ops::for_each_node(&nodes, 4, |node| {
-        let r = ops::connect_to_change(&lab, node)
-            .and_then(|mut t| ops::push_trust(t.as_mut(), &gate.keyring.keys));
-        vec![(node.id.clone(), r.map_err(|e| e.to_string()))]
-    });
-    let results: Vec<(String, Result<usize, String>)> = results.into_iter().flatten().collect();
-    let mut unrecorded = Vec::new();
-    for (n, r) in &results {
-        let message = match r {
-            Ok(_) => format!("now trusts {}", keys.join(", ")),
-            Err(e) => e.clone(),
-        };
-        if let Err(e) = journal.record(n, "-", "trust", r.is_ok(), &message) {
-            unrecorded.push(e.to_string());
-        }
-    }
-    if let Err(e) = journal.settle(&intents) {
-        unrecorded.push(e.to_string());
-    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let (results, unrecorded) = journal
+        .around(&ids, "-", "trust", || {
+            let results: Vec<(String, Result<usize, String>)> =
+                ops::for_each_node(&nodes, 4, |node| {
+                    let r = ops::connect_to_change(&lab, node)
+                        .and_then(|mut t| ops::push_trust(t.as_mut(), &gate.keyring.keys));
+                    (node.id.clone(), r.map_err(|e| e.to_string()))
+                });
+            let outcomes = results
+                .iter()
+                .map(|(n, r)| match r {
+                    Ok(_) => (n.clone(), true, format!("now trusts {}", keys.join(", "))),
+                    Err(e) => (n.clone(), false, e.clone()),
+                })
+                .collect();
+            (results, outcomes)
+        })
+        .map_err(|e| Failure::Failed(format!("{e}; nothing was done")))?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if args.json {
         let rows: Vec<serde_json::Value> = results
@@ -237,9 +229,9 @@ fn push(global: &Global, args: PushArgs) -> Outcome {
             format!("{failed} node(s) did not take the keys"),
         ));
     }
-    if let Some(first) = unrecorded.first() {
+    if let Some(e) = unrecorded {
         return Err(Failure::Failed(format!(
-            "the keys were pushed, but the journal could not record it: {first}"
+            "the keys were pushed, but the journal could not record it: {e}"
         )));
     }
     Ok(())

@@ -227,6 +227,36 @@ impl Journal {
         )
     }
 
+    /// Runs a change of `op` on `nodes` the journaled way: an intent per
+    /// node first (if one cannot be written, the error is returned and
+    /// `work` never runs), then `work`, whose outcomes `(node, ok,
+    /// message)` are recorded, then the intents settled. Returns what
+    /// `work` returned, and the first row that could not be written after
+    /// the change was made.
+    pub fn around<T>(
+        &self,
+        nodes: &[String],
+        patch: &str,
+        op: &str,
+        work: impl FnOnce() -> (T, Vec<(String, bool, String)>),
+    ) -> Result<(T, Option<JournalError>), JournalError> {
+        let mut intents = Vec::new();
+        for node in nodes {
+            intents.push(self.intend(node, patch, op)?);
+        }
+        let (value, outcomes) = work();
+        let mut unrecorded = None;
+        for (node, ok, message) in &outcomes {
+            if let Err(e) = self.record(node, patch, op, *ok, message) {
+                unrecorded.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.settle(&intents) {
+            unrecorded.get_or_insert(e);
+        }
+        Ok((value, unrecorded))
+    }
+
     /// Drops intents whose outcomes are recorded.
     pub fn settle(&self, intents: &[i64]) -> Result<(), JournalError> {
         let tx = self.conn.unchecked_transaction().map_err(self.fail())?;
