@@ -243,6 +243,25 @@ fn steps(st: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A rollout that has ended shows no step as pending or running, and no
+/// group as in progress or interrupted (DESIGN: after a rollout ends, no
+/// group or step of it is shown as in progress or pending-next).
+fn assert_nothing_left_in_flight(st: &Value) {
+    let open: Vec<_> = steps(st)
+        .into_iter()
+        .filter(|(_, _, state)| state == "pending" || state == "running")
+        .collect();
+    assert!(open.is_empty(), "steps left open: {open:?}\n{st}");
+    assert!(st["current_step"].is_null(), "{st}");
+    for g in st["groups"].as_array().expect("groups") {
+        let state = g["state"].as_str().unwrap_or("");
+        assert!(
+            !["in progress", "interrupted", "waiting", "paused"].contains(&state),
+            "{g}"
+        );
+    }
+}
+
 fn wait(child: Child) -> Output {
     child.wait_with_output().expect("wait")
 }
@@ -967,7 +986,7 @@ fn a_failure_with_the_default_policy_leaves_every_group_serving() {
     let groups = st["groups"].as_array().expect("groups");
     assert_eq!(groups[0]["state"], "done");
     assert_eq!(groups[1]["state"], "rolled back");
-    assert!(st["current_step"].is_null(), "{st}");
+    assert_nothing_left_in_flight(&st);
     assert_eq!(step_state(&st, "hook_after", ""), "done", "after-hooks ran");
     // Over: the cluster is free for the next rollout.
     let fleet = lab.join("fleet.toml");
@@ -1090,13 +1109,7 @@ fn status_after_an_abort_shows_no_group_in_progress_and_no_next_step() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let st = status(&lab);
     assert_eq!(st["state"], "aborted");
-    assert!(st["current_step"].is_null(), "{st}");
-    for g in st["groups"].as_array().expect("groups") {
-        assert!(
-            !["in progress", "waiting", "paused"].contains(&g["state"].as_str().unwrap_or("")),
-            "{g}"
-        );
-    }
+    assert_nothing_left_in_flight(&st);
     assert_eq!(step_state(&st, "hook_after", ""), "done", "after-hooks ran");
     assert!(services(&lab).values().all(|s| s == "up"));
     let t = text(&run(&lab, &["rollout", "status"]).stdout);
@@ -1104,6 +1117,40 @@ fn status_after_an_abort_shows_no_group_in_progress_and_no_next_step() {
         t.contains(": aborted") && !t.contains("next:") && !t.contains("in progress"),
         "{t}"
     );
+}
+
+#[test]
+fn an_abort_after_the_runner_was_killed_mid_step_leaves_nothing_in_flight() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    knobs(&lab, &A, "slow_ms = 1500");
+    let follower = spawn(&lab, &start_args(&patch, &[]));
+    wait_for(&lab, "an install running", |st| {
+        step_state(st, "apply", "edge-1_1") == "running"
+    });
+    // The rollout runs in its own process: kill that one, then the
+    // command that follows it.
+    kill_runner(&lab, status(&lab)["pid"].as_i64().unwrap_or(0));
+    wait_for(&lab, "the runner gone", |st| st["interrupted"] == true);
+    let mut follower = follower;
+    let _ = follower.kill();
+    let _ = wait(follower);
+    let out = run(&lab, &["rollout", "abort"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st = status(&lab);
+    assert_eq!(st["state"], "aborted");
+    assert_nothing_left_in_flight(&st);
+    assert_eq!(step_state(&st, "apply", "edge-1_1"), "failed", "{st}");
+    assert!(services(&lab).values().all(|s| s == "up"));
+    // The history does not show a step that never ran as a failed install.
+    let rows = json(&run(&lab, &["history", "--json", "--rollout", "1"]));
+    let never_ran = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["node"] == "edge-1_3" && r["op"] == "install")
+        .count();
+    assert_eq!(never_ran, 0, "{rows}");
 }
 
 #[test]

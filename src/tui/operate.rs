@@ -23,7 +23,7 @@ pub fn member_state(r: Option<&Rollout>, snapshot: &Snapshot, node: &str) -> &'s
         let last = r
             .steps
             .iter()
-            .filter(|s| s.step.node == node && s.state != StepState::Pending)
+            .filter(|s| s.step.node == node && s.state.started())
             .max_by_key(|s| s.step.seq);
         if let Some(s) = last {
             match (s.state, s.step.kind) {
@@ -700,9 +700,7 @@ impl App {
             .iter()
             .filter(|n| {
                 r.steps.iter().any(|s| {
-                    s.step.kind == StepKind::Apply
-                        && &s.step.node == *n
-                        && s.state != StepState::Pending
+                    s.step.kind == StepKind::Apply && &s.step.node == *n && s.state.started()
                 })
             })
             .cloned()

@@ -98,6 +98,9 @@ pub enum StepState {
     Running,
     Done,
     Failed,
+    /// Never run: the rollout ended (done, failed and rolled back, or
+    /// aborted) before reaching it.
+    Skipped,
 }
 
 impl StepState {
@@ -107,7 +110,13 @@ impl StepState {
             StepState::Running => "running",
             StepState::Done => "done",
             StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
         }
+    }
+
+    /// Whether the step was started at all (so its node may have changed).
+    pub fn started(self) -> bool {
+        !matches!(self, StepState::Pending | StepState::Skipped)
     }
 
     fn parse(s: &str) -> StepState {
@@ -115,6 +124,7 @@ impl StepState {
             "running" => StepState::Running,
             "done" => StepState::Done,
             "failed" => StepState::Failed,
+            "skipped" => StepState::Skipped,
             _ => StepState::Pending,
         }
     }
@@ -285,13 +295,40 @@ pub fn set_step(
     Ok(())
 }
 
+/// Sets a rollout's state. When it ends (done, failed and rolled back,
+/// aborted), no step of it is left pending or running: a step never
+/// reached is `skipped`, and one a dead runner left running is `failed`
+/// as interrupted (the abort or rollback settled its node).
 pub fn set_state(conn: &Connection, id: i64, state: State, message: &str) -> rusqlite::Result<()> {
+    // One transaction, or the caller's when it has one open.
+    let tx = if conn.is_autocommit() {
+        Some(conn.unchecked_transaction()?)
+    } else {
+        None
+    };
+    let t = now();
     conn.execute(
         "UPDATE rollout SET state=?2, message=?3, requested=CASE WHEN ?2 IN ('running','waiting') THEN requested ELSE '' END,
             pid=?4, updated_at=?5 WHERE id=?1",
-        params![id, state.db_str(), message, std::process::id() as i64, now()],
+        params![id, state.db_str(), message, std::process::id() as i64, t],
     )?;
-    Ok(())
+    if state.ended() {
+        conn.execute(
+            "UPDATE rollout_step SET state='skipped', message='not run: the rollout ended first'
+             WHERE rollout=?1 AND state='pending'",
+            [id],
+        )?;
+        conn.execute(
+            "UPDATE rollout_step SET state='failed', ended_at=?2,
+                message='interrupted: its runner stopped before the step ended'
+             WHERE rollout=?1 AND state='running'",
+            params![id, t],
+        )?;
+    }
+    match tx {
+        Some(tx) => tx.commit(),
+        None => Ok(()),
+    }
 }
 
 /// Records how a rollout ends before its closing after-hooks run, so a

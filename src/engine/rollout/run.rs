@@ -809,9 +809,7 @@ impl<E: Env> Runner<'_, E> {
             .iter()
             .filter(|n| {
                 rollout.steps.iter().any(|s| {
-                    s.step.kind == StepKind::Apply
-                        && &s.step.node == *n
-                        && s.state != StepState::Pending
+                    s.step.kind == StepKind::Apply && &s.step.node == *n && s.state.started()
                 })
             })
             // Already rolled back by an earlier rollback of this group.
