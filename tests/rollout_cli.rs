@@ -1001,6 +1001,66 @@ fn a_failure_with_the_default_policy_leaves_every_group_serving() {
 }
 
 #[test]
+fn a_rollback_that_fails_too_names_the_members_it_left_drained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    // edge-2_3's install fails, and so does putting it back in service
+    // while the marker exists: the rollback of group B cannot finish.
+    let marker = tmp.path().join("restore-fails");
+    std::fs::write(&marker, "").expect("marker");
+    cluster_keys(
+        &lab,
+        &format!(
+            "restore = \"test $PATCHDECK_NODE != edge-2_3 || test ! -e {}\"",
+            marker.display()
+        ),
+    );
+    knobs(&lab, &["edge-2_3"], "fail_install = true");
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let st = status(&lab);
+    assert_eq!(st["state"], "failed");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("group B is left drained (edge-2_3)")
+            && message.contains("patchdeck rollout abort 1"),
+        "says plainly what is out of service and how to restore it: {message}"
+    );
+    assert_eq!(services(&lab)["edge-2_3"], "down");
+    std::fs::remove_file(&marker).expect("marker");
+    let out = run(&lab, &["rollout", "abort", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
+
+#[test]
+fn a_member_busy_with_another_command_is_waited_for_not_failed() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    // Another command holds a member's node lock, as a second operator's
+    // install would; the rollout's step on it waits instead of failing.
+    let lock = std::fs::File::open(node_root(&lab, "edge-1_3").join("var/lib/patchdeck/lock"))
+        .expect("node lock file");
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let rollout = spawn(&lab, &start_args(&patch, &[]));
+    wait_for(&lab, "edge-1_3's drain waiting on the lock", |st| {
+        step_state(st, "drain", "edge-1_3") == "running"
+    });
+    drop(lock);
+    let out = wait(rollout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(status(&lab)["state"], "done");
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
+
+#[test]
 fn cluster_on_failure_halt_leaves_the_group_drained_and_names_the_restoring_command() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (lab, patch) = lab_with_patch(tmp.path());

@@ -11,7 +11,7 @@ use super::run::Env;
 use crate::engine::fleet::{Fleet, Knobs};
 use crate::engine::inventory::PatchState;
 use crate::engine::lab::Lab;
-use crate::engine::node::Service;
+use crate::engine::node::{ErrorKind, NodeError, Service};
 use crate::engine::ops::connect;
 use crate::engine::transport::Transport;
 
@@ -20,6 +20,12 @@ use crate::engine::transport::Transport;
 /// opening a node store costs more than the question. Small, so a
 /// 1,000-member cluster does not hold 1,000 databases open.
 const KEEP_OPEN: usize = 16;
+
+/// How long a step waits for a member another command holds (its node
+/// lock is taken) before the step fails. Another operator's install on
+/// one node takes seconds; failing at once would leave a group drained
+/// because someone listed a node at the wrong moment.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
 
 pub struct FleetEnv<'a> {
     pub lab: &'a Lab,
@@ -75,6 +81,31 @@ impl<'a> FleetEnv<'a> {
         result
     }
 
+    /// [`Self::with`], trying again while the member is busy (another
+    /// command holds its lock), for up to [`BUSY_WAIT`].
+    fn with_patience<T>(
+        &self,
+        node: &str,
+        f: impl Fn(&mut dyn Transport) -> Result<T, NodeError>,
+    ) -> Result<T, String> {
+        let until = Instant::now() + BUSY_WAIT;
+        loop {
+            let mut busy = false;
+            let result = self.with(node, |t| {
+                f(t).map_err(|e| {
+                    busy = e.kind == ErrorKind::Busy;
+                    e.to_string()
+                })
+            });
+            match result {
+                Err(_) if busy && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                result => return result,
+            }
+        }
+    }
+
     fn knobs(&self, node: &str) -> Knobs {
         self.fleet
             .node(node)
@@ -122,37 +153,49 @@ impl<'a> FleetEnv<'a> {
 
     fn set_service(&self, node: &str, state: Service, plan: &Plan) -> Result<(), String> {
         self.slow(node);
-        self.with(node, |t| t.service(Some(state)).map_err(|e| e.to_string()))?;
-        let extra = if state == Service::Down {
-            &plan.drain_command
-        } else {
-            &plan.restore_command
+        // A member counts as serving only once everything that puts it
+        // back has worked: out of service first when draining, in service
+        // last when restoring. A restore hook that fails leaves it down,
+        // and said to be down.
+        let hook = |c: &Option<String>| match c {
+            Some(c) => self
+                .shell(&c.replace("{node}", node), plan, Some(node))
+                .map(|_| ()),
+            None => Ok(()),
         };
-        if let Some(c) = extra {
-            self.shell(&c.replace("{node}", node), plan, Some(node))?;
+        if state == Service::Down {
+            self.with_patience(node, |t| t.service(Some(state)))?;
+            hook(&plan.drain_command)
+        } else {
+            hook(&plan.restore_command)?;
+            self.with_patience(node, |t| t.service(Some(state)))
+                .map(|_| ())
         }
-        Ok(())
     }
 
     /// Installs `ids` in order where staged; rolls back, newest first, where applied.
     fn change(&self, node: &str, ids: &[String], install: bool) -> Result<String, String> {
-        self.with(node, |t| Self::change_on(t, ids, install))
+        self.with_patience(node, |t| Self::change_on(t, ids, install))
     }
 
-    fn change_on(t: &mut dyn Transport, ids: &[String], install: bool) -> Result<String, String> {
-        let inv = t.inventory().map_err(|e| e.to_string())?;
+    fn change_on(
+        t: &mut dyn Transport,
+        ids: &[String],
+        install: bool,
+    ) -> Result<String, NodeError> {
+        let inv = t.inventory()?;
         let mut done = Vec::new();
         if install {
             for id in ids {
                 if inv.state(id) == PatchState::Staged {
-                    t.install(id, true).map_err(|e| e.to_string())?;
+                    t.install(id, true)?;
                     done.push(id.as_str());
                 }
             }
         } else {
             for id in ids.iter().rev() {
                 if inv.state(id) == PatchState::Applied {
-                    t.rollback(id).map_err(|e| e.to_string())?;
+                    t.rollback(id)?;
                     done.push(id.as_str());
                 }
             }

@@ -658,19 +658,7 @@ impl<E: Env> Runner<'_, E> {
                 head.step.seq,
                 what(head)
             );
-            let drained: Vec<String> = rollout
-                .plan
-                .all_members()
-                .into_iter()
-                .filter(|n| !self.env.in_service(n))
-                .collect();
-            if !drained.is_empty() {
-                m.push_str(&format!(
-                    "; group {group} is left drained for inspection ({}); `patchdeck rollout abort {}` restores it",
-                    drained.join(", "),
-                    rollout.id
-                ));
-            }
+            m.push_str(&self.left_drained(rollout, " for inspection"));
             return self.finish(rollout.id, State::Failed, Ending::Failed, &m);
         }
         // What the failed batch did is in the journal, not in `rollout`.
@@ -686,6 +674,33 @@ impl<E: Env> Runner<'_, E> {
         }
         self.db(|c| journal::append(c, rollout.id, &steps))?;
         self.roll_back(rollout.id)
+    }
+
+    /// What a halted rollout leaves out of service, said plainly with the
+    /// command that restores it; empty when every member serves.
+    fn left_drained(&self, rollout: &Rollout, why: &str) -> String {
+        let drained: Vec<String> = rollout
+            .plan
+            .all_members()
+            .into_iter()
+            .filter(|n| !self.env.in_service(n))
+            .collect();
+        if drained.is_empty() {
+            return String::new();
+        }
+        let groups: Vec<&str> = rollout
+            .plan
+            .groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| drained.contains(m)))
+            .map(|g| g.name.as_str())
+            .collect();
+        format!(
+            "; group {} is left drained{why} ({}); `patchdeck rollout abort {}` restores it",
+            groups.join(", "),
+            drained.join(", "),
+            rollout.id
+        )
     }
 
     /// Runs the rollback steps that are not done yet, in order; the
@@ -712,7 +727,10 @@ impl<E: Env> Runner<'_, E> {
             };
             let batch = batch_at(&r.steps, first);
             if let Err((_, e)) = self.run_batch(&r, &batch) {
-                let m = format!("{halted}; rolling group {group} back failed too: {e}");
+                let m = format!(
+                    "{halted}; rolling group {group} back failed too: {e}{}",
+                    self.left_drained(&r, "")
+                );
                 return self.finish(id, State::Failed, Ending::Failed, &m);
             }
         }
@@ -770,7 +788,8 @@ impl<E: Env> Runner<'_, E> {
             let batch = batch_at(&r.steps, first);
             if let Err((seq, e)) = self.run_batch(&r, &batch) {
                 let m = format!(
-                    "rolling group {group} back failed at step {seq}: {e}; `patchdeck rollout abort {id}` restores drained members"
+                    "rolling group {group} back failed at step {seq}: {e}{}",
+                    self.left_drained(&r, "")
                 );
                 return self.finish(id, State::Failed, Ending::Failed, &m);
             }
