@@ -775,3 +775,70 @@ fn now_needs_a_reason_and_the_override_is_journaled_with_the_operator() {
     );
     assert_eq!(row["node"], "edge");
 }
+
+#[test]
+fn a_group_rollback_keeps_to_the_windows_and_a_refusal_keeps_the_rollout_as_it_was() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lab, clock, patch) = lab(dir.path(), "");
+    // Saturday 02:10 in Berlin: inside the window, before its cutoff.
+    set_clock(&clock, "2026-11-28T01:10:00Z");
+    let id = start(&lab, &clock, &patch, &[]);
+    wait_for(&lab, &clock, &id, "done", |s| s["state"] == "done");
+    // Saturday noon: the window has closed.
+    set_clock(&clock, "2026-11-28T12:00:00Z");
+    let rollback = |extra: &[&str]| {
+        let mut args = vec!["rollout", "rollback", id.as_str()];
+        args.extend_from_slice(extra);
+        cmd(&lab, &clock, &args)
+    };
+    let out = rollback(&["--group", "Z"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = rollback(&["--group", "A", "--now"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = rollback(&["--group", "A"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("maintenance windows") && err.contains("--now --reason"),
+        "{err}"
+    );
+    assert!(
+        all_serving(&lab, &clock),
+        "nothing drained outside the window"
+    );
+    assert!(installed_on(&lab, &clock, "edge-1_1", &patch));
+    assert_eq!(status(&lab, &clock, &id)["state"], "done");
+    // With the operator's reason it goes ahead, journaled.
+    let out = rollback(&["--group", "A", "--now", "--reason", "bad build"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!installed_on(&lab, &clock, "edge-1_1", &patch));
+    assert!(all_serving(&lab, &clock));
+    let rows = json(&cmd(&lab, &clock, &["history", "--rollout", &id, "--json"]));
+    assert!(
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["op"] == "window_override"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("bad build"))),
+        "{rows:#}"
+    );
+    // A rollback refused before anything changed (another group is not
+    // healthy) leaves the rollout done, not failed and holding the cluster.
+    let db = lab.join("nodes/edge-1_2/var/lib/patchdeck/ipd.sqlite");
+    let set = |state: &str| {
+        rusqlite::Connection::open(&db)
+            .expect("node db")
+            .execute("UPDATE service SET state=?1", [state])
+            .expect("service");
+    };
+    set("down");
+    let out = rollback(&["--group", "B", "--now", "--reason", "bad build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    set("up");
+    let st = status(&lab, &clock, &id);
+    assert_eq!(st["state"], "done", "{st:#}");
+    assert!(installed_on(&lab, &clock, "edge-2_1", &patch));
+    assert!(all_serving(&lab, &clock));
+}

@@ -71,6 +71,13 @@ pub struct RollbackArgs {
     /// The group to roll back (A, B, ...).
     #[arg(long, value_name = "G")]
     group: String,
+    /// Roll back now even if the cluster's maintenance windows are closed.
+    /// Needs --reason.
+    #[arg(long)]
+    now: bool,
+    /// Why --now is needed; journaled with the operator's name.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -185,16 +192,7 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
         (Some(FailurePolicy::Rollback), _) | (None, true) => Some(OnFailure::Rollback),
         (None, false) => None,
     };
-    let window_override = match (args.now, args.reason.as_deref().map(str::trim)) {
-        (true, Some(r)) if !r.is_empty() => Some(r.to_string()),
-        (true, _) => {
-            return Err(Failure::Input(
-                "--now needs --reason TEXT, which is journaled with your name".into(),
-            ));
-        }
-        (false, Some(_)) => return Err(Failure::Input("--reason goes with --now".into())),
-        (false, None) => None,
-    };
+    let window_override = window_override(args.now, args.reason.as_deref())?;
     let request = prepare::Request {
         cluster: args.cluster.clone(),
         specs: args.patches.clone(),
@@ -278,6 +276,19 @@ fn start(global: &Global, args: StartArgs) -> Outcome {
     }
     drop(conn);
     background(&lab, id, args.detach, args.json)
+}
+
+/// `--now --reason TEXT`: the reason, or `None` without `--now`; either
+/// flag alone, or an empty reason, is bad usage.
+fn window_override(now: bool, reason: Option<&str>) -> Result<Option<String>, Failure> {
+    match (now, reason.map(str::trim)) {
+        (true, Some(r)) if !r.is_empty() => Ok(Some(r.to_string())),
+        (true, _) => Err(Failure::Input(
+            "--now needs --reason TEXT, which is journaled with your name".into(),
+        )),
+        (false, Some(_)) => Err(Failure::Input("--reason goes with --now".into())),
+        (false, None) => Ok(None),
+    }
 }
 
 fn prepare_failure(e: prepare::PrepareError) -> Failure {
@@ -956,6 +967,16 @@ fn abort(global: &Global, args: IdArgs) -> Outcome {
 fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     let lab = global.lab();
     let r = load(&lab, args.id)?;
+    if !r.plan.groups.iter().any(|g| g.name == args.group) {
+        let names: Vec<&str> = r.plan.groups.iter().map(|g| g.name.as_str()).collect();
+        return Err(Failure::Input(format!(
+            "rollout {} has no group {}; its groups are {}",
+            r.id,
+            args.group,
+            names.join(", ")
+        )));
+    }
+    let window_override = window_override(args.now, args.reason.as_deref())?;
     if rollout::is_running(&lab, &r) {
         return Err(Failure::Failed(format!(
             "rollout {} is running; pause or abort it before rolling a group back",
@@ -980,8 +1001,30 @@ fn rollback_group(global: &Global, args: RollbackArgs) -> Outcome {
     let env = FleetEnv::new(&lab, &fleet, r.id);
     let print = |e: &Event| print_event(e, args.json);
     let runner = Runner::new(&conn, &env).events(&print);
+    if let Some(reason) = &window_override {
+        // Journaled before anything is drained.
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        Journal::open_as(&lab, &command, Source::Rollout(r.id))
+            .and_then(|j| {
+                j.record(
+                    &r.cluster,
+                    &r.plan.patches.join(","),
+                    "window_override",
+                    true,
+                    &format!(
+                        "group {} of rollout {} rolled back with --now, outside its maintenance windows if need be: {reason}",
+                        args.group, r.id
+                    ),
+                )
+            })
+            .map_err(|e| {
+                Failure::Failed(format!(
+                    "the window override could not be journaled: {e}; nothing was done"
+                ))
+            })?;
+    }
     let ending = runner
-        .roll_back_group(r.id, &args.group)
+        .roll_back_group(r.id, &args.group, window_override.as_deref())
         .map_err(Failure::Failed)?;
     let after = load(&lab, Some(r.id))?;
     match ending {

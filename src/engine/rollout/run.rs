@@ -744,9 +744,22 @@ impl<E: Env> Runner<'_, E> {
     /// ends rolled back; an ended one keeps its state, and its status shows
     /// the group rolled back.
     ///
-    /// Errors: no such group, the rollout still running or paused, or
-    /// nothing of the rollout left to roll back on that group.
-    pub fn roll_back_group(&self, id: i64, group: &str) -> Result<Ending, Fail> {
+    /// A rollback that would drain a member that serves keeps to the
+    /// cluster's maintenance windows (the rollout's plan), as a rollout
+    /// does: outside an open window before its cutoff it is refused unless
+    /// `window_override` (the operator's journaled reason) is given.
+    /// Restoring members a failure left drained needs no window.
+    ///
+    /// Errors: no such group, the rollout still running or paused, nothing
+    /// of the rollout left to roll back on that group, a closed window, or
+    /// a first step refused before anything changed (the rollout then
+    /// keeps its state).
+    pub fn roll_back_group(
+        &self,
+        id: i64,
+        group: &str,
+        window_override: Option<&str>,
+    ) -> Result<Ending, Fail> {
         let rollout = self.load(id)?;
         if !rollout.plan.groups.iter().any(|g| g.name == group) {
             let names: Vec<&str> = rollout
@@ -775,6 +788,10 @@ impl<E: Env> Runner<'_, E> {
                 "group {group} of rollout {id} has nothing of it to roll back"
             ));
         }
+        let drains = steps.iter().any(|(kind, ..)| *kind == StepKind::Drain);
+        if drains && window_override.is_none() {
+            window_allows_drain(&rollout.plan, group)?;
+        }
         let seqs = self.db(|c| journal::append(c, id, &steps))?;
         loop {
             let r = self.load(id)?;
@@ -787,6 +804,19 @@ impl<E: Env> Runner<'_, E> {
             };
             let batch = batch_at(&r.steps, first);
             if let Err((seq, e)) = self.run_batch(&r, &batch) {
+                let changed = self
+                    .load(id)?
+                    .steps
+                    .iter()
+                    .any(|s| seqs.contains(&s.step.seq) && s.state == StepState::Done);
+                if !changed {
+                    // Refused before anything changed: the rollout stays
+                    // as it was (a done rollout does not become failed).
+                    self.db(|c| journal::set_state(c, id, rollout.state, &rollout.message))?;
+                    return Err(format!(
+                        "rolling group {group} back was refused at step {seq}, before anything changed: {e}"
+                    ));
+                }
                 let m = format!(
                     "rolling group {group} back failed at step {seq}: {e}{}",
                     self.left_drained(&r, "")
@@ -1007,6 +1037,27 @@ fn halting_step(r: &Rollout) -> Option<&StepRow> {
         .iter()
         .filter(|s| s.step.seq <= r.plan.last_seq())
         .find(|s| s.state == StepState::Failed)
+}
+
+/// Whether a group of `plan` may be drained now, by the plan's
+/// maintenance windows; the error says when it may and how to override.
+fn window_allows_drain(plan: &Plan, group: &str) -> Result<(), Fail> {
+    let when = match schedule(plan)?.gate(window::now()) {
+        Gate::Always | Gate::Open(_) => return Ok(()),
+        Gate::PastCutoff { next, .. } | Gate::Closed { next } => next,
+    };
+    let next = match when {
+        Some(s) => format!(
+            "the next window opens {} (drains until {})",
+            window::show(s.opens, s.tz),
+            window::show(s.cutoff, s.tz)
+        ),
+        None => "no window opens again".to_string(),
+    };
+    Err(format!(
+        "rolling group {group} back drains members that serve, and cluster {}'s maintenance windows do not allow a drain now; {next}; run it then, or give --now --reason TEXT",
+        plan.cluster
+    ))
 }
 
 /// The steps run together with step `first`: for member steps, every step
