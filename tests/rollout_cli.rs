@@ -1061,6 +1061,58 @@ fn a_member_busy_with_another_command_is_waited_for_not_failed() {
 }
 
 #[test]
+fn a_member_that_would_refuse_the_install_is_found_before_any_group_drains() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, _) = lab_with_patch(tmp.path());
+    // A gateway patch superseded by another, neither needing anything.
+    let rows = json(&run(
+        &lab,
+        &["depot", "list", "--json", "--filter", "gateway"],
+    ));
+    let rows = rows.as_array().expect("rows");
+    let plain = |r: &Value| {
+        r["requires"].as_array().is_some_and(|a| a.is_empty()) && r.get("base_version").is_none()
+    };
+    let (newer, older) = rows
+        .iter()
+        .filter(|r| plain(r))
+        .find_map(|r| {
+            let old = r["supersedes"].as_array()?.first()?.as_str()?;
+            let old_row = rows.iter().find(|o| o["id"] == old)?;
+            (plain(old_row) && old_row["supersedes"].as_array()?.is_empty()).then_some(())?;
+            Some((r["id"].as_str()?.to_string(), old.to_string()))
+        })
+        .expect("a superseding pair of plain gateway patches");
+    let all = members().join(",");
+    let out = run(&lab, &["replicate", &older, &newer, "--nodes", &all]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&lab, &["install", &newer, "--nodes", "edge-2_4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &lab,
+        &[
+            "rollout",
+            "start",
+            "--cluster",
+            "edge",
+            &older,
+            "--allow-drift",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("edge-2_4") && err.contains(&format!("{newer}, which supersedes it")),
+        "{err}"
+    );
+    assert!(services(&lab).values().all(|s| s == "up"));
+    assert!(
+        states(&lab, &older).values().all(|s| s == "staged"),
+        "nothing installed"
+    );
+}
+
+#[test]
 fn cluster_on_failure_halt_leaves_the_group_drained_and_names_the_restoring_command() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (lab, patch) = lab_with_patch(tmp.path());

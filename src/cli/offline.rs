@@ -287,13 +287,19 @@ impl ApplyRow {
 
 pub fn apply(global: &Global, args: ApplyArgs) -> Outcome {
     let lab = global.lab();
+    // A path that names nothing is bad input; a bundle damaged on its way
+    // is a failed apply.
+    if !args.bundle.exists() {
+        return Err(Failure::Input(format!(
+            "{}: no such bundle",
+            args.bundle.display()
+        )));
+    }
     let gate =
         crate::engine::trust::Gate::for_lab(&lab).map_err(|e| Failure::Input(e.to_string()))?;
     offline::signature::check_bundle(&gate, &args.bundle)
         .map_err(|e| Failure::Input(e.to_string()))?;
-    // A bundle that cannot be read as one is bad input, as a damaged
-    // snapshot is for `prepare`.
-    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Input(e.to_string()))?;
+    let bundle = offline::read_bundle(&args.bundle).map_err(|e| Failure::Failed(e.to_string()))?;
     if let Some(cluster) = &args.cluster {
         return apply_cluster(global, &args, &bundle, cluster);
     }

@@ -575,7 +575,7 @@ pub struct PlanRefusal {
 
 /// Checks a whole install plan (`plan`: patch ids in install order) against
 /// a node's inventory before anything is installed: each patch must be
-/// staged there, its product and base version installed, and each of its
+/// staged there and not superseded by anything installed, its product and base version installed, and each of its
 /// requirements met by what is installed or installed earlier in the plan
 /// (the one rule of [`requirement`], over the depot's supersession edges in
 /// `known`). The first patch that cannot go is the error.
@@ -599,6 +599,15 @@ pub fn check_install_plan(
         if inv.state(id) != PatchState::Staged {
             return Err(refuse(format!(
                 "it is not staged here; stage or replicate {id} first"
+            )));
+        }
+        // Never beneath a newer patch (the node refuses it too).
+        if let Some(newer) = installed
+            .iter()
+            .find(|p| *p != id && requirement::covers(known, p, id))
+        {
+            return Err(refuse(format!(
+                "{newer}, which supersedes it, is installed here"
             )));
         }
         let Some(patch) = depot.get(id) else {

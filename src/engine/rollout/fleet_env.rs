@@ -35,6 +35,8 @@ pub struct FleetEnv<'a> {
     /// Recently used connections, oldest first; one user at a time (a
     /// connection is taken out while in use).
     open: Mutex<Vec<(String, Box<dyn Transport>)>>,
+    /// The lab's depot, opened when a preflight first needs manifests.
+    depot: std::sync::OnceLock<Result<crate::engine::depot::Depot, String>>,
 }
 
 impl<'a> FleetEnv<'a> {
@@ -45,6 +47,7 @@ impl<'a> FleetEnv<'a> {
             rollout,
             start: Instant::now(),
             open: Mutex::new(Vec::new()),
+            depot: std::sync::OnceLock::new(),
         }
     }
 
@@ -210,6 +213,34 @@ impl<'a> FleetEnv<'a> {
 }
 
 impl FleetEnv<'_> {
+    /// Why the member would refuse the plan's install, by the same check
+    /// `install` makes ([`crate::engine::ops::check_install_plan`]) over
+    /// the patches it has staged; `Ok` when it would take them.
+    fn install_refusal(&self, node: &str, plan: &Plan) -> Result<(), String> {
+        let depot = self.depot.get_or_init(|| {
+            crate::engine::depot::Depot::open(&self.lab.depot_dir()).map_err(|e| e.to_string())
+        });
+        let depot = depot.as_ref().map_err(|e| e.clone())?;
+        let inv = self.with(node, |t| t.inventory().map_err(|e| e.to_string()))?;
+        let ids: Vec<String> = plan
+            .patches
+            .iter()
+            .filter(|p| inv.state(p) == PatchState::Staged)
+            // A bundle's patches (offline sites) need not be in the lab's
+            // depot; the member checks those itself at install.
+            .filter(|p| depot.get(p).is_some())
+            .cloned()
+            .collect();
+        let roots = inv
+            .patches
+            .keys()
+            .map(String::as_str)
+            .chain(ids.iter().map(String::as_str));
+        let known = crate::engine::requirement::Supersession::from_depot(|id| depot.get(id), roots);
+        crate::engine::ops::check_install_plan(&inv, &ids, depot, &known)
+            .map_err(|r| format!("would refuse the install: {r}"))
+    }
+
     /// The plan's patches a member cannot take part with: to install, not
     /// staged (nor already installed); to uninstall, not applied.
     pub fn missing(&self, node: &str, plan: &Plan) -> Result<Vec<String>, String> {
@@ -252,6 +283,11 @@ impl Env for FleetEnv<'_> {
             })?;
         }
         let missing = self.missing(node, plan)?;
+        if missing.is_empty() && !plan.uninstall {
+            // The whole install, checked as the member will check it, so a
+            // member that would refuse is found before any group drains.
+            return self.install_refusal(node, plan);
+        }
         if missing.is_empty() && plan.uninstall {
             // Nothing is taken away from under a patch that needs it.
             let blocked = self.with(node, |t| {
