@@ -1100,6 +1100,9 @@ fn to_fleet(inv: &Inventory, opts: &Options) -> Result<Imported, Problem> {
             ));
             continue;
         }
+        // The host name becomes the node id: it must be one `--nodes` can name.
+        crate::engine::fleet::check_node_id(name)
+            .map_err(|m| (host.line, format!("host {}: {m}", q(name))))?;
         let dc = h.field("dc")?.or_else(|| opts.default_dc.clone());
         let org = h.field("org")?.or_else(|| opts.default_org.clone());
         if dc.is_none() {

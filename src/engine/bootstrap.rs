@@ -168,8 +168,12 @@ fn copy_verified(t: &SshTarget, exe: &Path, digest: &str, want: &str) -> Result<
         .map(|d| d.display().to_string())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| ".".into());
-    let limit =
-        Duration::from_secs(t.config.connect_timeout_secs.max(1) + t.config.op_timeout_secs.max(1));
+    let limit = Duration::from_secs(
+        t.config
+            .connect_timeout_secs
+            .max(1)
+            .saturating_add(t.config.op_timeout_secs.max(1)),
+    );
     let prepare = format!("{sudo}mkdir -p -- {}", q(&dir));
     let out = t.run(&prepare, b"", limit)?;
     if !out.status.success() {

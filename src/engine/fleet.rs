@@ -197,6 +197,68 @@ fn default_deadline() -> u64 {
     120
 }
 
+/// `groups = "per-site"`: the one word `groups` takes besides a count.
+pub const PER_SITE: &str = "per-site";
+/// Bounds of a cluster's `parallel` (members installed at once).
+pub const PARALLEL: (u64, u64) = (1, 1000);
+/// Bounds of `health_deadline_secs`: a day is longer than any wait for a
+/// member an operator means, and keeps every deadline far from overflow.
+pub const DEADLINE_SECS: (u64, u64) = (1, 86_400);
+/// Bounds of `min_healthy_secs`.
+pub const MIN_HEALTHY_SECS: (u64, u64) = (0, 86_400);
+/// The most groups a cluster may be split into.
+pub const MAX_GROUPS: usize = 1000;
+/// The most a `[node.demo] slow_ms` may add to a step: a day.
+pub const MAX_SLOW_MS: u64 = 86_400_000;
+/// The cluster keys with bounds, for the documentation and messages.
+pub const CLUSTER_LIMITS: [(&str, (u64, u64)); 3] = [
+    ("parallel", PARALLEL),
+    ("health_deadline_secs", DEADLINE_SECS),
+    ("min_healthy_secs", MIN_HEALTHY_SECS),
+];
+
+/// A node id must be addressable in a `--nodes a,b` list: one word of any
+/// characters but blanks, control characters and `,` (which separates ids
+/// there), not starting with `-` (it would read as an option).
+///
+/// Errors: the message names the id, the character not allowed, and what
+/// an id may hold.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let q = crate::engine::text::quoted;
+    const ALLOWED: &str = "a node id is one word of any characters but blanks, control characters and ',' (which separates ids in --nodes), not starting with '-'";
+    if id.is_empty() {
+        return Err(format!("a node id is empty; {ALLOWED}"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || c == ',')
+    {
+        return Err(format!("node id {} contains {c:?}; {ALLOWED}", q(id)));
+    }
+    if id.starts_with('-') {
+        return Err(format!("node id {} starts with '-'; {ALLOWED}", q(id)));
+    }
+    Ok(())
+}
+
+/// Why node `id`'s root `root` clashes with node `other`'s: the same
+/// directory (`same`), inside it (`inside`), or holding it.
+fn root_clash(id: &str, root: &str, other: &str, same: bool, inside: bool) -> String {
+    if same {
+        format!(
+            "node {id}: root {root} is also the root of node {other}; two nodes cannot share a root"
+        )
+    } else if inside {
+        format!(
+            "node {id}: root {root} is inside the root of node {other}; a node's root cannot hold another node's"
+        )
+    } else {
+        format!(
+            "node {id}: root {root} holds the root of node {other}; a node's root cannot hold another node's"
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -462,7 +524,7 @@ impl Fleet {
             (
                 e.span()
                     .map(|s| crate::engine::tomlspan::line_of(text, s.start)),
-                crate::engine::text::cap(e.message().trim()).into_owned(),
+                crate::engine::text::cap_pieces(e.message().trim()).into_owned(),
             )
         })?;
         fleet
@@ -525,14 +587,14 @@ impl Fleet {
                     ));
                 }
             };
-            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == real) {
+            if let Some((p, other)) = seen
+                .iter()
+                .find(|(p, _)| real.starts_with(p) || p.starts_with(&real))
+            {
+                let shown = real.display().to_string();
                 return Err((
                     at,
-                    format!(
-                        "node {}: root {} is also the root of node {other}; two nodes cannot share a root",
-                        n.id,
-                        real.display()
-                    ),
+                    root_clash(&n.id, &shown, other, *p == real, real.starts_with(p)),
                 ));
             }
             seen.push((real, &n.id));
@@ -577,7 +639,11 @@ impl Fleet {
         unique("organization", self.organizations.iter().map(|o| &o.id))?;
         unique("cluster", self.clusters.iter().map(|c| &c.id))?;
         unique("node", self.nodes.iter().map(|n| &n.id))?;
+        for (i, n) in self.nodes.iter().enumerate() {
+            check_node_id(&n.id).map_err(|m| (At::key("node", i, "id"), m))?;
+        }
         self.check_ssh_table()?;
+        self.check_clusters()?;
         let q = crate::engine::text::quoted;
         let mut roots: Vec<(std::path::PathBuf, &str)> = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -655,17 +721,85 @@ impl Fleet {
                     .components()
                     .filter(|c| !matches!(c, std::path::Component::CurDir))
                     .collect();
-                if let Some((_, other)) = roots.iter().find(|(r, _)| *r == norm) {
+                if let Some((r, other)) = roots
+                    .iter()
+                    .find(|(r, _)| norm.starts_with(r) || r.starts_with(&norm))
+                {
                     return Err((
                         At::key("node", i, "root"),
-                        format!(
-                            "node {}: root {} is also the root of node {other}; two nodes cannot share a root",
-                            q(&n.id),
-                            q(root)
-                        ),
+                        root_clash(&n.id, &q(root), other, *r == norm, norm.starts_with(r)),
                     ));
                 }
                 roots.push((norm, &n.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every cluster's counts and times are inside their bounds
+    /// ([`CLUSTER_LIMITS`]), and `groups` is a count of at least two or
+    /// `"per-site"`; a node's `[node.demo] slow_ms` is at most a day.
+    fn check_clusters(&self) -> Result<(), (At, String)> {
+        for (i, c) in self.clusters.iter().enumerate() {
+            let q = crate::engine::text::quoted;
+            for (key, value, (min, max), unit) in [
+                ("parallel", c.parallel as u64, PARALLEL, "members"),
+                (
+                    "health_deadline_secs",
+                    c.health_deadline_secs,
+                    DEADLINE_SECS,
+                    "s",
+                ),
+                (
+                    "min_healthy_secs",
+                    c.min_healthy_secs,
+                    MIN_HEALTHY_SECS,
+                    "s",
+                ),
+            ] {
+                if value < min || value > max {
+                    return Err((
+                        At::key("cluster", i, key),
+                        format!(
+                            "cluster {}: {key} = {value} is out of range; expected {min} to {max} ({unit})",
+                            q(&c.id)
+                        ),
+                    ));
+                }
+            }
+            match &c.groups {
+                Some(Grouping::Count(n)) if !(2..=MAX_GROUPS).contains(n) => {
+                    return Err((
+                        At::key("cluster", i, "groups"),
+                        format!(
+                            "cluster {}: groups = {n} is out of range; expected a count from 2 to {MAX_GROUPS}, or \"per-site\"",
+                            q(&c.id)
+                        ),
+                    ));
+                }
+                Some(Grouping::PerSite(word)) if word != PER_SITE => {
+                    return Err((
+                        At::key("cluster", i, "groups"),
+                        format!(
+                            "cluster {}: groups = {}; expected a count from 2 to {MAX_GROUPS}, or \"per-site\"",
+                            q(&c.id),
+                            q(word)
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.demo.slow_ms > MAX_SLOW_MS {
+                return Err((
+                    At::key("node", i, "demo"),
+                    format!(
+                        "node {}: [node.demo] slow_ms = {} is out of range; expected 0 to {MAX_SLOW_MS} (a day)",
+                        crate::engine::text::quoted(&n.id),
+                        n.demo.slow_ms
+                    ),
+                ));
             }
         }
         Ok(())

@@ -136,7 +136,10 @@ fn check_one(lab: &Lab, n: &fleet::Node, accept_new: bool) -> Check {
 /// key, login), or it ran and failed otherwise.
 pub fn remote_version(t: &SshTarget) -> Result<Option<String>, NodeError> {
     let limit = std::time::Duration::from_secs(
-        t.config.connect_timeout_secs.max(1) + t.config.op_timeout_secs.max(1),
+        t.config
+            .connect_timeout_secs
+            .max(1)
+            .saturating_add(t.config.op_timeout_secs.max(1)),
     );
     let out = t.run(&t.patchdeck_line(&["--version"]), b"", limit)?;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -65,6 +65,32 @@ pub fn cap(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// The most characters of a parser's message [`cap_pieces`] keeps.
+pub const MESSAGE_MAX_CHARS: usize = 2000;
+
+/// A parser's message (TOML, serde) made short without losing its list:
+/// each piece between backquotes, and each stretch outside them, is
+/// [`cap`]ped on its own, so an outside key or value of any length is cut
+/// while "expected one of `id`, `dc`, …" keeps every valid key; the whole
+/// is then held to [`MESSAGE_MAX_CHARS`].
+pub fn cap_pieces(message: &str) -> Cow<'_, str> {
+    let pieces: Vec<Cow<'_, str>> = message.split('`').map(cap).collect();
+    if pieces.iter().all(|p| matches!(p, Cow::Borrowed(_)))
+        && message.chars().count() <= MESSAGE_MAX_CHARS
+    {
+        return Cow::Borrowed(message);
+    }
+    let joined = pieces.join("`");
+    match joined.char_indices().nth(MESSAGE_MAX_CHARS) {
+        None => Cow::Owned(joined),
+        Some((at, _)) => Cow::Owned(format!(
+            "{}… ({} bytes in all)",
+            joined.get(..at).unwrap_or_default(),
+            joined.len()
+        )),
+    }
+}
+
 /// `s` capped and quoted for a message, controls escaped (`"a\u{1b}b"`).
 pub fn quoted(s: &str) -> String {
     format!("{:?}", cap(s).as_ref())
@@ -142,6 +168,18 @@ pub fn read_file(path: &std::path::Path) -> Result<String, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parser_message_keeps_its_list_and_cuts_outside_text() {
+        let keys: Vec<String> = (0..40).map(|i| format!("`key{i}`")).collect();
+        let msg = format!("unknown field `x`, expected one of {}", keys.join(", "));
+        assert_eq!(cap_pieces(&msg), msg.as_str());
+        let long = "y".repeat(5000);
+        let msg = format!("unknown field `{long}`, expected `id`, `dc`");
+        let shown = cap_pieces(&msg);
+        assert!(shown.ends_with("expected `id`, `dc`"), "{shown}");
+        assert!(shown.len() < 300, "{shown}");
+    }
 
     #[test]
     fn controls_are_shown_not_obeyed() {

@@ -65,6 +65,10 @@ pub enum WindowError {
     #[error("duration {0:?} is zero; a window must stay open for some time")]
     ZeroDuration(String),
     #[error(
+        "duration {0:?} is longer than {MAX_DURATION_DAYS} days; expected a maintenance window of at most {MAX_DURATION_DAYS} days, e.g. \"4h\""
+    )]
+    TooLong(String),
+    #[error(
         "cutoff {cutoff:?} is not shorter than duration {duration:?}; no group could ever start in this window"
     )]
     Cutoff { cutoff: String, duration: String },
@@ -77,7 +81,7 @@ impl WindowError {
             WindowError::Cron { .. } | WindowError::NeverOpens { .. } => "cron",
             WindowError::Zone { .. } => "tz",
             WindowError::Span { key, .. } => key,
-            WindowError::ZeroDuration(_) => "duration",
+            WindowError::ZeroDuration(_) | WindowError::TooLong(_) => "duration",
             WindowError::Cutoff { .. } => "cutoff",
         }
     }
@@ -94,6 +98,11 @@ pub struct Window {
     pub cutoff: TimeDelta,
     pub tz: Tz,
 }
+
+/// The longest a window may stay open. A week covers any maintenance
+/// window an operator means, and keeps every instant computed from one far
+/// inside what a date can hold. A cutoff is shorter than its duration.
+pub const MAX_DURATION_DAYS: i64 = 7;
 
 fn span(key: &'static str, value: &str) -> Result<TimeDelta, WindowError> {
     let err = |reason: String| WindowError::Span {
@@ -159,6 +168,9 @@ impl Window {
         let duration = span("duration", &spec.duration)?;
         if duration <= TimeDelta::zero() {
             return Err(WindowError::ZeroDuration(spec.duration.clone()));
+        }
+        if duration > TimeDelta::days(MAX_DURATION_DAYS) {
+            return Err(WindowError::TooLong(spec.duration.clone()));
         }
         let cutoff = match &spec.cutoff {
             Some(c) => span("cutoff", c)?,
@@ -289,11 +301,16 @@ impl Schedule {
         let (first, w) = self
             .windows
             .iter()
-            .filter_map(|w| w.next_opening(t - w.duration, false).map(|o| (o, w)))
+            .filter_map(|w| {
+                w.next_opening(t.checked_sub_signed(w.duration)?, false)
+                    .map(|o| (o, w))
+            })
             .min_by_key(|(o, _)| *o)?;
+        // Checked throughout: at the far end of what a date holds there is
+        // no next window rather than a panic.
         let mut opens = first;
-        let mut closes = first + w.duration;
-        let mut cutoff = closes - w.cutoff;
+        let mut closes = first.checked_add_signed(w.duration)?;
+        let mut cutoff = closes.checked_sub_signed(w.cutoff)?;
         let mut tz = w.tz;
         // Forward: a window that opens by the close and ends later carries
         // the stretch on (for each window, its last opening by the close
@@ -304,13 +321,16 @@ impl Schedule {
                 let Some(o) = w.last_opening(closes, true) else {
                     continue;
                 };
-                let end = o + w.duration;
+                let Some(end) = o.checked_add_signed(w.duration) else {
+                    continue;
+                };
+                let end_cutoff = end.checked_sub_signed(w.cutoff)?;
                 if end > closes {
                     closes = end;
-                    cutoff = end - w.cutoff;
+                    cutoff = end_cutoff;
                     longer = true;
                 } else if end == closes {
-                    cutoff = cutoff.min(end - w.cutoff);
+                    cutoff = cutoff.min(end_cutoff);
                 }
             }
             if !longer || closes - opens > HORIZON {
@@ -323,7 +343,8 @@ impl Schedule {
             let mut earlier = false;
             for w in &self.windows {
                 if let Some(o) = w.last_opening(opens, false)
-                    && o + w.duration >= opens
+                    && o.checked_add_signed(w.duration)
+                        .is_some_and(|end| end >= opens)
                 {
                     opens = o;
                     tz = w.tz;
@@ -538,7 +559,10 @@ pub fn now() -> DateTime<Utc> {
         (std::time::Instant::now(), fixed)
     });
     match fixed {
-        Some(t) => *t + TimeDelta::from_std(start.elapsed()).unwrap_or_else(|_| TimeDelta::zero()),
+        Some(t) => TimeDelta::from_std(start.elapsed())
+            .ok()
+            .and_then(|d| t.checked_add_signed(d))
+            .unwrap_or(*t),
         None => Utc::now(),
     }
 }

@@ -111,7 +111,11 @@ impl Remote {
                 message: format!("`{described}` started without pipes"),
             });
         };
-        let (stdout, limit) = DeadlineReader::new(stdout, Limit::Until(started + setup.connect));
+        let first = match started.checked_add(setup.connect) {
+            Some(until) => Limit::Until(until),
+            None => Limit::Silence(setup.connect),
+        };
+        let (stdout, limit) = DeadlineReader::new(stdout, first);
         let mut remote = Remote {
             node: node.to_string(),
             command: described,
@@ -242,8 +246,12 @@ impl Remote {
         // The handshake has one deadline from the start; a request may run
         // as long as the node keeps talking.
         let (limit, silence) = if op == "hello" {
-            let until = self.started + self.setup.connect;
-            (Limit::Until(until), self.setup.connect)
+            // A connect time too long for an instant waits for silence instead.
+            let limit = match self.started.checked_add(self.setup.connect) {
+                Some(until) => Limit::Until(until),
+                None => Limit::Silence(self.setup.connect),
+            };
+            (limit, self.setup.connect)
         } else {
             (Limit::Silence(self.setup.op), self.setup.op)
         };

@@ -559,7 +559,12 @@ impl<E: Env> Runner<'_, E> {
             .filter(|g| g.name != group)
             .flat_map(|g| g.members.clone())
             .collect();
-        let deadline = self.env.now() + Duration::from_secs(rollout.plan.health_deadline_secs);
+        // Saturating: a plan journaled before fleet.toml bounded its
+        // deadline may still carry any number.
+        let deadline = self
+            .env
+            .now()
+            .saturating_add(Duration::from_secs(rollout.plan.health_deadline_secs));
         loop {
             let sick = self.sick(&others)?;
             if sick.is_empty() {
@@ -589,7 +594,7 @@ impl<E: Env> Runner<'_, E> {
     /// minimum time.
     fn wait_healthy(&self, plan: &Plan, members: &[String]) -> Result<String, Fail> {
         let start = self.env.now();
-        let deadline = start + Duration::from_secs(plan.health_deadline_secs);
+        let deadline = start.saturating_add(Duration::from_secs(plan.health_deadline_secs));
         let min = Duration::from_secs(plan.min_healthy_secs);
         let mut healthy_since = None;
         loop {
@@ -597,10 +602,10 @@ impl<E: Env> Runner<'_, E> {
             let now = self.env.now();
             if sick.is_empty() {
                 let since = *healthy_since.get_or_insert(now);
-                if now - since >= min {
+                if now.saturating_sub(since) >= min {
                     return Ok(format!(
                         "healthy after {:.1} s",
-                        (now - start).as_secs_f64()
+                        now.saturating_sub(start).as_secs_f64()
                     ));
                 }
             } else {
