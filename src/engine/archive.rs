@@ -88,7 +88,9 @@ pub fn read_patch(path: &Path) -> Result<Manifest, PatchFileError> {
         line: None,
         message: format!("cannot read: {e}"),
     })?;
-    let manifest = read_archive(io::BufReader::new(file))?;
+    let manifest = read_archive_full(io::BufReader::new(file), Some(&id), None, |f, data| {
+        hash_limited(data, f.size).map_err(|e| io::Error::other(e.message))
+    })?;
     if let Some(declared) = &manifest.id
         && *declared != id
     {
@@ -121,6 +123,18 @@ pub fn read_archive(reader: impl Read) -> Result<Manifest, PatchFileError> {
 /// file must be present.
 pub fn read_archive_with(
     reader: impl Read,
+    expected: Option<&Manifest>,
+    payload: impl FnMut(&FileEntry, &mut dyn Read) -> io::Result<(u64, String)>,
+) -> Result<Manifest, PatchFileError> {
+    read_archive_full(reader, None, expected, payload)
+}
+
+/// [`read_archive_with`] for the patch whose id is `id` when known (its
+/// file name): the manifest is checked as that patch's
+/// ([`Manifest::parse_as`]).
+fn read_archive_full(
+    reader: impl Read,
+    id: Option<&str>,
     expected: Option<&Manifest>,
     mut payload: impl FnMut(&FileEntry, &mut dyn Read) -> io::Result<(u64, String)>,
 ) -> Result<Manifest, PatchFileError> {
@@ -181,7 +195,7 @@ pub fn read_archive_with(
             line: Some(line),
             message,
         })?;
-        break Manifest::parse(&text)?;
+        break Manifest::parse_as(&text, id)?;
     };
     if let Some(expected) = expected
         && expected.files != manifest.files
@@ -376,9 +390,9 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     let text = crate::engine::text::utf8(bytes).map_err(|(line, message)| {
         PackError::input(&manifest_path, format!("line {line}: {message}"))
     })?;
-    let mut manifest =
-        Manifest::parse(&text).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
     let id = id_from_path(out).map_err(|e| PackError::input(out, e.message))?;
+    let mut manifest = Manifest::parse_as(&text, Some(&id))
+        .map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
     if let Some(declared) = &manifest.id
         && *declared != id
     {
@@ -397,7 +411,8 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     manifest.files = files.iter().map(|(entry, _)| entry.clone()).collect();
     // Re-parse what we will write, so a packed patch always reads back.
     let rendered = manifest.to_toml();
-    Manifest::parse(&rendered).map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
+    Manifest::parse_as(&rendered, Some(&id))
+        .map_err(|e| PackError::input(&manifest_path, e.to_string()))?;
 
     let parent = out
         .parent()

@@ -17,7 +17,9 @@ use crate::engine::manifest::Manifest;
 
 pub const INDEX_FILE: &str = ".patchdeck-index.sqlite";
 /// Bumped whenever what a row means changes; a mismatch empties the index.
-const FORMAT: &str = concat!("1/", env!("CARGO_PKG_VERSION"));
+/// 2: a manifest requiring itself or with an unreadable `base_version` is
+/// broken, so rows read by 1 are read again.
+const FORMAT: &str = concat!("2/", env!("CARGO_PKG_VERSION"));
 
 /// What reading one file gave.
 pub type Reading = Result<Manifest, PatchFileError>;

@@ -152,13 +152,22 @@ impl Manifest {
     /// Parses and checks a manifest on its own (the id/stem match and
     /// cross-patch rules are the depot's business).
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Self::parse_as(text, None)
+    }
+
+    /// [`Manifest::parse`] for the patch whose id is `id` (its file name's
+    /// stem, when the manifest itself names none): `requires` and
+    /// `supersedes` must not name that id either.
+    ///
+    /// Errors: [`ManifestError`] with the line of the offending value.
+    pub fn parse_as(text: &str, id: Option<&str>) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
             line: e
                 .span()
                 .map(|s| crate::engine::tomlspan::line_of(text, s.start)),
-            message: crate::engine::text::cap(e.message().trim()).into_owned(),
+            message: crate::engine::text::cap_pieces(e.message().trim()).into_owned(),
         })?;
-        manifest.check().map_err(|(message, at)| ManifestError {
+        manifest.check(id).map_err(|(message, at)| ManifestError {
             line: at.and_then(|at| at.line(text)),
             message,
         })?;
@@ -172,12 +181,14 @@ impl Manifest {
 
     /// Field-level checks that serde cannot express. On failure returns the
     /// message and the value it concerns, so the caller can find its line.
-    fn check(&self) -> Result<(), (String, Option<At>)> {
+    /// `own` is the patch's id when known from outside (its file name).
+    fn check(&self, own: Option<&str>) -> Result<(), (String, Option<At>)> {
         use At::{File, Item, Key};
         let q = crate::engine::text::quoted;
         if let Some(id) = &self.id {
             check_id(id).map_err(|m| (m, Some(Key("id"))))?;
         }
+        let own = self.id.as_deref().or(own);
         for (key, value) in [
             ("title", &self.title),
             ("product", &self.product),
@@ -207,13 +218,23 @@ impl Manifest {
         ] {
             for (i, id) in ids.iter().enumerate() {
                 check_id(id).map_err(|m| (format!("`{key}`: {m}"), Some(Item(key, i))))?;
-                if Some(id) == self.id.as_ref() {
+                if Some(id.as_str()) == own {
                     return Err((
-                        format!("`{key}` names the patch itself ({id})"),
+                        format!(
+                            "`{key}` names the patch itself ({id}); expected ids of other patches"
+                        ),
                         Some(Item(key, i)),
                     ));
                 }
             }
+        }
+        if let Some(base) = &self.base_version {
+            crate::engine::version::check_base_version(base).map_err(|m| {
+                (
+                    format!("`base_version` {}: {m}", q(base)),
+                    Some(Key("base_version")),
+                )
+            })?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, file) in self.files.iter().enumerate() {
@@ -464,6 +485,25 @@ mode = "0755"
             err.message.contains("critical"),
             "lists what was expected: {err}"
         );
+    }
+
+    #[test]
+    fn a_self_requirement_and_a_bad_base_version_name_their_line() {
+        let text = GOOD.replace(
+            "severity = \"high\"",
+            "severity = \"high\"\nrequires = [\"GW_1\"]",
+        );
+        let err = Manifest::parse_as(&text, Some("GW_1")).unwrap_err();
+        assert_eq!(err.line, Some(9), "{err}");
+        assert!(err.message.contains("itself"), "{err}");
+        assert!(Manifest::parse_as(&text, Some("GW_2")).is_ok());
+        let text = GOOD.replace(
+            "severity = \"high\"",
+            "severity = \"high\"\nbase_version = \">=>10\"",
+        );
+        let err = Manifest::parse(&text).unwrap_err();
+        assert_eq!(err.line, Some(9), "{err}");
+        assert!(err.message.contains("base_version"), "{err}");
     }
 
     #[test]

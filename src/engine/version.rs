@@ -230,15 +230,7 @@ pub fn max<'a>(versions: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
 pub fn base_version_satisfied(base: &str, installed: &str) -> Option<bool> {
     let mut holds = true;
     for term in base.split(',') {
-        let term = term.trim();
-        let (op, wanted) = [">=", "<=", "==", ">", "<", "="]
-            .iter()
-            .find_map(|op| term.strip_prefix(op).map(|rest| (*op, rest.trim())))
-            .unwrap_or(("==", term));
-        let malformed = |c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | ',');
-        if wanted.is_empty() || wanted.contains(malformed) {
-            return None;
-        }
+        let (op, wanted) = base_term(term).ok()?;
         let ord = compare(installed, wanted);
         holds &= match op {
             ">=" => ord.is_ge(),
@@ -249,6 +241,42 @@ pub fn base_version_satisfied(base: &str, installed: &str) -> Option<bool> {
         };
     }
     Some(holds)
+}
+
+/// One `OP VERSION` term of a `base_version` list, or what is wrong with it.
+fn base_term(term: &str) -> Result<(&'static str, &str), String> {
+    let term = term.trim();
+    let (op, wanted) = [">=", "<=", "==", ">", "<", "="]
+        .iter()
+        .find_map(|op| term.strip_prefix(op).map(|rest| (*op, rest.trim())))
+        .unwrap_or(("==", term));
+    let malformed = |c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!' | ',');
+    if wanted.is_empty() {
+        return Err(format!(
+            "term {} names no version",
+            crate::engine::text::quoted(term)
+        ));
+    }
+    if let Some(c) = wanted.chars().find(|&c| malformed(c)) {
+        return Err(format!(
+            "term {} has {c:?} in its version",
+            crate::engine::text::quoted(term)
+        ));
+    }
+    Ok((op, wanted))
+}
+
+/// Whether `base` is a constraint list [`base_version_satisfied`] can
+/// read. Errors: which term is wrong and what a list looks like.
+pub fn check_base_version(base: &str) -> Result<(), String> {
+    for term in base.split(',') {
+        base_term(term).map_err(|m| {
+            format!(
+                "{m}; expected comma-separated terms of an operator (>=, <=, >, <, ==, =) and a version, e.g. \">=10.1, <11\""
+            )
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -643,6 +643,15 @@ impl<'a> Resolver<'a> {
         let mut memo: HashMap<usize, Vec<usize>> = HashMap::new();
         for (xi, &x) in live.iter().enumerate() {
             for r in &patches[x].manifest.requires {
+                // The depot lists such a patch as broken; a depot built
+                // another way still gets the problem named, not a silent pass.
+                if *r == patches[x].id {
+                    let message = format!(
+                        "{r} requires itself, so no install order satisfies its requirement"
+                    );
+                    self.problem(ProblemKind::PrerequisiteCycle, r, message);
+                    continue;
+                }
                 let Some(rn) = self.g.node(r) else { continue };
                 for s in self.selected_superseders(rn, &mut memo) {
                     if let Some(&si) = local.get(s)
