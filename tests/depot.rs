@@ -325,11 +325,15 @@ fn add_verifies_and_copies_atomically() {
     // A broken file is refused and nothing lands in the depot.
     let bad = write_raw(&incoming, "BAD_1", "nonsense", &[]);
     assert!(Depot::add(&depot_dir, &[bad]).is_err());
-    // (The cache index, written when add reads the depot, is not a patch.)
+    // (The cache index, written when add reads the depot, and the lock
+    // file writers take turns on are not patches.)
     let names: Vec<_> = fs::read_dir(&depot_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| !n.to_string_lossy().starts_with(".patchdeck-index"))
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            !n.starts_with(".patchdeck-index") && n != patchdeck::engine::depot::LOCK_FILE
+        })
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }

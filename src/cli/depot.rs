@@ -308,6 +308,9 @@ fn check(global: &Global, args: CheckArgs) -> Outcome {
         })
         .collect();
     refused.sort();
+    // Temporary files of a killed writer: harmless, but they would lie
+    // there forever unnoticed.
+    let leftovers = crate::engine::archive::leftover_temps(&depot.root).unwrap_or_default();
     if args.json {
         let untrusted_rows: Vec<serde_json::Value> = depot
             .patches
@@ -322,6 +325,7 @@ fn check(global: &Global, args: CheckArgs) -> Outcome {
         print_json(&serde_json::json!({
             "ok": depot.patches.len(),
             "broken": depot.broken,
+            "leftovers": leftovers,
             "signatures": {
                 "required": trust.required,
                 "signed": signed,
@@ -339,6 +343,9 @@ fn check(global: &Global, args: CheckArgs) -> Outcome {
             if let Some(v @ Verdict::Untrusted { .. }) = trust.get(&p.id) {
                 say!("{}: {}", p.file, v.short());
             }
+        }
+        for name in &leftovers {
+            say!("{name}: temporary file of an interrupted write; the next `depot add` removes it");
         }
         say!(
             "{} patch(es) ok, {} broken, in {}",

@@ -418,6 +418,9 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // A pack killed earlier left its temporary file here; any being
+    // written now is locked and kept.
+    remove_leftover_temps(parent).map_err(PackError::io(parent))?;
     let mut temp = shared_temp(parent).map_err(PackError::io(parent))?;
     {
         let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file_mut()));
@@ -445,11 +448,71 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
 /// read: created with mode 0666 less the umask (a plain temporary file is
 /// 0600 whatever the umask, which made another operator's `depot check`
 /// call the patch broken).
+///
+/// The file is locked (flock) for as long as it is open, so a later run
+/// tells a temporary file whose writer was killed from one being written
+/// ([`remove_leftover_temps`]).
 pub fn shared_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".patchdeck-")
+    let temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .rand_bytes(TEMP_RANDOM)
         .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
+        .tempfile_in(dir)?;
+    temp.as_file().lock()?;
+    Ok(temp)
+}
+
+/// Names of [`shared_temp`] files: this prefix and [`TEMP_RANDOM`] letters
+/// or digits. The depot's index (`.patchdeck-index.sqlite`) and lock file
+/// share the prefix but not the shape.
+pub const TEMP_PREFIX: &str = ".patchdeck-";
+const TEMP_RANDOM: usize = 6;
+
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX).is_some_and(|rest| {
+        rest.len() == TEMP_RANDOM && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// The [`shared_temp`] files in `dir` that nobody is writing (their lock
+/// is free: the writer was killed), by name, sorted.
+///
+/// Errors: `dir` cannot be read.
+pub fn leftover_temps(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for dirent in fs::read_dir(dir)? {
+        let dirent = dirent?;
+        let Ok(name) = dirent.file_name().into_string() else {
+            continue;
+        };
+        if !is_temp_name(&name) || !dirent.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        // Opened read-only: flock does not need write access. A file gone
+        // meanwhile was persisted or removed by its writer.
+        let Ok(file) = fs::File::open(dirent.path()) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes [`leftover_temps`] from `dir`; returns their names.
+///
+/// Errors: `dir` cannot be read, or a leftover cannot be removed.
+pub fn remove_leftover_temps(dir: &Path) -> io::Result<Vec<String>> {
+    let names = leftover_temps(dir)?;
+    for name in &names {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// Appends one regular file with fixed owner and time, so packing the same

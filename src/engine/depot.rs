@@ -19,6 +19,34 @@ use crate::engine::patch::{NOT_INHERITED, Patch};
 use crate::engine::trust::keys;
 
 pub const CATEGORIES_FILE: &str = "categories.toml";
+/// The file every writer of a depot locks (flock) for its whole
+/// judge-and-write, so two writers never judge the same old depot.
+pub const LOCK_FILE: &str = ".patchdeck-depot.lock";
+
+/// An exclusive hold on a depot ([`lock`]); released when dropped.
+#[derive(Debug)]
+pub struct DepotLock {
+    _file: fs::File,
+}
+
+/// Takes the depot's exclusive lock, waiting while another writer (another
+/// `depot add`, a `depot mirror` into it) holds it.
+///
+/// Errors: [`DepotError::Io`] when the lock file cannot be opened or locked
+/// (a read-only depot, for instance).
+pub fn lock(root: &Path) -> Result<DepotLock, DepotError> {
+    let path = root.join(LOCK_FILE);
+    let io = |e: std::io::Error| DepotError::Io(format!("{}: cannot lock: {e}", path.display()));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(DepotLock { _file: file })
+}
 
 /// A file the depot could not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -297,7 +325,19 @@ impl Depot {
     /// that would make itself or a good patch already there broken is
     /// refused, and nothing is added. Files are written with mode 0666 less
     /// the umask.
+    ///
+    /// The whole judge-and-write holds the depot's [`lock`]: a second
+    /// `add` at the same time waits and is judged against the depot as the
+    /// first left it. Holding it, temporary files an earlier killed writer
+    /// left in the depot are removed (nobody else can be writing).
     pub fn add(root: &Path, files: &[PathBuf]) -> Result<Vec<String>, DepotError> {
+        let _held = lock(root)?;
+        archive::remove_leftover_temps(root).map_err(|e| {
+            DepotError::Io(format!(
+                "{}: cannot remove temporary files left by an interrupted write: {e}",
+                root.display()
+            ))
+        })?;
         let mut incoming: Vec<(String, PathBuf, manifest::Manifest)> = Vec::new();
         for file in files {
             let invalid =

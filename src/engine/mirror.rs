@@ -75,6 +75,8 @@ pub fn mirror(from: &Path, to: &Path, filters: &FilterList) -> Result<Report, Mi
     if same {
         return Err(MirrorError::SameDirectory(to.display().to_string()));
     }
+    // One writer at a time, as for `depot add`.
+    let _held = crate::engine::depot::lock(to).map_err(|e| io_err(to, e))?;
     let mut report = Report {
         from: from.to_path_buf(),
         to: to.to_path_buf(),
