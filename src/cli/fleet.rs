@@ -46,6 +46,10 @@ fn import(args: ImportArgs) -> Outcome {
         default_dc: args.default_dc.filter(|s| !s.is_empty()),
         default_org: args.default_org.filter(|s| !s.is_empty()),
     };
+    if let Some(out) = &args.output {
+        crate::engine::outputs::refuse_overwriting(out, &[("inventory", &args.ansible)])
+            .map_err(|e| Failure::Input(e.to_string()))?;
+    }
     // An inventory that cannot be read or used is bad input, like a bad fleet.
     let imported = ansible::import_file(&args.ansible, &opts)
         .map_err(|e: ImportError| Failure::Input(e.to_string()))?;

@@ -136,6 +136,27 @@ fn open_site(global: &Global, site: &SiteArgs) -> Result<Opened, Failure> {
 }
 
 pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
+    // A snapshot written into the node's own store would change what it
+    // describes.
+    if let Some(root) = &args.site.root {
+        let store = root.join(crate::engine::node::paths::STORE_DIR);
+        let out_dir = args
+            .output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let (Ok(o), Ok(s)) = (
+            std::fs::canonicalize(out_dir),
+            std::fs::canonicalize(&store),
+        ) && o.starts_with(&s)
+        {
+            return Err(Failure::Input(format!(
+                "{}: is inside the node's store {}; expected an output outside it",
+                args.output.display(),
+                store.display()
+            )));
+        }
+    }
     let mut nodes = Vec::new();
     for (_, t) in open_site(global, &args.site)? {
         let mut t = t.map_err(Failure::Failed)?;
@@ -163,6 +184,18 @@ pub fn snapshot(global: &Global, args: SnapshotArgs) -> Outcome {
 }
 
 pub fn prepare(global: &Global, args: PrepareArgs) -> Outcome {
+    let sig = crate::engine::trust::keys::sig_path(&args.output);
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("snapshot", &args.snapshot)];
+    inputs.extend(args.key.as_deref().map(|k| ("key", k)));
+    inputs.extend(
+        args.passphrase_file
+            .as_deref()
+            .map(|f| ("passphrase file", f)),
+    );
+    for out in [args.output.as_path(), sig.as_path()] {
+        crate::engine::outputs::refuse_overwriting(out, &inputs)
+            .map_err(|e| Failure::Input(e.to_string()))?;
+    }
     let snap = Snapshot::read(&args.snapshot).map_err(|e| Failure::Input(e.to_string()))?;
     let filters = crate::engine::filter::FilterList::parse_all(&args.filters)
         .map_err(|e| Failure::Input(e.to_string()))?;

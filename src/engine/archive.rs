@@ -403,6 +403,32 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Manifest, PackError> {
     }
 
     let payload_root = dir.join("files");
+    // The output must not be read as its own payload, nor replace the
+    // manifest or a payload file it is built from.
+    let out_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (Ok(o), Ok(p)) = (fs::canonicalize(out_dir), fs::canonicalize(&payload_root))
+        && o.starts_with(&p)
+    {
+        return Err(PackError::input(
+            out,
+            format!(
+                "is inside the payload directory {}; expected an output outside it",
+                payload_root.display()
+            ),
+        ));
+    }
+    if crate::engine::outputs::same_file(out, &manifest_path) {
+        return Err(PackError::input(
+            out,
+            format!(
+                "is the same file as the manifest {}; expected another output path",
+                manifest_path.display()
+            ),
+        ));
+    }
     let mut files = Vec::new();
     if payload_root.exists() {
         collect_payload(&payload_root, &payload_root, &mut files)?;

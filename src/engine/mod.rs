@@ -27,6 +27,7 @@ pub mod mirror;
 pub mod node;
 pub mod offline;
 pub mod ops;
+pub mod outputs;
 pub mod patch;
 pub mod preview;
 pub mod protocol;
