@@ -1,6 +1,6 @@
 //! Cluster verbs: `groups` (the partition a rollout uses).
 
-use crate::front::say;
+use crate::front::{say, shout};
 use clap::Args;
 
 use super::global::Global;
@@ -25,7 +25,7 @@ pub fn groups(global: &Global, args: GroupsArgs) -> Outcome {
     let partition = groups::partition(&fleet, &args.cluster, args.groups)
         .map_err(|e| Failure::Input(e.to_string()))?;
     if let Some(w) = groups::unused_count(&partition, args.groups) {
-        eprintln!("warning: {w}");
+        shout!("warning: {w}");
     }
     if args.json {
         return print_json(&partition);
@@ -134,7 +134,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         .map(|n| n.id.as_str())
         .collect();
     if !offline.is_empty() && !targets.is_empty() {
-        eprintln!(
+        shout!(
             "patchdeck: not replicated to {} (offline site: use snapshot, prepare and apply)",
             offline.join(", ")
         );
