@@ -412,6 +412,41 @@ fn replicate_shows_n_of_m_per_datacenter_and_resumes() {
 }
 
 #[test]
+fn a_copy_whose_replicate_run_died_is_not_shown_as_under_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = demo(tmp.path());
+    let (patch, _) = plain_gateway_patch(&lab);
+    ok(
+        &lab,
+        &["replicate", &patch, "--nodes", "gw-east-1,gw-west-1"],
+    );
+    // As a replicate run killed mid-copy leaves its rows: copying, written
+    // by a process that is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = i64::from(gone.id());
+    gone.wait().unwrap();
+    let db = rusqlite::Connection::open(Path::new(&lab).join("console.sqlite")).unwrap();
+    db.execute(
+        "UPDATE replication SET status='copying', pid=?1 WHERE node='gw-west-1'",
+        [pid],
+    )
+    .unwrap();
+    drop(db);
+    let out = run(&lab, &["replicate", "--status", &patch, "--json"]);
+    assert!(out.status.success() || out.status.code() == Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("\"copying\""), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    // Running it again copies what is missing and ends verified.
+    ok(
+        &lab,
+        &["replicate", &patch, "--nodes", "gw-east-1,gw-west-1"],
+    );
+    let out = run(&lab, &["replicate", "--status", &patch]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2/2"));
+}
+
+#[test]
 fn a_node_reached_by_command_works_like_a_local_one() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = demo(tmp.path());

@@ -78,7 +78,7 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
         let filter = (!args.patches.is_empty()).then_some(args.patches.as_slice());
         let progress =
             replicate::progress(&conn, filter).map_err(|e| Failure::Failed(e.to_string()))?;
-        return report_progress(&progress, args.json);
+        return report_progress(&progress, args.json, None);
     }
     if args.patches.is_empty() {
         return Err(Failure::Input(
@@ -217,20 +217,42 @@ pub fn replicate(global: &Global, args: ReplicateArgs) -> Outcome {
             "the copies were made, but the journal could not record them: {e}"
         )));
     }
+    // This run succeeded when its own copies did; rows of other nodes
+    // (an earlier run's) are shown, not counted against it.
+    let mine: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
     if lines {
         println!("{}", serde_json::json!({ "progress": progress }));
-        let failed: usize = progress.iter().map(|p| p.failed).sum();
+        let failed = failed_copies(&progress, Some(&mine));
         return if failed == 0 {
             Ok(())
         } else {
             Err(Failure::Reported(1, format!("{failed} copy(ies) failed")))
         };
     }
-    report_progress(&progress, args.json)
+    report_progress(&progress, args.json, Some(&mine))
 }
 
-fn report_progress(progress: &[crate::engine::replicate::PatchProgress], json: bool) -> Outcome {
-    let failed: usize = progress.iter().map(|p| p.failed).sum();
+/// Failed copies in `progress`, of the nodes in `of` (all nodes: `None`).
+fn failed_copies(
+    progress: &[crate::engine::replicate::PatchProgress],
+    of: Option<&[&str]>,
+) -> usize {
+    progress
+        .iter()
+        .flat_map(|p| &p.nodes)
+        .filter(|n| n.status == crate::engine::replicate::Status::Failed)
+        .filter(|n| of.is_none_or(|of| of.contains(&n.node.as_str())))
+        .count()
+}
+
+/// Prints progress; an error when a copy of the nodes in `of` (all nodes:
+/// `None`) failed.
+fn report_progress(
+    progress: &[crate::engine::replicate::PatchProgress],
+    json: bool,
+    of: Option<&[&str]>,
+) -> Outcome {
+    let failed = failed_copies(progress, of);
     if json {
         print_json(&progress)?;
     } else {

@@ -75,6 +75,9 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         patch TEXT NOT NULL,
         PRIMARY KEY(name, patch))",
+    // 7: which process last wrote a replication row, so a copy whose
+    // replicate run was killed is not shown as under way for ever.
+    "ALTER TABLE replication ADD COLUMN pid INTEGER NOT NULL DEFAULT 0",
 ];
 
 /// Opens (creating and migrating) the lab's console database. It is

@@ -125,10 +125,10 @@ impl PatchProgress {
 fn set(conn: &Mutex<Connection>, e: &Event, attempts: u32) {
     if let Ok(c) = conn.lock() {
         let r = c.execute(
-            "INSERT INTO replication(patch, node, dc, status, reason, attempts, bytes_done, bytes_total, updated_at)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)
-             ON CONFLICT(patch, node) DO UPDATE SET dc=?3, status=?4, reason=?5, attempts=?6, bytes_done=?7, bytes_total=?8, updated_at=?9",
-            params![e.patch, e.node, e.dc, e.status.as_str(), e.reason, attempts, e.bytes_done as i64, e.bytes_total as i64, now()],
+            "INSERT INTO replication(patch, node, dc, status, reason, attempts, bytes_done, bytes_total, updated_at, pid)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+             ON CONFLICT(patch, node) DO UPDATE SET dc=?3, status=?4, reason=?5, attempts=?6, bytes_done=?7, bytes_total=?8, updated_at=?9, pid=?10",
+            params![e.patch, e.node, e.dc, e.status.as_str(), e.reason, attempts, e.bytes_done as i64, e.bytes_total as i64, now(), std::process::id() as i64],
         );
         if let Err(err) = r {
             tracing::warn!("recording replication progress: {err}");
@@ -301,18 +301,29 @@ pub fn progress(
     conn: &Connection,
     patches: Option<&[String]>,
 ) -> rusqlite::Result<Vec<PatchProgress>> {
-    let mut stmt = conn.prepare("SELECT patch, node, dc, status, reason, attempts FROM replication ORDER BY patch, dc, node")?;
+    let mut stmt = conn.prepare(
+        "SELECT patch, node, dc, status, reason, attempts, pid FROM replication ORDER BY patch, dc, node",
+    )?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            NodeStatus {
-                node: r.get(1)?,
-                dc: r.get(2)?,
-                status: Status::parse(&r.get::<_, String>(3)?),
-                reason: r.get(4)?,
-                attempts: r.get::<_, i64>(5)? as u32,
-            },
-        ))
+        let mut status = NodeStatus {
+            node: r.get(1)?,
+            dc: r.get(2)?,
+            status: Status::parse(&r.get::<_, String>(3)?),
+            reason: r.get(4)?,
+            attempts: r.get::<_, i64>(5)? as u32,
+        };
+        // A copy whose replicate run is gone is not under way.
+        let pid: i64 = r.get(6)?;
+        if matches!(status.status, Status::Pending | Status::Copying)
+            && pid > 0
+            && !crate::engine::rollout::alive(pid)
+        {
+            status.status = Status::Failed;
+            status.reason = format!(
+                "interrupted: the replicate run (pid {pid}) ended before this copy finished; run replicate again"
+            );
+        }
+        Ok((r.get::<_, String>(0)?, status))
     })?;
     let mut by_patch: BTreeMap<String, Vec<NodeStatus>> = BTreeMap::new();
     for row in rows {
