@@ -1113,6 +1113,38 @@ fn a_member_that_would_refuse_the_install_is_found_before_any_group_drains() {
 }
 
 #[test]
+fn an_uninstall_that_stopped_half_way_can_be_run_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (lab, patch) = lab_with_patch(tmp.path());
+    let out = run(&lab, &start_args(&patch, &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Part of the uninstall already happened (a rollout that failed in
+    // group B after group A was done leaves the same).
+    let out = run(
+        &lab,
+        &[
+            "rollback",
+            &patch,
+            "--nodes",
+            "edge-1_1,edge-1_2",
+            "--all-at-once",
+            "--reason",
+            "test",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&lab, &start_args(&patch, &["--uninstall"]));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(states(&lab, &patch).values().all(|s| s == "staged"));
+    assert!(services(&lab).values().all(|s| s == "up"));
+}
+
+#[test]
 fn cluster_on_failure_halt_leaves_the_group_drained_and_names_the_restoring_command() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (lab, patch) = lab_with_patch(tmp.path());

@@ -242,7 +242,9 @@ impl FleetEnv<'_> {
     }
 
     /// The plan's patches a member cannot take part with: to install, not
-    /// staged (nor already installed); to uninstall, not applied.
+    /// staged (nor already installed); to uninstall, neither applied nor
+    /// already rolled back (staged), so an uninstall that stopped half way
+    /// can be run again, as an install can.
     pub fn missing(&self, node: &str, plan: &Plan) -> Result<Vec<String>, String> {
         let inv = self.with(node, |t| t.inventory().map_err(|e| e.to_string()))?;
         Ok(plan
@@ -251,7 +253,7 @@ impl FleetEnv<'_> {
             .filter(|p| {
                 let s = inv.state(p);
                 if plan.uninstall {
-                    s != PatchState::Applied
+                    !matches!(s, PatchState::Applied | PatchState::Staged)
                 } else {
                     s != PatchState::Staged && !s.is_installed()
                 }
