@@ -332,6 +332,11 @@ fn background(lab: &Lab, id: i64, detach: bool, json: bool) -> Outcome {
     let mut child = cmd
         .spawn()
         .map_err(|e| Failure::Failed(format!("cannot start rollout {id}: {e}")))?;
+    // This command may exit before the runner takes the rollout up; the
+    // runner's pid says it is starting, not that its starter died.
+    if let Ok(conn) = console::open(lab) {
+        let _ = journal::hand_to(&conn, id, child.id());
+    }
     if detach {
         let r = load(lab, Some(id))?;
         if json {

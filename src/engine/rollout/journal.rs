@@ -360,6 +360,17 @@ pub fn closing(conn: &Connection, id: i64) -> rusqlite::Result<Option<(State, St
 }
 
 /// Another process asks the running rollout to pause or abort.
+/// Hands a rollout not yet taken up to the runner process `pid` that
+/// will take it up, so while that process lives the rollout is starting,
+/// not interrupted (the command that recorded it may exit first).
+pub fn hand_to(conn: &Connection, id: i64, pid: u32) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE rollout SET pid=?2 WHERE id=?1 AND state='pending'",
+        params![id, i64::from(pid)],
+    )?;
+    Ok(())
+}
+
 pub fn request(conn: &Connection, id: i64, what: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE rollout SET requested=?2, updated_at=?3 WHERE id=?1",
