@@ -681,15 +681,20 @@ impl<E: Env> Runner<'_, E> {
         self.roll_back(rollout.id)
     }
 
-    /// What a halted rollout leaves out of service, said plainly with the
-    /// command that restores it; empty when every member serves.
-    fn left_drained(&self, rollout: &Rollout, why: &str) -> String {
-        let drained: Vec<String> = rollout
+    /// The rollout's members not carrying traffic now, in plan order.
+    fn out_of_service(&self, rollout: &Rollout) -> Vec<String> {
+        rollout
             .plan
             .all_members()
             .into_iter()
             .filter(|n| !self.env.in_service(n))
-            .collect();
+            .collect()
+    }
+
+    /// What a halted rollout leaves out of service, said plainly with the
+    /// command that restores it; empty when every member serves.
+    fn left_drained(&self, rollout: &Rollout, why: &str) -> String {
+        let drained = self.out_of_service(rollout);
         if drained.is_empty() {
             return String::new();
         }
@@ -923,12 +928,7 @@ impl<E: Env> Runner<'_, E> {
         self.db(|c| journal::request(c, id, "abort"))?;
         let rollout = self.load(id)?;
         let last = rollout.plan.last_seq();
-        let drained: Vec<String> = rollout
-            .plan
-            .all_members()
-            .into_iter()
-            .filter(|n| !self.env.in_service(n))
-            .collect();
+        let drained = self.out_of_service(&rollout);
         // Restores an interrupted abort (or rollback) left are reused.
         let pending = |r: &Rollout, n: &str| -> Option<usize> {
             r.steps
