@@ -19,6 +19,25 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// A comma-separated list (`A,B,C`) in exactly `width` characters: whole
+/// when it fits, else as many whole items as fit and `+N` for the rest, so
+/// a cut never looks like another id (`APP_1051,A`).
+pub fn fit_list(s: &str, width: usize) -> String {
+    let items: Vec<&str> = s.split(',').collect();
+    if s.chars().count() <= width || items.len() < 2 {
+        return fit(s, width);
+    }
+    for k in (1..items.len()).rev() {
+        let shown = format!("{}+{}", items[..k].join(","), items.len() - k);
+        if shown.chars().count() <= width {
+            return fit(&shown, width);
+        }
+    }
+    let more = format!("+{}", items.len() - 1);
+    let room = width.saturating_sub(more.chars().count());
+    fit(&format!("{}{more}", fit(items[0], room)), width)
+}
+
 /// `s` broken into rows of at most `width` characters, between words
 /// where it can (a word longer than a row is cut); continuation rows keep
 /// the line's indent. An empty line is one empty row.
@@ -108,6 +127,15 @@ pub fn highlighted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_list_says_how_many_it_leaves_out() {
+        assert_eq!(fit_list("APP_1051,APP_1052", 10), "APP_1051+1");
+        assert_eq!(fit_list("A,B,C", 10), "A,B,C     ");
+        assert_eq!(fit_list("AB,CD,EF,GH", 8), "AB,CD+2 ");
+        assert_eq!(fit_list("LONGNAME_1,X", 6), "LONG+1");
+        assert_eq!(fit_list("SOLO_LONG", 4), "SOLO");
+    }
 
     #[test]
     fn fit_pads_and_cuts() {

@@ -12,7 +12,7 @@ use crate::engine::history::rows;
 use crate::tui::app::App;
 use crate::tui::panes::pane_block;
 use crate::tui::state::{Mode, Pane};
-use crate::tui::text::fit;
+use crate::tui::text::{fit, fit_list};
 
 pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     let focused = app.focus == Pane::History;
@@ -39,7 +39,7 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     let width = inner.width as usize;
     let theme = &app.theme;
     let head_text = format!(
-        "{:<16} {:<10} {:<10} {:<9} {:<3} BY",
+        "{:<16} {:<10} {:<10} {:<11} {:<3} BY",
         "TIME (UTC)", "NODE", "PATCH", "OP", "OK"
     );
     frame.render_widget(
@@ -68,11 +68,11 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         // 2026-11-29T20:01:02Z → 11-29 20:01:02
         let time = c.time.get(5..19).unwrap_or(&c.time).replace('T', " ");
         let text = format!(
-            "{:<16} {:<10} {:<10} {:<9} {:<3} {}",
+            "{:<16} {:<10} {:<10} {:<11} {:<3} {}",
             fit(&time, 16),
             fit(&c.node, 10),
-            fit(&c.patch, 10),
-            fit(&c.op, 9),
+            fit_list(&c.patch, 10),
+            fit(&c.op, 11),
             if c.ok { "ok" } else { "NO" },
             c.operator
         );
