@@ -28,8 +28,9 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
     } else {
         (app.depot.broken.len() + 1).min(4) as u16
     };
+    let error_rows = error_lines(app, inner.width as usize).len().max(1) as u16;
     let [editor, list, broken] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(1 + error_rows.min(inner.height.saturating_sub(3))),
         Constraint::Min(1),
         Constraint::Length(broken_rows),
     ])
@@ -108,25 +109,42 @@ fn render_editor(app: &App, frame: &mut Frame, area: Rect) {
     if !hint.is_empty() {
         first.push(Span::styled(hint, theme.dim));
     }
-    let second = match (&app.editor.error, editing) {
-        (Some(err), true) => {
-            let col = err.column.saturating_sub(1);
-            Line::styled(
-                format!("{}^ {}", " ".repeat(prompt.len() + col), err.message),
-                theme.error,
-            )
-        }
-        (None, true) => Line::styled(
+    let mut lines = vec![Line::from(first)];
+    match (&app.editor.error, editing) {
+        (Some(_), true) => lines.extend(
+            error_lines(app, area.width as usize)
+                .into_iter()
+                .map(|l| Line::styled(l, theme.error)),
+        ),
+        (None, true) => lines.push(Line::styled(
             "Enter apply, Esc cancel; several filters: space between",
             theme.dim,
-        ),
-        _ => Line::raw(""),
-    };
-    frame.render_widget(Paragraph::new(vec![Line::from(first), second]), area);
+        )),
+        _ => {}
+    }
+    frame.render_widget(Paragraph::new(lines), area);
     if editing {
         let x = area.x + (prompt.len() + app.editor.cursor) as u16;
         if x < area.right() {
             frame.set_cursor_position((x, area.y));
         }
     }
+}
+
+/// The filter's error under the column it points at (`^ message`), the
+/// message wrapped so none of it is cut; empty without an error.
+fn error_lines(app: &App, width: usize) -> Vec<String> {
+    let Some(err) = app.editor.error.as_ref().filter(|_| app.mode == Mode::EditFilter) else {
+        return Vec::new();
+    };
+    let at = ("Filter: ".len() + err.column.saturating_sub(1)).min(width.saturating_sub(20));
+    let message = crate::tui::text::shown(&err.message);
+    let mut rows = crate::tui::text::wrap(&message, width.saturating_sub(at + 2).max(10));
+    if let Some(first) = rows.first_mut() {
+        *first = format!("{}^ {first}", " ".repeat(at));
+    }
+    for row in rows.iter_mut().skip(1) {
+        *row = format!("{}  {row}", " ".repeat(at));
+    }
+    rows
 }
