@@ -431,11 +431,17 @@ fn a_copy_whose_replicate_run_died_is_not_shown_as_under_way() {
         [pid],
     )
     .unwrap();
+    db.execute(
+        "UPDATE replication SET status='pending', pid=?1 WHERE node='gw-east-1'",
+        [pid],
+    )
+    .unwrap();
     drop(db);
     let out = run(&lab, &["replicate", "--status", &patch, "--json"]);
     assert!(out.status.success() || out.status.code() == Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("\"copying\""), "{text}");
+    assert!(!text.contains("\"pending\""), "{text}");
     assert!(text.contains("interrupted"), "{text}");
     // Running it again copies what is missing and ends verified.
     ok(

@@ -392,7 +392,10 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
             let pid: i64 = r.get(13)?;
             let mut message: String = r.get(7)?;
             // An intent whose command still runs has not ended at all.
-            if pending != 0 && crate::engine::rollout::alive(pid) {
+            let at: String = r.get(1)?;
+            if pending != 0
+                && time_of(&at).is_some_and(|t| crate::engine::rollout::alive_since(pid, t))
+            {
                 message = format!("started; still running (pid {pid})");
             }
             let change = Change {
@@ -481,7 +484,13 @@ pub fn history(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Change>> {
                     patch: patches.join(","),
                     op,
                     ok: state == "done",
-                    message: if message.is_empty() { state } else { message },
+                    message: match (state.as_str(), message.is_empty()) {
+                        // Not a failure: it has not ended yet.
+                        ("running", true) => "still running".to_string(),
+                        ("running", false) => format!("still running: {message}"),
+                        (_, true) => state,
+                        (_, false) => message,
+                    },
                     command: String::new(),
                 },
             ));

@@ -169,9 +169,11 @@ pub fn replicate(
         for p in patches {
             for n in nodes {
                 c.execute(
-                    "INSERT INTO replication(patch, node, dc, status, bytes_total, updated_at) VALUES (?1,?2,?3,'pending',?4,?5)
-                     ON CONFLICT(patch, node) DO UPDATE SET status=CASE WHEN status='verified' THEN status ELSE 'pending' END, dc=?3",
-                    params![p, n.id, n.dc, sizes[p.as_str()] as i64, now()],
+                    "INSERT INTO replication(patch, node, dc, status, bytes_total, updated_at, pid) VALUES (?1,?2,?3,'pending',?4,?5,?6)
+                     ON CONFLICT(patch, node) DO UPDATE SET status=CASE WHEN status='verified' THEN status ELSE 'pending' END, dc=?3,
+                        pid=CASE WHEN status='verified' THEN pid ELSE ?6 END,
+                        updated_at=CASE WHEN status='verified' THEN updated_at ELSE ?5 END",
+                    params![p, n.id, n.dc, sizes[p.as_str()] as i64, now(), std::process::id() as i64],
                 )?;
             }
         }
@@ -302,7 +304,7 @@ pub fn progress(
     patches: Option<&[String]>,
 ) -> rusqlite::Result<Vec<PatchProgress>> {
     let mut stmt = conn.prepare(
-        "SELECT patch, node, dc, status, reason, attempts, pid FROM replication ORDER BY patch, dc, node",
+        "SELECT patch, node, dc, status, reason, attempts, pid, updated_at FROM replication ORDER BY patch, dc, node",
     )?;
     let rows = stmt.query_map([], |r| {
         let mut status = NodeStatus {
@@ -314,9 +316,10 @@ pub fn progress(
         };
         // A copy whose replicate run is gone is not under way.
         let pid: i64 = r.get(6)?;
-        if matches!(status.status, Status::Pending | Status::Copying)
-            && pid > 0
-            && !crate::engine::rollout::alive(pid)
+        let at: String = r.get(7)?;
+        let writer_alive = chrono::DateTime::parse_from_rfc3339(&at)
+            .is_ok_and(|t| crate::engine::rollout::alive_since(pid, t.to_utc()));
+        if matches!(status.status, Status::Pending | Status::Copying) && pid > 0 && !writer_alive
         {
             status.status = Status::Failed;
             status.reason = format!(

@@ -99,6 +99,39 @@ pub fn alive(pid: i64) -> bool {
     exists && !zombie(pid)
 }
 
+/// Whether process `pid` is alive and was already running at `t`: a row
+/// written at `t` by `pid` is still that process's only then, since the
+/// system may have given the number to a newer process after it died.
+/// Where the start time cannot be read, liveness alone answers.
+pub fn alive_since(pid: i64, t: chrono::DateTime<chrono::Utc>) -> bool {
+    alive(pid) && started_at(pid).is_none_or(|s| s <= t + chrono::TimeDelta::seconds(1))
+}
+
+/// When process `pid` started, from `/proc` (its start in clock ticks
+/// after boot, and the boot time).
+fn started_at(pid: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis start at field 3;
+    // field 22 is the start time.
+    let ticks: i64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = i64::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i32).max(1);
+    chrono::DateTime::from_timestamp(boot.checked_add(ticks / hz)?, 0)
+}
+
 fn zombie(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -125,4 +158,19 @@ fn lock_held(path: &std::path::Path) -> bool {
         return false;
     }
     std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_the_writer_of_rows_only_from_its_start() {
+        let me = i64::from(std::process::id());
+        assert!(alive_since(me, chrono::Utc::now()));
+        // A row written before this process existed was another's.
+        let long_ago = chrono::DateTime::from_timestamp(0, 0).unwrap_or_default();
+        assert!(!alive_since(me, long_ago));
+        assert!(!alive_since(0, chrono::Utc::now()));
+    }
 }
