@@ -168,6 +168,9 @@ impl<E: Env> Runner<'_, E> {
     }
 
     fn finish(&self, id: i64, state: State, ending: Ending, message: &str) -> Result<Ending, Fail> {
+        if state.ended() {
+            self.settle_interrupted(id)?;
+        }
         let mut message = message.to_string();
         if matches!(state, State::Failed | State::RolledBack | State::Aborted) {
             // However a rollout ends, the cluster's after-hooks run (e.g.
@@ -182,6 +185,45 @@ impl<E: Env> Runner<'_, E> {
         self.db(|c| journal::set_state(c, id, state, &message))?;
         self.emit_rollout(id, state.as_str(), &message);
         Ok(ending)
+    }
+
+    /// Asks each member whether a step a dead runner left running took
+    /// effect, so a rollout that ends says what happened: a change that
+    /// was made is `done`, not failed (what stays unknown is marked
+    /// interrupted as the rollout ends, see [`journal::set_state`]).
+    fn settle_interrupted(&self, id: i64) -> Result<(), Fail> {
+        let r = self.load(id)?;
+        for row in r
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Running && !s.step.node.is_empty())
+        {
+            let node = &row.step.node;
+            let took = match row.step.kind {
+                StepKind::Apply | StepKind::Revert => {
+                    // Whether the step puts the plan's patches on or off.
+                    let putting_on = (row.step.kind == StepKind::Apply) != r.plan.uninstall;
+                    self.env.applied(node).is_ok_and(|applied| {
+                        r.plan
+                            .patches
+                            .iter()
+                            .all(|p| applied.contains(p) == putting_on)
+                    })
+                }
+                StepKind::Drain => !self.env.in_service(node),
+                StepKind::Restore => self.env.in_service(node),
+                _ => false,
+            };
+            if took {
+                self.step(
+                    id,
+                    row,
+                    StepState::Done,
+                    "took effect before its runner stopped",
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the plan's after-hooks that have not run, in order; returns
