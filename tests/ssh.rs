@@ -546,6 +546,12 @@ fn a_missing_and_an_old_remote_binary_are_reported_and_bootstrap_fixes_both() {
         .unwrap_or_default();
     assert_eq!(boots.len(), 2, "{rows}");
     assert!(boots.iter().all(|r| r["ok"] == true), "{rows}");
+    // The first also gave the node the lab's keys: the row names them.
+    let first = boots[1]["message"].as_str().unwrap_or_default();
+    assert!(
+        first.contains("trusted key") && first.contains("ops"),
+        "{first}"
+    );
 
     old_binary(&remote);
     let out = run(&lab.path, &["nodes", "--check", "--json"]);

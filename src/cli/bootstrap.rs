@@ -51,6 +51,15 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
     let journal = crate::engine::journal::Journal::open(&lab, &command)
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let trusted: Vec<String> = crate::engine::trust::Gate::for_lab(&lab)
+        .map(|g| {
+            g.keyring
+                .keys
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.id))
+                .collect()
+        })
+        .unwrap_or_default();
     let (results, unrecorded) = journal
         .around(&ids, "-", "bootstrap", || {
             let results = bootstrap::bootstrap(&lab, &nodes, &exe, args.parallel);
@@ -64,11 +73,15 @@ pub fn run(global: &Global, args: BootstrapArgs) -> Outcome {
                             Action::Copied => "copied",
                             Action::Replaced => "replaced",
                         };
-                        (
-                            id.clone(),
-                            true,
-                            format!("patchdeck {} at {}: {how}", p.version, p.path),
-                        )
+                        // What the node now trusts is part of the change.
+                        let mut said = format!("patchdeck {} at {}: {how}", p.version, p.path);
+                        for note in &p.notes {
+                            said.push_str(&format!("; {note}"));
+                        }
+                        if p.notes.iter().any(|n| n.contains("trusted key")) {
+                            said.push_str(&format!(" ({})", trusted.join(", ")));
+                        }
+                        (id.clone(), true, said)
                     }
                     Err(e) => (id.clone(), false, e.to_string()),
                 })
