@@ -419,6 +419,7 @@ fn ids_and_paths_that_name_nothing_are_bad_input_everywhere() {
         vec!["rollback", "NOPE_1", "--cluster", "edge"],
         vec!["install", "NOPE_1", "--nodes", "gw-east-1"],
         vec!["history", "--nodes", "no-such-node"],
+        vec!["history", "--patch", "NOPE_1"],
         vec!["rollout", "list", "--cluster", "no-such-cluster"],
         vec!["rollout", "status", "999"],
         vec!["apply", &missing, "--nodes", "gw-east-1"],

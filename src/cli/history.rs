@@ -93,14 +93,30 @@ pub fn run(global: &Global, args: HistoryArgs) -> Outcome {
     Ok(())
 }
 
-/// An empty answer to a mistyped node id is bad input, not "nothing
-/// happened": a node neither the fleet nor the journal knows. (A node gone
-/// from the fleet keeps its history.)
+/// An empty answer to a mistyped id is bad input, not "nothing happened":
+/// a node neither the fleet nor the journal knows, a patch neither the
+/// depot nor the journal knows. (What left the fleet or the depot keeps
+/// its history.)
 fn refuse_unknown(
     lab: &crate::engine::lab::Lab,
     conn: &rusqlite::Connection,
     query: &Query,
 ) -> Result<(), Failure> {
+    if let Some(patch) = &query.patch {
+        let only = Query {
+            patch: Some(patch.clone()),
+            newest: Some(1),
+            ..Query::default()
+        };
+        let in_journal = journal::history(conn, &only).is_ok_and(|c| !c.is_empty());
+        let in_depot = lab.depot_dir().join(format!("{patch}.patch")).exists();
+        if !in_journal && !in_depot {
+            return Err(Failure::Input(format!(
+                "unknown patch id {patch:?}: not in the depot {} and never in the journal",
+                lab.depot_dir().display()
+            )));
+        }
+    }
     let fleet = crate::engine::fleet::Fleet::load_in(&lab.fleet_path(), &lab.root).ok();
     for node in &query.nodes {
         let in_fleet = fleet

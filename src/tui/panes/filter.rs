@@ -134,7 +134,12 @@ fn render_editor(app: &App, frame: &mut Frame, area: Rect) {
 /// The filter's error under the column it points at (`^ message`), the
 /// message wrapped so none of it is cut; empty without an error.
 fn error_lines(app: &App, width: usize) -> Vec<String> {
-    let Some(err) = app.editor.error.as_ref().filter(|_| app.mode == Mode::EditFilter) else {
+    let Some(err) = app
+        .editor
+        .error
+        .as_ref()
+        .filter(|_| app.mode == Mode::EditFilter)
+    else {
         return Vec::new();
     };
     let at = ("Filter: ".len() + err.column.saturating_sub(1)).min(width.saturating_sub(20));
