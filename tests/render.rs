@@ -783,3 +783,28 @@ fn hostile_metadata_is_shown_not_obeyed() {
     assert!(screen.contains("gate^[way"), "{screen}");
     insta::assert_snapshot!(screen);
 }
+
+/// A cluster that cannot be split as configured still shows how many
+/// members it has above the reason, never "0 members".
+#[test]
+fn a_cluster_that_cannot_be_partitioned_keeps_its_member_count() {
+    let mut c = console();
+    let lab = c.lab.clone();
+    let fleet_path = lab.fleet_path();
+    let text = std::fs::read_to_string(&fleet_path).unwrap().replacen(
+        "id = \"db\"\n",
+        "id = \"db\"\ngroups = 1000\n",
+        1,
+    );
+    std::fs::write(&fleet_path, text).unwrap();
+    let fleet = Fleet::load(&fleet_path).unwrap();
+    c.app.ops = OpsState::new(lab, fleet);
+    c.keys("4");
+    let screen = c.screen(80, 24);
+    let row = screen
+        .lines()
+        .find(|l| l.contains(" db "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains(" 3 members"), "{screen}");
+}

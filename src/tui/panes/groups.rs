@@ -55,11 +55,17 @@ pub fn render(app: &mut App, frame: &mut Frame, area: Rect) {
             Some(r) => format!("rollout {} {}", r.id, r.state.as_str()),
             None => "no rollout".to_string(),
         };
-        let members = c
-            .partition
-            .as_ref()
-            .map(|p| p.groups.iter().map(|g| g.members.len()).sum::<usize>())
-            .unwrap_or(0);
+        // Counted from the fleet when the cluster cannot be partitioned,
+        // so the refusal below is not read as an empty cluster.
+        let members = match &c.partition {
+            Ok(p) => p.groups.iter().map(|g| g.members.len()).sum::<usize>(),
+            Err(_) => app.ops.fleet.as_ref().map_or(0, |f| {
+                f.nodes
+                    .iter()
+                    .filter(|n| n.cluster.as_deref() == Some(c.id.as_str()))
+                    .count()
+            }),
+        };
         let drifted = app
             .ops
             .snapshot
