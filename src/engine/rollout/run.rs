@@ -733,6 +733,28 @@ impl<E: Env> Runner<'_, E> {
             .collect()
     }
 
+    /// Whether a group of `plan` may be drained now, by the plan's
+    /// maintenance windows and the environment's clock, as a rollout's own
+    /// drains are; the error says when it may and how to override.
+    fn window_allows_drain(&self, plan: &Plan, group: &str) -> Result<(), Fail> {
+        let gate = schedule(plan)?.gate(self.env.clock());
+        if gate.may_drain() {
+            return Ok(());
+        }
+        let next = match gate.next() {
+            Some(s) => format!(
+                "the next window opens {} (drains until {})",
+                window::show(s.opens, s.tz),
+                window::show(s.cutoff, s.tz)
+            ),
+            None => "no window opens again".to_string(),
+        };
+        Err(format!(
+            "rolling group {group} back drains members that serve, and cluster {}'s maintenance windows do not allow a drain now; {next}; run it then, or give --now --reason TEXT",
+            plan.cluster
+        ))
+    }
+
     /// What a halted rollout leaves out of service, said plainly with the
     /// command that restores it; empty when every member serves.
     fn left_drained(&self, rollout: &Rollout, why: &str) -> String {
@@ -842,7 +864,7 @@ impl<E: Env> Runner<'_, E> {
         }
         let drains = steps.iter().any(|(kind, ..)| *kind == StepKind::Drain);
         if drains && window_override.is_none() {
-            window_allows_drain(&rollout.plan, group)?;
+            self.window_allows_drain(&rollout.plan, group)?;
         }
         let seqs = self.db(|c| journal::append(c, id, &steps))?;
         loop {
@@ -1084,27 +1106,6 @@ fn halting_step(r: &Rollout) -> Option<&StepRow> {
         .iter()
         .filter(|s| s.step.seq <= r.plan.last_seq())
         .find(|s| s.state == StepState::Failed)
-}
-
-/// Whether a group of `plan` may be drained now, by the plan's
-/// maintenance windows; the error says when it may and how to override.
-fn window_allows_drain(plan: &Plan, group: &str) -> Result<(), Fail> {
-    let when = match schedule(plan)?.gate(window::now()) {
-        Gate::Always | Gate::Open(_) => return Ok(()),
-        Gate::PastCutoff { next, .. } | Gate::Closed { next } => next,
-    };
-    let next = match when {
-        Some(s) => format!(
-            "the next window opens {} (drains until {})",
-            window::show(s.opens, s.tz),
-            window::show(s.cutoff, s.tz)
-        ),
-        None => "no window opens again".to_string(),
-    };
-    Err(format!(
-        "rolling group {group} back drains members that serve, and cluster {}'s maintenance windows do not allow a drain now; {next}; run it then, or give --now --reason TEXT",
-        plan.cluster
-    ))
 }
 
 /// The steps run together with step `first`: for member steps, every step
